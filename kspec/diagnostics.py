@@ -1,0 +1,66 @@
+"""Positioned diagnostics, rendered rustc-style (or one line per diagnostic with ``compact``).
+
+Every front end (the DSL, Kubernetes objects, iptables dumps) reports problems as ``Diagnostic`` values and
+raises ``KspecError`` with all of them at once, so a user fixes a file in one round trip.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from kspec.ir import Span
+
+
+class Severity(enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    span: Span | None
+    message: str
+    severity: Severity = Severity.ERROR
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class KspecError(Exception):
+    """Bad input: one or more error diagnostics (and any warnings collected on the way)."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return render(self.diagnostics, compact=True)
+
+
+def render(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...], sources: dict[str, str] | None = None,
+           compact: bool = False) -> str:
+    """Render diagnostics as text; ``sources`` maps file names to their text for the snippet and caret."""
+    return "\n".join(_render_one(d, sources or {}, compact) for d in diagnostics)
+
+
+def _render_one(diag: Diagnostic, sources: dict[str, str], compact: bool) -> str:
+    head = f"{diag.severity.value}: {diag.message}"
+    if diag.span is not None:
+        head = f"{diag.span}: {head}"
+    if compact:
+        return head
+    lines = [head]
+    text = sources.get(diag.span.file) if diag.span else None
+    if text is not None:
+        source_lines = text.splitlines()
+        if 1 <= diag.span.line <= len(source_lines):
+            number = str(diag.span.line)
+            gutter = " " * len(number)
+            source_line = source_lines[diag.span.line - 1]
+            width = 1
+            if diag.span.end_line == diag.span.line and diag.span.end_column:
+                width = max(1, diag.span.end_column - diag.span.column)
+            lines += [
+                f"{gutter} |",
+                f"{number} | {source_line}",
+                f"{gutter} | {' ' * (diag.span.column - 1)}{'^' * width}",
+            ]
+    lines += [f"  = note: {note}" for note in diag.notes]
+    return "\n".join(lines)

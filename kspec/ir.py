@@ -1,0 +1,394 @@
+"""The cluster IR: the only contract between kspec's stages.
+
+Everything is a frozen, slotted dataclass holding tuples, ``ipaddress`` values and enums. Every node
+carries a ``span`` (where it was written) that is excluded from equality, so the same cluster read from a
+``.k`` file, from Kubernetes objects or drawn by Hypothesis compares equal.
+
+The IR says what the cluster *is* (what the API server and the nodes hold), not what kube-proxy makes of
+it: defaults that kube-proxy applies (unset traffic policy = Cluster, unset conditions = ready) are applied
+by the front ends, and derived facts (local endpoints, chain names) are computed by the compiler.
+"""
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Union
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of a source file; lines and columns are 1-based."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int | None = None
+    end_column: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+def _span() -> Span | None:
+    return field(default=None, compare=False, repr=False, kw_only=True)
+
+
+class Protocol(enum.Enum):
+    TCP = "TCP"
+    UDP = "UDP"
+    SCTP = "SCTP"
+
+    @property
+    def lower(self) -> str:
+        return self.value.lower()
+
+
+class ServiceType(enum.Enum):
+    CLUSTER_IP = "ClusterIP"
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+    EXTERNAL_NAME = "ExternalName"
+
+
+class TrafficPolicy(enum.Enum):
+    CLUSTER = "Cluster"
+    LOCAL = "Local"
+
+
+class IPFamily(enum.Enum):
+    V4 = "IPv4"
+    V6 = "IPv6"
+
+    @staticmethod
+    def of(addr: IPAddress | IPNetwork) -> "IPFamily":
+        return IPFamily.V4 if addr.version == 4 else IPFamily.V6
+
+
+class IngressMode(enum.Enum):
+    """``status.loadBalancer.ingress[].ipMode``: VIP traffic is delivered to the node with the VIP kept;
+    Proxy means the load balancer rewrites the destination, so kube-proxy ignores the IP."""
+
+    VIP = "VIP"
+    PROXY = "Proxy"
+
+
+class LocalDetectMode(enum.Enum):
+    """kube-proxy's ``--detect-local-mode``: how it tells pod traffic from other traffic."""
+
+    NONE = "None"
+    CLUSTER_CIDR = "ClusterCIDR"
+    NODE_CIDR = "NodeCIDR"
+    BRIDGE_INTERFACE = "BridgeInterface"
+    INTERFACE_NAME_PREFIX = "InterfaceNamePrefix"
+
+
+class ClientKind(enum.Enum):
+    POD = "pod"
+    NODE = "node"
+    EXTERNAL = "external"
+
+
+class LoadBalancerStyle(enum.Enum):
+    """How a cloud load balancer hands a packet to a node (the two styles of the source-IP tutorial)."""
+
+    VIP_KEPT = "vip"  # destination stays the VIP; kube-proxy's LB-IP rules catch it
+    NODE_PORT = "nodeport"  # destination rewritten to node IP:nodePort
+
+
+class Expectation(enum.Enum):
+    HOLDS = "holds"
+    VIOLATED = "violated"
+
+
+# --------------------------------------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    ips: tuple[IPAddress, ...]  # the node's own (non-loopback) addresses; ips[0] per family is primary
+    pod_cidrs: tuple[IPNetwork, ...] = ()
+    span: Span | None = _span()
+
+    def primary_ip(self, family: IPFamily) -> IPAddress | None:
+        return next((ip for ip in self.ips if IPFamily.of(ip) is family), None)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDetect:
+    mode: LocalDetectMode = LocalDetectMode.CLUSTER_CIDR
+    interface: str | None = None  # BridgeInterface: the bridge; InterfaceNamePrefix: the prefix
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """The KubeProxyConfiguration subset that shapes the rules, plus the node facts kube-proxy probes at
+    start-up (nfacct, --random-fully, tcp_be_liberal)."""
+
+    cluster_cidrs: tuple[IPNetwork, ...] = ()
+    detect_local: LocalDetect = LocalDetect()
+    masquerade_all: bool = False
+    masquerade_bit: int = 14
+    localhost_node_ports: bool = True
+    node_port_addresses: tuple[IPNetwork, ...] | None = None  # None: every local address
+    node_port_range: tuple[int, int] = (30000, 32767)
+    large_cluster_threshold: int = 1000
+    # Node facts kube-proxy discovers at run time.
+    random_fully: bool = True
+    nfacct: bool = True
+    tcp_liberal: bool = False
+    lb_ip_mode_gate: bool = True
+    # kube-proxy's unit tests inject the literal mark "0x4000"; production prints the bit with %#08x.
+    mark_literal: str | None = None
+    span: Span | None = _span()
+
+    @property
+    def mark(self) -> str:
+        return self.mark_literal or f"{1 << self.masquerade_bit:#010x}"
+
+
+# ------------------------------------------------------------------------------------------ services
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    name: str  # "" for a single unnamed port
+    protocol: Protocol
+    port: int
+    target_port: int | str | None = None  # informational: the DNAT port comes from the endpoint
+    node_port: int = 0  # 0: none
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPort:
+    """One port of an endpoint as an EndpointSlice states it, joined to a ServicePort by name+protocol."""
+
+    name: str
+    protocol: Protocol
+    port: int
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    ip: IPAddress
+    ports: tuple[EndpointPort, ...]
+    node: str | None = None
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    pod: str | None = None  # "namespace/name" of the backing pod, when known
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancerIngress:
+    ip: IPAddress
+    mode: IngressMode | None = None  # None: unset (counts as VIP)
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAffinity:
+    timeout_seconds: int = 10800
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    namespace: str
+    name: str
+    type: ServiceType = ServiceType.CLUSTER_IP
+    cluster_ips: tuple[IPAddress, ...] = ()  # empty: headless (kube-proxy ignores it)
+    ports: tuple[ServicePort, ...] = ()
+    selector: tuple[tuple[str, str], ...] | None = None  # None: endpoints are given explicitly
+    endpoints: tuple[Endpoint, ...] = ()
+    external_ips: tuple[IPAddress, ...] = ()
+    load_balancer_ingress: tuple[LoadBalancerIngress, ...] = ()
+    load_balancer_source_ranges: tuple[IPNetwork, ...] = ()
+    external_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+    internal_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+    health_check_node_port: int = 0
+    session_affinity: SessionAffinity | None = None
+    external_name: str | None = None
+    span: Span | None = _span()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+# ----------------------------------------------------------------------------- pods, clients, checks
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    name: str
+    port: int
+    protocol: Protocol = Protocol.TCP
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    namespace: str
+    name: str
+    node: str
+    ip: IPAddress
+    labels: tuple[tuple[str, str], ...] = ()
+    ports: tuple[ContainerPort, ...] = ()
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    span: Span | None = _span()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a packet starts: a pod, a process on a node, or a host outside the cluster."""
+
+    name: str
+    kind: ClientKind
+    ip: IPAddress | None = None  # POD: the pod's IP; NODE: the node's IP unless given
+    node: str | None = None  # POD and NODE clients
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancer:
+    """The cloud load balancer in front of LoadBalancer Services."""
+
+    name: str
+    style: LoadBalancerStyle = LoadBalancerStyle.VIP_KEPT
+    respects_health_check: bool = True
+    span: Span | None = _span()
+
+
+# Check destinations.
+class Via(enum.Enum):
+    CLUSTER_IP = "cluster_ip"
+    NODE_PORT = "node_port"
+    LOAD_BALANCER = "load_balancer"
+    EXTERNAL_IP = "external_ip"
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    service: str  # "namespace/name" (or "name" in the default namespace)
+    via: Via = Via.CLUSTER_IP
+    port: str | None = None  # service port name; None: every port
+    node: str | None = None  # NODE_PORT: which node; None: any node
+    span: Span | None = _span()
+
+
+# Properties, a closed union.
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceIsClient:
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInNodes:
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointIn:
+    pods: tuple[str, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class StaysOnNode:
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: "Prop"
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    left: "Prop"
+    right: "Prop"
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    left: "Prop"
+    right: "Prop"
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Implies:
+    left: "Prop"
+    right: "Prop"
+    span: Span | None = _span()
+
+
+Prop = Union[Delivered, Dropped, Rejected, SourceIsClient, SourceInNodes, EndpointIn, StaysOnNode, Not, And, Or, Implies]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    clients: tuple[str, ...]  # client names; empty: every client
+    destination: Destination
+    prop: Prop
+    expect: Expectation = Expectation.HOLDS
+    span: Span | None = _span()
+
+
+# ---------------------------------------------------------------------------------------- cluster
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    name: str
+    nodes: tuple[Node, ...] = ()
+    proxy: ProxyConfig = ProxyConfig()
+    pods: tuple[Pod, ...] = ()
+    services: tuple[Service, ...] = ()
+    clients: tuple[Client, ...] = ()
+    load_balancers: tuple[LoadBalancer, ...] = ()
+    checks: tuple[Check, ...] = ()
+    span: Span | None = _span()
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def families(self) -> tuple[IPFamily, ...]:
+        """The IP families the cluster's Services use, IPv4 first."""
+        seen = {IPFamily.of(ip) for svc in self.services for ip in svc.cluster_ips}
+        return tuple(f for f in (IPFamily.V4, IPFamily.V6) if f in seen) or (IPFamily.V4,)
