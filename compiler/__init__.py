@@ -1,0 +1,100 @@
+"""IR -> the iptables-restore input kube-proxy (iptables mode) programs on one node.
+
+Start at ``compile_node``: it categorises every service port for the node (``nodeview``), lets each rule
+module append its rules in kube-proxy's emission order, and serialises in the order kube-proxy's own tests
+normalise to (``writer``). Everything is a pure function of the IR.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kspec import ir
+from kspec.compiler import endpoints, firewall, masquerade, nodeports, services
+from kspec.compiler.context import NodeContext
+from kspec.compiler.names import FILTER_FIXED, NAT_FIXED, PER_SERVICE_PREFIXES
+from kspec.compiler.nodeview import PortView, ServicePortInfo, categorise, service_ports
+from kspec.compiler.writer import Restore
+
+__all__ = ["SyncState", "compile_node", "compile_cluster", "service_ports"]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """A partial sync (spec §5.6): only ``changed`` services get their chains rewritten.
+
+    ``existing_chains`` are kube-proxy's nat chains already in the kernel; those not active after this sync
+    are deleted. None means unknown: no deletions are emitted.
+    """
+
+    changed: frozenset[str] | None = None  # "ns/name" keys; None: full sync
+    existing_chains: frozenset[str] | None = frozenset()
+
+    @property
+    def full(self) -> bool:
+        return self.changed is None
+
+
+FULL_SYNC = SyncState()
+
+
+def compile_node(cluster: ir.Cluster, node: str, family: ir.IPFamily = ir.IPFamily.V4, *,
+                 sync: SyncState | None = None) -> str:
+    """The restore input for ``node``, normalised as kube-proxy's unit tests normalise it."""
+    return _compile(cluster, service_ports(cluster, family), cluster.node(node), family, sync or FULL_SYNC)
+
+
+def compile_cluster(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, str]:
+    """Every node's restore input; the node-independent service analysis is shared."""
+    infos = service_ports(cluster, family)
+    return {node.name: _compile(cluster, infos, node, family, FULL_SYNC) for node in cluster.nodes}
+
+
+def _compile(cluster: ir.Cluster, infos: list[ServicePortInfo], node: ir.Node, family: ir.IPFamily,
+             sync: SyncState) -> str:
+    total_endpoints = sum(len(info.endpoints) for info in infos)
+    ctx = NodeContext(node, family, cluster.proxy, total_endpoints > cluster.proxy.large_cluster_threshold)
+    out = Restore()
+    for chain in FILTER_FIXED:
+        out.filter.declare(chain)
+    if ctx.localhost_node_ports:
+        out.filter.declare("KUBE-FIREWALL")
+    for chain in NAT_FIXED:
+        out.nat.declare(chain)
+    firewall.localnet_rule(out, ctx)
+    masquerade.fixed_rules(out, ctx)
+
+    active: set[str] = set()
+    for info in infos:
+        view = categorise(info, node.name)
+        active |= view.active_chains()
+        _entry_rules(out, ctx, view)
+        if sync.full or info.service.key in sync.changed:
+            _service_chains(out, ctx, view)
+
+    firewall.forward_rules(out, ctx)
+    for chain in sorted((sync.existing_chains or frozenset()) - active):
+        if chain.startswith(PER_SERVICE_PREFIXES):
+            out.nat.delete(chain)
+    nodeports.entry_rules(out, ctx)
+    return out.render()
+
+
+def _entry_rules(out: Restore, ctx: NodeContext, view: PortView) -> None:
+    """Rules written on every sync: how traffic reaches the service's chains, or is refused."""
+    services.cluster_ip_rules(out, view)
+    services.external_ip_rules(out, view)
+    services.load_balancer_rules(out, view)
+    nodeports.node_port_rules(out, ctx, view)
+    nodeports.health_check_rule(out, view)
+
+
+def _service_chains(out: Restore, ctx: NodeContext, view: PortView) -> None:
+    """The service port's own chains, written on full syncs and when the service changed."""
+    masquerade.internal_rule(out, ctx, view)
+    nodeports.ext_chain(out, ctx, view)
+    firewall.fw_chain(out, ctx, view)
+    if view.uses_cluster_chain:
+        endpoints.dispatch_chain(out, ctx, view, view.info.chain("KUBE-SVC-"), view.cluster)
+    if view.uses_local_chain:
+        endpoints.dispatch_chain(out, ctx, view, view.info.chain("KUBE-SVL-"), view.local)
+    endpoints.sep_chains(out, ctx, view)

@@ -139,12 +139,16 @@ class ProxyConfig:
     large_cluster_threshold: int = 1000
     # Node facts kube-proxy discovers at run time.
     random_fully: bool = True
-    nfacct: bool = True
+    nfacct: bool = True  # the kernel has nfacct at all
+    nfacct_unavailable: tuple[str, ...] = ()  # counters kube-proxy could not create even so
     tcp_liberal: bool = False
     lb_ip_mode_gate: bool = True
     # kube-proxy's unit tests inject the literal mark "0x4000"; production prints the bit with %#08x.
     mark_literal: str | None = None
     span: Span | None = _span()
+
+    def has_counter(self, name: str) -> bool:
+        return self.nfacct and name not in self.nfacct_unavailable
 
     @property
     def mark(self) -> str:

@@ -1,0 +1,31 @@
+"""Chain names, hashed exactly as kube-proxy hashes them.
+
+kube-proxy names every per-service-port chain after the first 16 characters of
+base32(sha256(service-port name + protocol)), and every endpoint chain after the same hash with the endpoint
+string appended. Chains of one service port therefore share one suffix: KUBE-SVC-H, KUBE-SVL-H, KUBE-EXT-H,
+KUBE-FW-H.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+
+# The chains kube-proxy owns in every sync, whatever the services are.
+FILTER_FIXED = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL")
+NAT_FIXED = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
+PER_SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
+
+
+@lru_cache(maxsize=None)
+def _hash(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+def port_hash(port_name: str, protocol: str) -> str:
+    """The suffix shared by a service port's chains; ``port_name`` is ``ns/name[:port]``."""
+    return _hash(port_name + protocol)
+
+
+def sep_chain(port_name: str, protocol: str, endpoint: str) -> str:
+    return "KUBE-SEP-" + _hash(port_name + protocol + endpoint)

@@ -1,0 +1,225 @@
+"""What kube-proxy on one node sees: its service ports with their endpoints sorted into the lists each traffic
+policy uses (spec §3).
+
+Everything here is node- and family-specific but rule-text-free; the emitting modules turn a ``PortView``
+into rules. ``service_ports`` does the node-independent half once per cluster and family, ``categorise``
+the node-dependent half.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from kspec import ir
+from kspec.compiler import names
+
+LOOPBACK = {ir.IPFamily.V4: ipaddress.ip_address("127.0.0.1"), ir.IPFamily.V6: ipaddress.ip_address("::1")}
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    ip: ir.IPAddress
+    port: int
+    node: str | None
+    ready: bool
+    serving: bool
+    terminating: bool
+
+    @property
+    def text(self) -> str:
+        """kube-proxy's endpoint string: ``ip:port``, IPv6 bracketed."""
+        return f"[{self.ip}]:{self.port}" if self.ip.version == 6 else f"{self.ip}:{self.port}"
+
+    @property
+    def serving_terminating(self) -> bool:
+        return self.serving and self.terminating
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePortInfo:
+    """The node-independent facts of one service port (spec §3.2)."""
+
+    service: ir.Service
+    port: ir.ServicePort
+    name: str  # ns/name:port (or ns/name for an unnamed port)
+    protocol: str  # tcp, udp, sctp
+    hash: str
+    cluster_ip: ir.IPAddress
+    external_ips: tuple[ir.IPAddress, ...]
+    lb_ips: tuple[ir.IPAddress, ...]
+    source_ranges: tuple[ir.IPNetwork, ...]
+    external_policy_local: bool
+    internal_policy_local: bool
+    health_check_node_port: int
+    affinity_timeout: int | None
+    endpoints: tuple[EndpointView, ...]  # deduplicated, sorted by endpoint string
+
+    @property
+    def externally_accessible(self) -> bool:
+        return bool(self.port.node_port or self.lb_ips or self.external_ips)
+
+    @property
+    def uses_cluster_endpoints(self) -> bool:
+        return not self.internal_policy_local or self.externally_accessible
+
+    @property
+    def uses_local_endpoints(self) -> bool:
+        return self.internal_policy_local or (self.external_policy_local and self.externally_accessible)
+
+    def chain(self, prefix: str) -> str:
+        return prefix + self.hash
+
+    def sep_chain(self, ep: EndpointView) -> str:
+        return names.sep_chain(self.name, self.protocol, ep.text)
+
+
+@dataclass(frozen=True, slots=True)
+class PortView:
+    """One service port as kube-proxy on one node categorises it (spec §3.4)."""
+
+    info: ServicePortInfo
+    cluster: tuple[EndpointView, ...]
+    local: tuple[EndpointView, ...]
+    reachable: tuple[EndpointView, ...]
+    has_endpoints: bool
+
+    @property
+    def uses_cluster_chain(self) -> bool:
+        return bool(self.cluster) and self.info.uses_cluster_endpoints
+
+    @property
+    def uses_local_chain(self) -> bool:
+        return bool(self.local) and self.info.uses_local_endpoints
+
+    @property
+    def has_internal(self) -> bool:
+        return self.has_endpoints and not (self.info.internal_policy_local and not self.local)
+
+    @property
+    def has_external(self) -> bool:
+        return self.has_endpoints and not (self.info.external_policy_local and not self.local)
+
+    @property
+    def uses_ext_chain(self) -> bool:
+        return self.has_endpoints and self.info.externally_accessible
+
+    @property
+    def uses_fw_chain(self) -> bool:
+        return self.has_endpoints and bool(self.info.lb_ips) and bool(self.info.source_ranges)
+
+    @property
+    def internal_chain(self) -> str:
+        return self.info.chain("KUBE-SVL-" if self.info.internal_policy_local else "KUBE-SVC-")
+
+    @property
+    def external_policy_chain(self) -> str:
+        return self.info.chain("KUBE-SVL-" if self.info.external_policy_local else "KUBE-SVC-")
+
+    def active_chains(self) -> set[str]:
+        """The nat chains this port keeps alive (spec §5.12), written or not."""
+        chains = {self.info.sep_chain(ep) for ep in self.reachable}
+        if self.uses_cluster_chain:
+            chains.add(self.info.chain("KUBE-SVC-"))
+        if self.uses_local_chain:
+            chains.add(self.info.chain("KUBE-SVL-"))
+        if self.uses_ext_chain:
+            chains.add(self.info.chain("KUBE-EXT-"))
+        if self.uses_fw_chain:
+            chains.add(self.info.chain("KUBE-FW-"))
+        return chains
+
+
+def service_ports(cluster: ir.Cluster, family: ir.IPFamily) -> list[ServicePortInfo]:
+    """Every service port kube-proxy programs for ``family``, in kspec's deterministic order."""
+    infos = [
+        info
+        for svc in cluster.services
+        for info in _port_infos(svc, family, cluster.proxy)
+    ]
+    infos.sort(key=lambda info: (info.name, info.protocol))
+    return infos
+
+
+def _port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> list[ServicePortInfo]:
+    if svc.type is ir.ServiceType.EXTERNAL_NAME:
+        return []
+    cluster_ip = next((ip for ip in svc.cluster_ips if ir.IPFamily.of(ip) is family), None)
+    if cluster_ip is None:  # headless, or single-stack in the other family
+        return []
+    node_port_type = svc.type in (ir.ServiceType.NODE_PORT, ir.ServiceType.LOAD_BALANCER)
+    external_local = node_port_type and svc.external_traffic_policy is ir.TrafficPolicy.LOCAL
+    in_family = lambda addrs: tuple(a for a in addrs if ir.IPFamily.of(a) is family)  # noqa: E731
+    lb_ips = tuple(
+        ing.ip for ing in svc.load_balancer_ingress
+        if ir.IPFamily.of(ing.ip) is family
+        and (ing.mode is not ir.IngressMode.PROXY or not proxy.lb_ip_mode_gate)
+    )
+    infos = []
+    for port in svc.ports:
+        name = f"{svc.key}:{port.name}" if port.name else svc.key
+        protocol = port.protocol.lower
+        infos.append(ServicePortInfo(
+            service=svc,
+            port=port,
+            name=name,
+            protocol=protocol,
+            hash=names.port_hash(name, protocol),
+            cluster_ip=cluster_ip,
+            external_ips=in_family(svc.external_ips),
+            lb_ips=lb_ips,
+            source_ranges=in_family(svc.load_balancer_source_ranges),
+            external_policy_local=external_local,
+            internal_policy_local=svc.internal_traffic_policy is ir.TrafficPolicy.LOCAL,
+            health_check_node_port=(
+                svc.health_check_node_port
+                if svc.type is ir.ServiceType.LOAD_BALANCER and external_local else 0
+            ),
+            affinity_timeout=svc.session_affinity.timeout_seconds if svc.session_affinity else None,
+            endpoints=_endpoints(svc, port, family),
+        ))
+    return infos
+
+
+def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily) -> tuple[EndpointView, ...]:
+    """The service port's endpoints: joined by port name and protocol, one per ip:port, sorted as strings."""
+    by_text: dict[str, EndpointView] = {}
+    for ep in svc.endpoints:
+        if ir.IPFamily.of(ep.ip) is not family:
+            continue
+        for ep_port in ep.ports:
+            if ep_port.name != port.name or ep_port.protocol is not port.protocol or not ep_port.port:
+                continue
+            view = EndpointView(ep.ip, ep_port.port, ep.node, ep.ready, ep.serving, ep.terminating)
+            # Duplicates collapse; kube-proxy lets a node-local copy win, and is_local needs the node,
+            # so remember whether any copy names a node.
+            previous = by_text.get(view.text)
+            if previous is None or (previous.node is None and view.node is not None):
+                by_text[view.text] = view
+    return tuple(by_text[text] for text in sorted(by_text))
+
+
+def categorise(info: ServicePortInfo, node: str) -> PortView:
+    """Split a port's endpoints into the Cluster and Local lists as kube-proxy does on ``node``."""
+    eps = info.endpoints
+    is_local = lambda ep: ep.node == node  # noqa: E731
+    cluster: tuple[EndpointView, ...] = ()
+    has_endpoints = False
+    if info.uses_cluster_endpoints:
+        # Ready endpoints; if none, fall back to ones still serving while terminating.
+        cluster = tuple(ep for ep in eps if ep.ready) or tuple(ep for ep in eps if ep.serving_terminating)
+        has_endpoints = bool(cluster)
+    if not info.uses_local_endpoints:
+        return PortView(info, cluster, (), cluster, has_endpoints)
+
+    has_endpoints = has_endpoints or any(ep.ready or ep.serving_terminating for ep in eps)
+    local = tuple(ep for ep in eps if is_local(ep) and ep.ready)
+    terminating_fallback = not local
+    if not local:
+        local = tuple(ep for ep in eps if is_local(ep) and not ep.ready and ep.serving_terminating)
+    if not info.uses_cluster_endpoints:
+        return PortView(info, cluster, local, local, has_endpoints)
+    if not (terminating_fallback and local):
+        # Local holds only ready endpoints, all of which are in cluster.
+        return PortView(info, cluster, local, cluster, has_endpoints)
+    union = {ep.text: ep for ep in cluster + local}
+    return PortView(info, cluster, local, tuple(union[text] for text in sorted(union)), has_endpoints)

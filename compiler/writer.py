@@ -1,0 +1,76 @@
+"""The restore text: a buffer the rule modules append to, and its serialisation in the order kube-proxy's own
+unit tests normalise to (``sortIPTablesRules``, spec §7), so a spec always compiles to the same bytes."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+TABLES = ("filter", "nat")
+LAST_RULE_MARKER = "must be the last rule"
+_SORTED_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES")
+
+
+@dataclass
+class Table:
+    chains: list[str] = field(default_factory=list)  # declaration order
+    rules: list[tuple[str, str]] = field(default_factory=list)  # (chain, full "-A ..." line)
+    deleted: list[str] = field(default_factory=list)
+
+    def declare(self, chain: str) -> None:
+        self.chains.append(chain)
+
+    def add(self, chain: str, *words: str) -> None:
+        self.rules.append((chain, " ".join(("-A", chain) + words)))
+
+    def delete(self, chain: str) -> None:
+        self.chains.append(chain)
+        self.deleted.append(chain)
+
+
+@dataclass
+class Restore:
+    """kube-proxy's restore input for one node and IP family, as it is emitted."""
+
+    filter: Table = field(default_factory=Table)
+    nat: Table = field(default_factory=Table)
+
+    def table(self, name: str) -> Table:
+        return getattr(self, name)
+
+    def render(self) -> str:
+        return "".join(_render_table(name, self.table(name)) for name in TABLES)
+
+
+def chain_order(chain: str) -> tuple[int, str]:
+    if chain in _SORTED_CHAINS:
+        return (_SORTED_CHAINS.index(chain), "")
+    return (2, chain) if chain.startswith("KUBE-") else (3, chain)
+
+
+def service_of(rule: str) -> str:
+    """The service a KUBE-SERVICES/KUBE-NODEPORTS rule belongs to: its comment up to a space or colon."""
+    match = re.search(r'--comment "?([^ :"]*)', rule)
+    return match.group(1) if match else ""
+
+
+def _sorted_rules(chain: str, rules: list[str]) -> list[str]:
+    if chain not in _SORTED_CHAINS:
+        return rules
+    last = [r for r in rules if LAST_RULE_MARKER in r]
+    rest = [r for r in rules if LAST_RULE_MARKER not in r]
+    return sorted(rest, key=service_of) + last
+
+
+def _render_table(name: str, table: Table) -> str:
+    declared = table.chains + [chain for chain, _ in table.rules]
+    chains = sorted(dict.fromkeys(declared), key=chain_order)
+    by_chain: dict[str, list[str]] = {}
+    for chain, rule in table.rules:
+        by_chain.setdefault(chain, []).append(rule)
+    lines = [f"*{name}"]
+    lines += [f":{chain} - [0:0]" for chain in chains]
+    for chain in chains:
+        lines += _sorted_rules(chain, by_chain.get(chain, []))
+    lines += [f"-X {chain}" for chain in sorted(table.deleted, key=chain_order)]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
