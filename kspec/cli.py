@@ -1,0 +1,213 @@
+"""The ``kspec`` command line. Every subcommand is ``run_X(args, out, err) -> exit code``.
+
+Exit codes: 0 success (every verdict as expected), 1 a property does not hold as expected, 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, TextIO
+
+from kspec import ir
+from kspec.diagnostics import Diagnostic, KspecError, render
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+_FAMILIES = {"ipv4": ir.IPFamily.V4, "ipv6": ir.IPFamily.V6}
+
+
+# --------------------------------------------------------------------------------------- loading
+
+
+def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: str | None = None
+                 ) -> tuple[ir.Cluster, list[Diagnostic]]:
+    """A cluster from a ``.k`` spec, or from Kubernetes objects (YAML/JSON) with an optional proxy config."""
+    if k8s:
+        from kspec.ingest.k8s import load_k8s
+
+        return load_k8s(list(k8s), proxy_config), []
+    if spec is None:
+        raise KspecError([Diagnostic(None, "no input: give a .k spec or --k8s OBJECTS")])
+    if Path(spec).suffix in (".yaml", ".yml", ".json"):
+        from kspec.ingest.k8s import load_k8s
+
+        return load_k8s([spec], proxy_config), []
+    from kspec.grammar import load
+
+    return load(spec)
+
+
+def _sources(diagnostics: list[Diagnostic]) -> dict[str, str]:
+    sources = {}
+    for diag in diagnostics:
+        if diag.span and diag.span.file not in sources:
+            try:
+                sources[diag.span.file] = Path(diag.span.file).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                pass
+    return sources
+
+
+def report(diagnostics: list[Diagnostic], err: TextIO, compact: bool = False) -> None:
+    if diagnostics:
+        print(render(diagnostics, _sources(diagnostics), compact=compact), file=err)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` holds either the old content or all of the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------- compile
+
+
+def run_compile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from kspec.compiler import compile_cluster, compile_node
+
+    cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config)
+    report(warnings, err, args.compact)
+    family = _FAMILIES[args.family]
+    if args.all_nodes:
+        if not args.output:
+            raise KspecError([Diagnostic(None, "--all-nodes needs -o DIR")])
+        texts = compile_cluster(cluster, family)
+        # Compile everything first, then write: a failure never leaves a half-written set of files.
+        suffix = "rules" if family is ir.IPFamily.V4 else "rules6"
+        for node, text in texts.items():
+            write_atomic(Path(args.output) / f"{node}.{suffix}", text)
+        print(f"wrote {len(texts)} rulesets to {args.output}", file=err)
+        return EXIT_OK
+    node = _pick_node(cluster, args.node)
+    sync = _since(cluster, node, family, args) if args.since else None
+    text = compile_node(cluster, node, family, sync=sync)
+    if args.output:
+        write_atomic(Path(args.output), text)
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
+def _pick_node(cluster: ir.Cluster, name: str | None) -> str:
+    names = [node.name for node in cluster.nodes]
+    if name is None:
+        if len(names) == 1:
+            return names[0]
+        raise KspecError([Diagnostic(cluster.span, f"the cluster has {len(names)} nodes; say which with --node "
+                                     f"({', '.join(names) or 'none declared'}) or use --all-nodes")])
+    if name not in names:
+        raise KspecError([Diagnostic(None, f"unknown node '{name}'; the cluster has: {', '.join(names)}")])
+    return name
+
+
+def _since(cluster: ir.Cluster, node: str, family: ir.IPFamily, args: argparse.Namespace):
+    """A partial sync from the state PREVIOUS describes to this one, as kube-proxy does after a change."""
+    from kspec.compiler import SyncState, compile_node
+    from kspec.compiler.names import PER_SERVICE_PREFIXES
+
+    previous, _ = load_cluster(args.since, None, args.proxy_config)
+    before = {svc.key: svc for svc in previous.services}
+    after = {svc.key: svc for svc in cluster.services}
+    changed = frozenset(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+    old_text = compile_node(previous, node, family)
+    nat = old_text.split("*nat\n", 1)[1]
+    existing = frozenset(line[1:].split(" ")[0] for line in nat.splitlines()
+                         if line.startswith(":") and line[1:].startswith(PER_SERVICE_PREFIXES))
+    return SyncState(changed=changed, existing_chains=existing)
+
+
+# ------------------------------------------------------------------------------------------- fmt
+
+
+def run_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from kspec.grammar import format_cluster, load
+
+    status = EXIT_OK
+    for path in args.specs:
+        cluster, warnings = load(path)
+        report(warnings, err, args.compact)
+        text = format_cluster(cluster)
+        if args.check:
+            if Path(path).read_text(encoding="utf-8") != text:
+                print(f"{path}: not in canonical form", file=err)
+                status = EXIT_FAILED
+        elif args.write:
+            write_atomic(Path(path), text)
+        else:
+            out.write(text)
+    return status
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kspec",
+        description="What will kube-proxy do to this packet, and which source IP will my pod see?",
+        epilog="exit codes: 0 success, 1 a check failed (or fmt --check found changes), 2 bad input, "
+               "3 internal error (a bug in kspec)",
+    )
+    parser.add_argument("--compact", action="store_true", help="one-line diagnostics (file:line:col: ...)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    comp = sub.add_parser("compile", help="print the iptables-restore input kube-proxy programs on a node")
+    comp.add_argument("spec", nargs="?", help="a .k spec (or a Kubernetes objects file)")
+    comp.add_argument("--k8s", nargs="+", metavar="OBJECTS", help="Kubernetes objects (YAML/JSON, kubectl output)")
+    comp.add_argument("--proxy-config", metavar="CONFIG", help="a KubeProxyConfiguration file")
+    comp.add_argument("--node", help="the node whose rules to print")
+    comp.add_argument("--all-nodes", action="store_true", help="compile every node (needs -o DIR)")
+    comp.add_argument("-o", "--output", help="output file (or directory with --all-nodes), written atomically")
+    comp.add_argument("--family", choices=sorted(_FAMILIES), default="ipv4", help="IP family (default ipv4)")
+    comp.add_argument("--since", metavar="PREVIOUS",
+                      help="emit kube-proxy's partial restore after a change from the cluster in PREVIOUS")
+    comp.set_defaults(run=run_compile)
+
+    fmt = sub.add_parser("fmt", help="print specs in canonical form")
+    fmt.add_argument("specs", nargs="+")
+    mode = fmt.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if a spec is not in canonical form")
+    mode.add_argument("--write", action="store_true", help="rewrite the files in place")
+    fmt.set_defaults(run=run_fmt)
+    return parser
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors are bad input
+        return EXIT_BAD_INPUT if exc.code else EXIT_OK
+    run: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.run
+    try:
+        return run(args, out, err)
+    except KspecError as exc:
+        report(exc.diagnostics, err, args.compact)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=err)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return 130
+    except Exception as exc:  # a bug in kspec, not in the input: say so, without a wall of traceback
+        if os.environ.get("KSPEC_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (a bug in kspec; rerun with KSPEC_DEBUG=1 "
+              "for the traceback)", file=err)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
