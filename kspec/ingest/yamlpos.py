@@ -1,0 +1,95 @@
+"""YAML (and JSON, which is YAML) read into plain dicts and lists that remember where each value was written.
+
+``yaml.compose`` keeps line/column marks on every node; ``yaml.load`` throws them away. The loaders want
+both: ordinary ``dict``/``list`` access to read Kubernetes objects, and a position for every diagnostic. So
+the composed node tree is converted into ``PosMap``/``PosList`` (subclasses of dict and list) that carry the
+span of themselves and of each of their values.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+
+from kspec.diagnostics import Diagnostic
+from kspec.ir import Span
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class PosMap(dict):
+    """A YAML mapping; ``span`` is the mapping's own position, ``span_of(key)`` that of a value."""
+
+    __slots__ = ("span", "spans")
+
+    def span_of(self, key: str) -> Span:
+        return self.spans.get(key, self.span)
+
+
+class PosList(list):
+    """A YAML sequence; ``span_at(i)`` is the position of item ``i``."""
+
+    __slots__ = ("span", "spans")
+
+    def span_at(self, index: int) -> Span:
+        return self.spans[index] if 0 <= index < len(self.spans) else self.span
+
+
+def span_of_node(node: yaml.Node, file: str) -> Span:
+    start, end = node.start_mark, node.end_mark
+    return Span(file, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
+
+
+def load_documents(text: str, file: str) -> list[Any]:
+    """Return the non-empty documents of ``text`` as PosMap/PosList/scalars.
+
+    Malformed YAML raises ``YamlSyntaxError`` carrying a positioned Diagnostic.
+    """
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
+        raise YamlSyntaxError(Diagnostic(span, f"invalid YAML: {err.problem or err.context}")) from None
+    except yaml.YAMLError as err:
+        raise YamlSyntaxError(Diagnostic(Span(file, 1, 1), f"invalid YAML: {err}")) from None
+    converter = _Converter(file)
+    return [converter.convert(node) for node in nodes if node is not None]
+
+
+class YamlSyntaxError(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+class _Converter:
+    def __init__(self, file: str):
+        self.file = file
+        self.scalars = SafeConstructor()
+
+    def convert(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node)
+        if isinstance(node, yaml.SequenceNode):
+            return self._sequence(node)
+        return self.scalars.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode) -> PosMap:
+        result = PosMap()
+        result.span = span_of_node(node, self.file)
+        result.spans = {}
+        for key_node, value_node in node.value:
+            key = self.convert(key_node)
+            if not isinstance(key, str):  # YAML 1.1 reads a bare `on:` or `1:` key as a non-string
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key)
+            result[key] = self.convert(value_node)
+            result.spans[key] = span_of_node(value_node, self.file)
+        return result
+
+    def _sequence(self, node: yaml.SequenceNode) -> PosList:
+        result = PosList(self.convert(item) for item in node.value)
+        result.span = span_of_node(node, self.file)
+        result.spans = [span_of_node(item, self.file) for item in node.value]
+        return result
