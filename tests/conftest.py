@@ -19,3 +19,35 @@ def corpus_cases(kind: str) -> list[Path]:
 def require_corpus() -> None:
     if not CORPUS.is_dir():
         pytest.skip(f"kube-proxy conformance corpus not found at {CORPUS} (it lives in the team's shared/)")
+
+
+# ----------------------------------------------------------------------- kernel tests (tests/netns.py)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``netns`` skip, with the reason, where namespaces and iptables are not to be had."""
+    if item.get_closest_marker("netns"):
+        from tests.netns import skip_reason
+
+        reason = skip_reason()
+        if reason:
+            pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "session_hygiene: checks the whole session's side effects; runs last")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Hygiene checks judge the whole session, so they run after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("session_hygiene") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def root_ruleset_before():
+    """The host's iptables rules as the session found them (None where they cannot be read)."""
+    from tests.netns import root_ruleset, skip_reason
+
+    if skip_reason():
+        return None
+    return root_ruleset()
