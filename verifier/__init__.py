@@ -1,0 +1,45 @@
+"""Rules text -> rule IR -> Z3; properties; counterexamples.
+
+Start at ``verify``: it compiles (or takes) each node's ruleset, parses it into the rule IR, adds kube-proxy's
+jumps from the built-in chains, builds one ``encode.NodeModel`` per node inside a ``network.ClusterNetwork``,
+and asks ``properties.Verifier`` about every check.
+"""
+from __future__ import annotations
+
+from kspec import ir
+
+
+def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
+                rules: dict[str, str] | None = None) -> dict:
+    """One NodeModel per node; ``rules`` maps node names to restore/save text to use instead of compiling."""
+    from kspec.compiler import compile_cluster
+    from kspec.compiler.basechains import base_rules
+    from kspec.compiler.context import NodeContext
+    from kspec.ingest.iptables_save import parse_iptables_save
+    from kspec.verifier.encode import NodeModel
+
+    texts = compile_cluster(cluster, family)
+    models = {}
+    for node in cluster.nodes:
+        local = NodeContext(node, family, cluster.proxy, False)
+        if rules and node.name in rules:
+            ruleset = parse_iptables_save(rules[node.name], f"{node.name}.rules")
+        else:
+            base = parse_iptables_save(base_rules(local.localhost_node_ports), "<kube-proxy jumps>",
+                                       require_declared_jumps=False)
+            ruleset = base.restore(parse_iptables_save(texts[node.name], f"{node.name}.rules"),
+                                   flush_declared_builtins=False)
+        width = 32 if family is ir.IPFamily.V4 else 128
+        models[node.name] = NodeModel(node.name, ruleset, frozenset(local.local_ips()), width)
+    return models
+
+
+def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, timeout_ms: int = 10_000,
+           family: ir.IPFamily = ir.IPFamily.V4, rules: dict[str, str] | None = None):
+    """CheckResult for every check (the cluster's own when ``checks`` is None)."""
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.properties import Verifier
+
+    network = ClusterNetwork(cluster, node_models(cluster, family, rules), family)
+    verifier = Verifier(cluster, network, timeout_ms)
+    return [verifier.check(check) for check in (cluster.checks if checks is None else checks)]

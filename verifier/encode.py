@@ -1,0 +1,262 @@
+"""The Z3 model of one node's netfilter: symbolic execution of a ``Ruleset`` (the only module importing z3).
+
+A packet's destination, protocol, mark and conntrack state are concrete in every path (kube-proxy's rules
+rewrite them to constants), while its source address, source port and every random choice (``statistic``,
+``recent`` history) are Z3 terms. Walking a chain forks on every guard that depends on a symbolic field;
+a fork whose path condition Z3 proves unsatisfiable is pruned, so each surviving ``SymPath`` is a feasible
+class of packets with a concrete fate. Matches the model does not understand never match silently: the path
+ends ``UNKNOWN`` naming the rule.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import z3
+
+from kspec import ruleset as rs
+from kspec.ir import IPAddress
+
+# How a hook walk ends.
+ACCEPT, DROP, REJECT, UNKNOWN = "accept", "drop", "reject", "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One rule that matched (iptables-save syntax and origin line), with what it rewrote."""
+
+    table: str
+    chain: str
+    rule: rs.Rule | None
+    note: str = ""  # e.g. "dst: 10.0.0.1:80 -> 10.244.1.5:8080"
+
+
+@dataclass(frozen=True, slots=True)
+class SymPacket:
+    """A class of packets: concrete where kube-proxy's rules make it so, symbolic elsewhere."""
+
+    src: z3.BitVecRef  # symbolic until masqueraded
+    sport: z3.BitVecRef
+    dst: IPAddress
+    dport: int
+    proto: str
+    mark: int = 0
+    in_iface: str | None = None
+    out_iface: str | None = None
+    dnat: bool = False  # the connection was DNATed (conntrack's virtual DNAT state)
+    masq_src: IPAddress | None = None  # the source after MASQUERADE/SNAT, when it happened
+    cond: z3.BoolRef = z3.BoolVal(True)
+    steps: tuple[Step, ...] = ()
+    unknown: str | None = None  # why this path's fate is unknown
+
+    def with_step(self, step: Step, **changes) -> "SymPacket":
+        return replace(self, steps=self.steps + (step,), **changes)
+
+
+@dataclass
+class NodeModel:
+    """One node: its merged ruleset and the addresses ``--src-type/--dst-type LOCAL`` match."""
+
+    name: str
+    rules: rs.Ruleset
+    local_ips: frozenset[IPAddress]
+    width: int = 32  # 32 for IPv4, 128 for IPv6
+
+    def __post_init__(self) -> None:
+        self._solver = z3.Solver()
+        self._fresh = 0
+
+    # ------------------------------------------------------------------------------ feasibility
+
+    def feasible(self, cond: z3.BoolRef) -> bool:
+        simplified = z3.simplify(cond)
+        if z3.is_true(simplified):
+            return True
+        if z3.is_false(simplified):
+            return False
+        self._solver.push()
+        self._solver.add(simplified)
+        result = self._solver.check()
+        self._solver.pop()
+        return result != z3.unsat  # unknown keeps the path: never prune what was not refuted
+
+    def fresh_choice(self, what: str) -> z3.BoolRef:
+        self._fresh += 1
+        return z3.Bool(f"{self.name}.{what}.{self._fresh}")
+
+    # ----------------------------------------------------------------------------------- guards
+
+    def ip_const(self, ip: IPAddress) -> z3.BitVecRef:
+        return z3.BitVecVal(int(ip), self.width)
+
+    def in_network(self, term: z3.BitVecRef, net: rs.IPNetwork) -> z3.BoolRef:
+        mask = int(net.netmask)
+        return (term & z3.BitVecVal(mask, self.width)) == z3.BitVecVal(int(net.network_address), self.width)
+
+    def guard(self, match: rs.Match, pkt: SymPacket) -> bool | z3.BoolRef | None:
+        """True/False when decided concretely, a Z3 term when it depends on symbolic fields, None when the
+        model does not know this match."""
+        if isinstance(match, (rs.Comment, rs.Nfacct)):
+            return True
+        if isinstance(match, rs.Source):
+            return _neg(self.in_network(pkt.src, match.network), match.negated)
+        if isinstance(match, rs.Destination):
+            return (pkt.dst in match.network if pkt.dst.version == match.network.version else False) != match.negated
+        if isinstance(match, rs.Protocol):
+            return (match.name in (pkt.proto, "all")) != match.negated
+        if isinstance(match, rs.Port):
+            if match.module != pkt.proto:
+                return False
+            if match.direction is rs.PortDir.DPORT:
+                return match.contains(pkt.dport)
+            inside = z3.And(z3.UGE(pkt.sport, match.low), z3.ULE(pkt.sport, match.high))
+            return _neg(inside, match.negated)
+        if isinstance(match, rs.MarkMatch):
+            return match.matches(pkt.mark)
+        if isinstance(match, rs.AddrType):
+            return self._addrtype(match, pkt)
+        if isinstance(match, rs.Statistic):
+            choice = self.fresh_choice("statistic")
+            return _neg(choice, match.negated)
+        if isinstance(match, rs.Recent):
+            if match.mode is rs.RecentMode.SET:
+                return not match.negated
+            # Whether an earlier packet of this client set the entry is unknown history: either may hold.
+            return _neg(self.fresh_choice(f"recent.{match.name}"), match.negated)
+        if isinstance(match, rs.Conntrack):
+            states = {rs.CtState.NEW} | ({rs.CtState.DNAT} if pkt.dnat else set())
+            return bool(states & match.states) != match.negated
+        if isinstance(match, rs.InInterface):
+            return pkt.in_iface is not None and match.matches(pkt.in_iface)
+        if isinstance(match, rs.OutInterface):
+            return pkt.out_iface is not None and match.matches(pkt.out_iface)
+        return None
+
+    def _addrtype(self, match: rs.AddrType, pkt: SymPacket) -> bool | z3.BoolRef | None:
+        if set(match.types) - {rs.AddrKind.LOCAL}:
+            return None  # only LOCAL is modelled (all kube-proxy uses)
+        if match.direction is rs.AddrDir.DST:
+            return (pkt.dst in self.local_ips) != match.negated
+        is_local = z3.Or([pkt.src == self.ip_const(ip) for ip in self.local_ips if ip.version == pkt.dst.version]
+                         or [z3.BoolVal(False)])
+        return _neg(is_local, match.negated)
+
+    # ------------------------------------------------------------------------------------ walking
+
+    def walk_hook(self, table: str, chain: str, pkt: SymPacket) -> list[tuple[SymPacket, str]]:
+        """Every (path, verdict) of ``pkt`` through a built-in chain; ACCEPT includes falling off the end
+        under an ACCEPT (or unset) policy."""
+        results = []
+        for path, verdict in self._walk(table, chain, pkt, depth=0):
+            if verdict is None:
+                policy = self.rules.chain(table, chain)
+                verdict = DROP if policy is not None and policy.policy is rs.Policy.DROP else ACCEPT
+            results.append((path, verdict))
+        return results
+
+    def _walk(self, table: str, chain_name: str, pkt: SymPacket, depth: int
+              ) -> Iterator[tuple[SymPacket, str | None]]:
+        """Yields (path, verdict); verdict None means the chain was left (end or RETURN)."""
+        if depth > 64:
+            yield replace(pkt, unknown=f"chain nesting deeper than 64 at {chain_name}"), UNKNOWN
+            return
+        chain = self.rules.chain(table, chain_name)
+        if chain is None:
+            yield pkt, None
+            return
+        live = [pkt]
+        for rule in chain.rules:
+            still = []
+            for path in live:
+                for taken, cont in self._match(rule, path):
+                    if taken is not None:
+                        yield from self._target(table, rule, taken, depth, still)
+                    if cont is not None:
+                        still.append(cont)
+            live = still
+            if not live:
+                return
+        for path in live:
+            yield path, None
+
+    def _match(self, rule: rs.Rule, pkt: SymPacket) -> Iterator[tuple[SymPacket | None, SymPacket | None]]:
+        """Split ``pkt`` into the part the rule matches and the part that goes on to the next rule."""
+        cond = []
+        for match in rule.matches:
+            g = self.guard(match, pkt)
+            if g is None:
+                yield replace(pkt, unknown=f"unsupported match {type(match).__name__} at {rule.origin}"), None
+                return
+            if g is False:
+                yield None, pkt
+                return
+            if g is not True:
+                cond.append(g)
+        if not cond:
+            yield pkt, None
+            return
+        both = z3.And(cond)
+        taken = replace(pkt, cond=z3.And(pkt.cond, both))
+        rest = replace(pkt, cond=z3.And(pkt.cond, z3.Not(both)))
+        yield (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
+
+    def _target(self, table: str, rule: rs.Rule, pkt: SymPacket, depth: int, cont: list
+                ) -> Iterator[tuple[SymPacket, str | None]]:
+        if pkt.unknown:
+            yield pkt, UNKNOWN
+            return
+        target = rule.target
+        step = Step(table, rule.chain, rule)
+        if isinstance(target, rs.Empty):
+            cont.append(pkt.with_step(step))
+        elif isinstance(target, (rs.Jump, rs.Goto)):
+            for path, verdict in self._walk(table, target.chain, pkt.with_step(step), depth + 1):
+                if verdict is not None:
+                    yield path, verdict
+                elif isinstance(target, rs.Goto):
+                    yield path, None  # a goto returns to our caller
+                else:
+                    cont.append(path)
+        elif isinstance(target, rs.Return):
+            yield pkt.with_step(step), None
+        elif isinstance(target, rs.Accept):
+            yield pkt.with_step(step), ACCEPT
+        elif isinstance(target, rs.Drop):
+            yield pkt.with_step(step), DROP
+        elif isinstance(target, rs.Reject):
+            yield pkt.with_step(step), REJECT
+        elif isinstance(target, rs.MarkTarget):
+            new = target.apply(pkt.mark)
+            cont.append(pkt.with_step(replace(step, note=f"mark: {pkt.mark:#x} -> {new:#x}"), mark=new))
+        elif isinstance(target, rs.Dnat):
+            dst = target.ip or pkt.dst
+            dport = target.port or pkt.dport
+            note = f"dst: {_hostport(pkt.dst, pkt.dport)} -> {_hostport(dst, dport)}"
+            yield pkt.with_step(replace(step, note=note), dst=dst, dport=dport, dnat=True), ACCEPT
+        elif isinstance(target, (rs.Masquerade, rs.Snat)):
+            yield pkt.with_step(step, masq_src=getattr(target, "ip", None) or _MASQ_PENDING), ACCEPT
+        else:
+            yield replace(pkt, unknown=f"unsupported target {type(target).__name__} at {rule.origin}"), UNKNOWN
+
+
+# MASQUERADE takes the address of the outgoing interface, which the network model (not the rules) knows.
+_MASQ_PENDING = ipaddress.ip_address("0.0.0.0")
+
+
+def masquerade_pending(ip: IPAddress | None) -> bool:
+    return ip == _MASQ_PENDING
+
+
+def _neg(term: z3.BoolRef, negated: bool) -> z3.BoolRef:
+    return z3.Not(term) if negated else term
+
+
+def _hostport(ip: IPAddress, port: int) -> str:
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def symbolic_packet(width: int, src: IPAddress | None, **fields) -> SymPacket:
+    """A packet whose source is ``src`` (or any address, when None) and whose source port is any port."""
+    src_term = z3.BitVec("src", width) if src is None else z3.BitVecVal(int(src), width)
+    return SymPacket(src=src_term, sport=z3.BitVec("sport", 16), **fields)

@@ -1,0 +1,238 @@
+"""Checks -> Z3 queries -> verdicts.
+
+A check quantifies over clients and destinations; each (client, destination address, entry node) is one
+*instance*. The network model yields every feasible fate of the instance's packets, each with its path
+condition; the check is violated iff Z3 finds a packet satisfying some fate's path condition and the
+negated property. ``proved`` is only ever the result of Z3 answering unsat.
+"""
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field, replace
+
+import z3
+
+from kspec import ir
+from kspec.verifier.encode import symbolic_packet
+from kspec.verifier.network import ClusterNetwork, Disposition, Fate, Hop, pod_gateway
+
+
+class Verdict(enum.Enum):
+    PROVED = "proved"
+    VIOLATED = "violated"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    client: ir.Client
+    description: str  # e.g. "internet -> 10.240.0.3:30080/tcp (node2)"
+    fates: tuple[Fate, ...]
+    client_src: z3.BitVecRef
+
+
+@dataclass
+class CheckResult:
+    check: ir.Check
+    verdict: Verdict
+    instances: int = 0
+    counterexample: "Counterexample | None" = None
+    reason: str = ""
+
+    @property
+    def as_expected(self) -> bool:
+        wanted = Verdict.PROVED if self.check.expect is ir.Expectation.HOLDS else Verdict.VIOLATED
+        return self.verdict is wanted
+
+
+@dataclass(frozen=True, slots=True)
+class Counterexample:
+    instance: Instance
+    fate: Fate
+    src: str
+    sport: int
+    choices: tuple[str, ...] = field(default=())
+
+
+class Verifier:
+    def __init__(self, cluster: ir.Cluster, network: ClusterNetwork, timeout_ms: int = 10_000):
+        self.cluster = cluster
+        self.net = network
+        self.family = network.family
+        self.timeout_ms = timeout_ms
+        self.width = 32 if self.family is ir.IPFamily.V4 else 128
+
+    # --------------------------------------------------------------------------------- checking
+
+    def check(self, check: ir.Check) -> CheckResult:
+        try:
+            instances = list(self.instances(check))
+        except LookupError as exc:
+            return CheckResult(check, Verdict.UNKNOWN, reason=str(exc))
+        unknown_reason = ""
+        for inst in instances:
+            for fate in inst.fates:
+                violation = z3.And(fate.cond, z3.Not(self.holds(check.prop, fate, inst)))
+                solver = z3.Solver()
+                solver.set("timeout", self.timeout_ms)
+                solver.add(violation)
+                answer = solver.check()
+                if answer == z3.sat:
+                    return CheckResult(check, Verdict.VIOLATED, len(instances),
+                                       self._counterexample(inst, fate, solver.model()))
+                if answer == z3.unknown:
+                    unknown_reason = f"Z3 gave up ({solver.reason_unknown()}) on {inst.description}"
+                elif fate.disposition is Disposition.UNKNOWN and not unknown_reason:
+                    # The property cannot be refuted on this path only because the path's fate is unknown.
+                    if self._feasible(fate.cond):
+                        unknown_reason = fate.reason
+        if unknown_reason:
+            return CheckResult(check, Verdict.UNKNOWN, len(instances), reason=unknown_reason)
+        return CheckResult(check, Verdict.PROVED, len(instances))
+
+    def _feasible(self, cond: z3.BoolRef) -> bool:
+        solver = z3.Solver()
+        solver.set("timeout", self.timeout_ms)
+        solver.add(cond)
+        return solver.check() != z3.unsat
+
+    def _counterexample(self, inst: Instance, fate: Fate, model: z3.ModelRef) -> Counterexample:
+        src = model.eval(inst.client_src, model_completion=True).as_long()
+        sport = model.eval(z3.BitVec("sport", 16), model_completion=True).as_long()
+        choices = tuple(f"{d.name()}={model[d]}" for d in model.decls() if d.name() not in ("src", "sport"))
+        addr = ipaddress.ip_address(src) if self.width == 32 else ipaddress.IPv6Address(src)
+        return Counterexample(inst, fate, str(addr), sport, choices)
+
+    # ------------------------------------------------------------------------------- semantics
+
+    def holds(self, prop: ir.Prop, fate: Fate, inst: Instance) -> z3.BoolRef:
+        d = fate.disposition
+        if isinstance(prop, ir.Delivered):
+            return z3.BoolVal(d is Disposition.DELIVERED)
+        if isinstance(prop, ir.Dropped):
+            return z3.BoolVal(d is Disposition.DROPPED)
+        if isinstance(prop, ir.Rejected):
+            return z3.BoolVal(d is Disposition.REJECTED)
+        if isinstance(prop, ir.SourceIsClient):
+            return fate.source_seen == inst.client_src
+        if isinstance(prop, ir.SourceInNodes):
+            return z3.Or([fate.source_seen == z3.BitVecVal(int(ip), self.width) for ip in self._node_addresses()]
+                         or [z3.BoolVal(False)])
+        if isinstance(prop, ir.EndpointIn):
+            return z3.BoolVal(fate.pod is not None and (fate.pod.key in prop.pods or fate.pod.name in prop.pods))
+        if isinstance(prop, ir.StaysOnNode):
+            return z3.BoolVal(fate.node is not None and fate.node == fate.hops[0].node)
+        if isinstance(prop, ir.Not):
+            return z3.Not(self.holds(prop.operand, fate, inst))
+        if isinstance(prop, ir.And):
+            return z3.And(self.holds(prop.left, fate, inst), self.holds(prop.right, fate, inst))
+        if isinstance(prop, ir.Or):
+            return z3.Or(self.holds(prop.left, fate, inst), self.holds(prop.right, fate, inst))
+        if isinstance(prop, ir.Implies):
+            return z3.Implies(self.holds(prop.left, fate, inst), self.holds(prop.right, fate, inst))
+        raise TypeError(f"unknown property {prop!r}")
+
+    def _node_addresses(self) -> list[ir.IPAddress]:
+        addrs = []
+        for node in self.cluster.nodes:
+            addrs += [ip for ip in node.ips if ir.IPFamily.of(ip) is self.family]
+            gateway = pod_gateway(node, self.family)
+            if gateway is not None:
+                addrs.append(gateway)
+        return addrs
+
+    # ------------------------------------------------------------------------------- instances
+
+    def instances(self, check: ir.Check):
+        clients = [c for c in self.cluster.clients if not check.clients or c.name in check.clients]
+        service = self._service(check.destination.service)
+        for client in clients:
+            for port in service.ports:
+                if check.destination.port not in (None, port.name, str(port.port)):
+                    continue
+                yield from self._instances_for(client, service, port, check.destination)
+
+    def _service(self, name: str) -> ir.Service:
+        key = name if "/" in name else f"default/{name}"
+        for svc in self.cluster.services:
+            if svc.key == key:
+                return svc
+        raise LookupError(f"no service {key}")
+
+    def _client_packet(self, client: ir.Client, dst: ir.IPAddress, dport: int, proto: ir.Protocol):
+        src = self._client_ip(client)
+        pkt = symbolic_packet(self.width, src, dst=dst, dport=dport, proto=proto.lower)
+        return pkt, pkt.src
+
+    def _client_ip(self, client: ir.Client) -> ir.IPAddress | None:
+        if client.ip is not None:
+            return client.ip
+        if client.kind is ir.ClientKind.NODE and client.node:
+            return self.cluster.node(client.node).primary_ip(self.family)
+        return None  # any address
+
+    def _send(self, client: ir.Client, pkt, entry_node: str | None) -> tuple[Fate, ...]:
+        """Fates of ``pkt`` sent by ``client``; external clients enter at ``entry_node``."""
+        if client.kind is ir.ClientKind.NODE:
+            return tuple(self.net.originate(client.node, pkt))
+        if client.kind is ir.ClientKind.POD:
+            pod = next(p for p in self.cluster.pods if p.ip == client.ip or p.key == client.name)
+            return tuple(self.net.arrive(pod.node, replace(pkt, in_iface=self.net.pod_iface(pod))))
+        if entry_node is None:
+            return (Fate(Disposition.NO_ROUTE, (Hop("-", (), "no route from outside"),), pkt,
+                         reason=f"{pkt.dst} is not reachable from outside the cluster"),)
+        return tuple(self.net.arrive(entry_node, replace(pkt, in_iface="eth0")))
+
+    def _instances_for(self, client: ir.Client, svc: ir.Service, port: ir.ServicePort, dest: ir.Destination):
+        via = dest.via
+        proto = port.protocol
+        label = f"{svc.key}:{port.name or port.port}"
+        if via is ir.Via.CLUSTER_IP:
+            for ip in svc.cluster_ips:
+                if ir.IPFamily.of(ip) is self.family:
+                    pkt, src = self._client_packet(client, ip, port.port, proto)
+                    yield Instance(client, f"{client.name} -> {label} cluster IP {ip}:{port.port}",
+                                   self._send(client, pkt, None), src)
+        elif via is ir.Via.NODE_PORT:
+            if not port.node_port:
+                raise LookupError(f"{label} has no node port")
+            nodes = [self.cluster.node(dest.node)] if dest.node else list(self.cluster.nodes)
+            for node in nodes:
+                ip = node.primary_ip(self.family)
+                pkt, src = self._client_packet(client, ip, port.node_port, proto)
+                yield Instance(client, f"{client.name} -> {node.name} {ip}:{port.node_port} ({label})",
+                               self._send(client, pkt, node.name), src)
+        elif via is ir.Via.EXTERNAL_IP:
+            for ip in svc.external_ips:
+                for node in self.cluster.nodes:
+                    pkt, src = self._client_packet(client, ip, port.port, proto)
+                    yield Instance(client, f"{client.name} -> external IP {ip}:{port.port} via {node.name}",
+                                   self._send(client, pkt, node.name), src)
+        elif via is ir.Via.LOAD_BALANCER:
+            yield from self._lb_instances(client, svc, port, label)
+
+    def _lb_instances(self, client: ir.Client, svc: ir.Service, port: ir.ServicePort, label: str):
+        from kspec.compiler.healthcheck import healthy_nodes
+
+        lb = self.cluster.load_balancers[0] if self.cluster.load_balancers else ir.LoadBalancer("cloud")
+        local = svc.external_traffic_policy is ir.TrafficPolicy.LOCAL
+        if local and lb.respects_health_check:
+            targets = healthy_nodes(self.cluster, svc, self.family)
+        else:
+            targets = tuple(node.name for node in self.cluster.nodes)
+        for ingress in svc.load_balancer_ingress:
+            if not targets:
+                pkt, src = self._client_packet(client, ingress.ip, port.port, port.protocol)
+                fate = Fate(Disposition.DROPPED, (Hop(lb.name, (), "no node passes the health check"),), pkt,
+                            reason="the load balancer has no healthy backend")
+                yield Instance(client, f"{client.name} -> LB {ingress.ip}:{port.port} ({label})", (fate,), src)
+            for node_name in targets:
+                node = self.cluster.node(node_name)
+                if lb.style is ir.LoadBalancerStyle.VIP_KEPT:
+                    dst, dport = ingress.ip, port.port
+                else:
+                    dst, dport = node.primary_ip(self.family), port.node_port
+                pkt, src = self._client_packet(client, dst, dport, port.protocol)
+                yield Instance(client, f"{client.name} -> LB {ingress.ip}:{port.port} -> {node_name} ({label})",
+                               self._send(client, pkt, node_name), src)
