@@ -148,6 +148,56 @@ def run_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return status
 
 
+# ---------------------------------------------------------------------------------------- verify
+
+
+def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import json
+
+    from kspec.verifier import verify
+    from kspec.verifier.properties import Verdict
+    from kspec.verifier.render import FORMAT_VERSION, counterexample_text, result_json, result_line, summary
+
+    specs = args.specs or ([args.spec] if args.spec else [])
+    if not specs:
+        raise KspecError([Diagnostic(None, "no specs given")])
+    # Load every spec first: bad input anywhere is reported (exit 2) before any verdict.
+    loaded = []
+    errors: list[Diagnostic] = []
+    for path in specs:
+        try:
+            cluster, warnings = load_cluster(path)
+            report(warnings, err, args.compact)
+            loaded.append((path, cluster))
+        except KspecError as exc:
+            errors += exc.diagnostics
+    if errors:
+        raise KspecError(errors)
+    rules = None
+    if args.rules:
+        if args.node is None and len(loaded[0][1].nodes) != 1:
+            raise KspecError([Diagnostic(None, "--rules needs --node NAME: which node the dump is from")])
+        node = _pick_node(loaded[0][1], args.node)
+        rules = {node: Path(args.rules).read_text(encoding="utf-8")}
+    results = []
+    for path, cluster in loaded:
+        for result in verify(cluster, timeout_ms=args.timeout * 1000, rules=rules):
+            results.append((path, result))
+    failures = sum(not r.as_expected and not (args.allow_unknown and r.verdict is Verdict.UNKNOWN)
+                   for _, r in results)
+    if args.format == "json":
+        json.dump({"format_version": FORMAT_VERSION, "results": [result_json(p, r) for p, r in results],
+                   "summary": summary([r for _, r in results]), "failures": failures}, out, indent=2)
+        out.write("\n")
+    else:
+        for path, result in results:
+            print(result_line(path, result), file=out)
+            if result.counterexample is not None:
+                print(counterexample_text(result.counterexample), file=out)
+        print(summary([r for _, r in results]), file=out)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -172,6 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--since", metavar="PREVIOUS",
                       help="emit kube-proxy's partial restore after a change from the cluster in PREVIOUS")
     comp.set_defaults(run=run_compile)
+
+    ver = sub.add_parser(
+        "verify", help="prove or refute every check (and built-in property) of the specs",
+        description="exit 0: every verdict as expected; 1: some verdict is not (an unknown counts, unless "
+                    "--allow-unknown); 2: bad input")
+    ver.add_argument("specs", nargs="*", help=".k specs")
+    ver.add_argument("--spec", help="the spec whose checks to run against --rules")
+    ver.add_argument("--rules", metavar="DUMP", help="check a real node's iptables-save dump instead of the "
+                     "compiled rules (with --node)")
+    ver.add_argument("--node", help="the node the --rules dump is from")
+    ver.add_argument("--format", choices=("human", "json"), default="human")
+    ver.add_argument("--timeout", type=int, default=10, metavar="SECONDS", help="Z3 timeout per query (10)")
+    ver.add_argument("--allow-unknown", action="store_true", help="an unknown verdict is not a failure")
+    ver.set_defaults(run=run_verify)
 
     fmt = sub.add_parser("fmt", help="print specs in canonical form")
     fmt.add_argument("specs", nargs="+")

@@ -50,8 +50,9 @@ class CheckResult:
 class Counterexample:
     instance: Instance
     fate: Fate
-    src: str
+    src: str  # the client's address in this counterexample
     sport: int
+    seen: str  # the source address the receiver sees (client_address)
     choices: tuple[str, ...] = field(default=())
 
 
@@ -98,11 +99,11 @@ class Verifier:
         return solver.check() != z3.unsat
 
     def _counterexample(self, inst: Instance, fate: Fate, model: z3.ModelRef) -> Counterexample:
-        src = model.eval(inst.client_src, model_completion=True).as_long()
-        sport = model.eval(z3.BitVec("sport", 16), model_completion=True).as_long()
+        value = lambda term: model.eval(term, model_completion=True).as_long()  # noqa: E731
+        address = ipaddress.IPv4Address if self.width == 32 else ipaddress.IPv6Address
         choices = tuple(f"{d.name()}={model[d]}" for d in model.decls() if d.name() not in ("src", "sport"))
-        addr = ipaddress.ip_address(src) if self.width == 32 else ipaddress.IPv6Address(src)
-        return Counterexample(inst, fate, str(addr), sport, choices)
+        return Counterexample(inst, fate, str(address(value(inst.client_src))), value(z3.BitVec("sport", 16)),
+                              str(address(value(fate.source_seen))), choices)
 
     # ------------------------------------------------------------------------------- semantics
 

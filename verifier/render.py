@@ -1,0 +1,91 @@
+"""Verdicts and counterexample traces as text and JSON, in one vocabulary: disposition, hops (nodes), steps
+(rule lines in iptables-save syntax with file:line), rewrites as ``field: old -> new``, and the pod's view
+``client_address=...``."""
+from __future__ import annotations
+
+from kspec.verifier.network import Disposition, Fate
+from kspec.verifier.properties import CheckResult, Counterexample, Verdict
+
+FORMAT_VERSION = "1.0"
+
+
+def step_lines(fate: Fate) -> list[str]:
+    lines = []
+    for number, hop in enumerate(fate.hops, 1):
+        lines.append(f"  {number}. {hop.node}" + (f"  ({hop.route})" if hop.route else ""))
+        for step in hop.steps:
+            text = step.rule.text if step.rule is not None and step.rule.text else f"{step.table} {step.chain}"
+            where = f"  [{step.rule.origin}]" if step.rule is not None and step.rule.origin else ""
+            lines.append(f"     {step.table:<6} {text}{where}")
+            if step.note:
+                lines.append(f"            {step.note}")
+    return lines
+
+
+def ending(fate: Fate, seen: str) -> str:
+    if fate.disposition is Disposition.DELIVERED:
+        return f"  => DELIVERED to {fate.pod.key} on {fate.node}, client_address={seen}"
+    return f"  => {fate.disposition.value.upper()}: {fate.reason}"
+
+
+def counterexample_text(ce: Counterexample) -> str:
+    fate = ce.fate
+    head = (f"  packet  {ce.src}:{ce.sport} -> {fate.hops[0].node if fate.hops else '?'}  "
+            f"({ce.instance.description})")
+    return "\n".join([head] + step_lines(fate) + [ending(fate, ce.seen)])
+
+
+def result_line(spec: str, result: CheckResult) -> str:
+    check = result.check
+    where = f"{check.span}" if check.span else spec
+    expected = "as expected" if result.as_expected else f"expected {check.expect.value}"
+    line = f"{where}: {result.verdict.value}: {check.name}  [{expected}]"
+    if result.verdict is Verdict.UNKNOWN and result.reason:
+        line += f"\n  reason: {result.reason}"
+    return line
+
+
+def summary(results: list[CheckResult]) -> str:
+    counts = {v: sum(r.verdict is v for r in results) for v in Verdict}
+    failures = sum(not r.as_expected for r in results)
+    expected_violations = sum(r.verdict is Verdict.VIOLATED and r.as_expected for r in results)
+    parts = [f"{counts[Verdict.PROVED]} proved"]
+    violated = f"{counts[Verdict.VIOLATED]} violated"
+    if expected_violations:
+        violated += f" ({expected_violations} expected)"
+    parts.append(violated)
+    parts.append(f"{counts[Verdict.UNKNOWN]} unknown")
+    return f"{len(results)} checks: {', '.join(parts)} - {failures} failure{'s' if failures != 1 else ''}"
+
+
+def result_json(spec: str, result: CheckResult) -> dict:
+    check = result.check
+    record = {
+        "spec": spec,
+        "check": check.name,
+        "location": None if check.span is None else
+        {"file": check.span.file, "line": check.span.line, "column": check.span.column},
+        "verdict": result.verdict.value,
+        "expect": check.expect.value,
+        "as_expected": result.as_expected,
+        "instances": result.instances,
+        "reason": result.reason or None,
+    }
+    ce = result.counterexample
+    if ce is not None:
+        fate = ce.fate
+        record["counterexample"] = {
+            "packet": {"src": ce.src, "sport": ce.sport, "instance": ce.instance.description},
+            "disposition": fate.disposition.value,
+            "pod": fate.pod.key if fate.pod else None,
+            "client_address": ce.seen if fate.pod else None,
+            "hops": [
+                {"node": hop.node, "route": hop.route,
+                 "steps": [{"table": s.table, "chain": s.chain,
+                            "rule": s.rule.text if s.rule is not None else None,
+                            "origin": str(s.rule.origin) if s.rule is not None and s.rule.origin else None,
+                            "rewrite": s.note or None} for s in hop.steps]}
+                for hop in fate.hops
+            ],
+        }
+    return record
