@@ -1,0 +1,218 @@
+"""IR draft -> Cluster: cross references, derived endpoints, and the checks that need the whole cluster.
+
+Every problem is collected (never stopping at the first) so a user fixes a spec in one round trip.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from kspec import ir
+from kspec.diagnostics import Diagnostic, Severity
+
+from .to_ir import Draft
+
+
+def resolve(draft: Draft) -> tuple[ir.Cluster, list[Diagnostic]]:
+    """Return the finished cluster and every diagnostic (the draft's and ours), sorted by position."""
+    resolver = _Resolver(draft)
+    cluster = resolver.run()
+    diagnostics = sorted(draft.diagnostics + resolver.diagnostics, key=_position)
+    return cluster, diagnostics
+
+
+def _position(diag: Diagnostic) -> tuple[str, int, int]:
+    span = diag.span
+    return (span.file, span.line, span.column) if span else ("", 0, 0)
+
+
+def endpoint_order(endpoint: ir.Endpoint) -> tuple:
+    """Endpoints sort by address (IPv4 first), then by their ports."""
+    ip = endpoint.ip
+    ports = tuple((p.name, p.protocol.value, p.port or 0) for p in endpoint.ports or ())
+    return (ip.version, int(ip)) if ip is not None else (0, 0), ports
+
+
+class _Resolver:
+    def __init__(self, draft: Draft):
+        self.draft = draft
+        self.cluster = draft.cluster
+        self.diagnostics: list[Diagnostic] = []
+        self.pods = {pod.key: pod for pod in self.cluster.pods}
+        self.nodes = {node.name: node for node in self.cluster.nodes}
+
+    def _error(self, span: ir.Span | None, message: str, *notes: str) -> None:
+        self.diagnostics.append(Diagnostic(span, message, notes=notes))
+
+    def _warn(self, span: ir.Span | None, message: str, *notes: str) -> None:
+        self.diagnostics.append(Diagnostic(span, message, Severity.WARNING, notes))
+
+    def run(self) -> ir.Cluster:
+        self._check_duplicates()
+        self._check_references()
+        self._check_nodes()
+        self._check_pods()
+        self._check_node_ports()
+        services = tuple(self._resolve_service(svc) for svc in self.cluster.services)
+        clients = tuple(self._resolve_client(i, c) for i, c in enumerate(self.cluster.clients))
+        self._check_destinations()
+        return dataclasses.replace(self.cluster, services=services, clients=clients)
+
+    # -------------------------------------------------------------------------------- names
+
+    def _check_duplicates(self) -> None:
+        c = self.cluster
+        groups: list[tuple[str, Iterable[tuple[str, Any]]]] = [
+            ("node", ((n.name, n) for n in c.nodes)),
+            ("pod", ((p.key, p) for p in c.pods)),
+            ("service", ((s.key, s) for s in c.services)),
+            ("client", ((x.name, x) for x in c.clients)),
+            ("load balancer", ((lb.name, lb) for lb in c.load_balancers)),
+            ("check", ((ch.name, ch) for ch in c.checks)),
+        ]
+        for kind, named in groups:
+            first: dict[str, Any] = {}
+            for name, node in named:
+                if name in first:
+                    where = first[name].span
+                    self._error(node.span, f"duplicate {kind} '{name}'",
+                                f"first defined at {where.line}:{where.column}")
+                else:
+                    first[name] = node
+
+    def _check_references(self) -> None:
+        known = {
+            "node": set(self.nodes),
+            "pod": set(self.pods),
+            "service": {svc.key for svc in self.cluster.services},
+            "client": {client.name for client in self.cluster.clients},
+        }
+        for ref in self.draft.refs:
+            if ref.name not in known[ref.kind]:
+                names = sorted(known[ref.kind])
+                note = f"known {ref.kind}s: {', '.join(names)}" if names else f"no {ref.kind}s are defined"
+                self._error(ref.span, f"unknown {ref.kind} '{ref.name}'", note)
+
+    # ---------------------------------------------------------------------------- addresses
+
+    def _check_nodes(self) -> None:
+        cluster_cidrs = self.cluster.proxy.cluster_cidrs
+        owner: list[tuple[ir.IPNetwork, ir.Node]] = []
+        for node in self.cluster.nodes:
+            for index, cidr in enumerate(node.pod_cidrs):
+                span = self.draft.span_of(node, "pod_cidr", index)
+                same_family = [c for c in cluster_cidrs if c.version == cidr.version]
+                if same_family and not any(cidr.subnet_of(c) for c in same_family):
+                    self._error(span, f"pod CIDR {cidr} of node {node.name} is outside the cluster CIDR "
+                                      f"{', '.join(map(str, same_family))}")
+                for other_cidr, other in owner:
+                    if other_cidr.version == cidr.version and other_cidr.overlaps(cidr):
+                        self._error(span, f"pod CIDR {cidr} of node {node.name} overlaps {other_cidr} "
+                                          f"of node {other.name}")
+                owner.append((cidr, node))
+
+    def _check_pods(self) -> None:
+        by_ip: dict[ir.IPAddress, ir.Pod] = {}
+        for pod in self.cluster.pods:
+            if pod.ip is None:
+                continue
+            span = self.draft.span_of(pod, "ip")
+            node = self.nodes.get(pod.node)
+            cidrs = [c for c in node.pod_cidrs if c.version == pod.ip.version] if node else []
+            if cidrs and not any(pod.ip in c for c in cidrs):
+                self._error(span, f"pod IP {pod.ip} of {pod.key} is outside the pod CIDR "
+                                  f"{', '.join(map(str, cidrs))} of node {node.name}")
+            if pod.ip in by_ip:
+                self._error(span, f"pod IP {pod.ip} of {pod.key} is already used by {by_ip[pod.ip].key}")
+            by_ip.setdefault(pod.ip, pod)
+
+    def _check_node_ports(self) -> None:
+        """nodePorts (and health check ports) lie in the proxy's range, and no two services share one."""
+        low, high = self.cluster.proxy.node_port_range
+        taken: set[tuple[int, str]] = set()
+        for svc in self.cluster.services:
+            uses = [(p.node_port, p.protocol.value, self.draft.span_of(p, "node_port"), "node_port")
+                    for p in svc.ports if p.node_port]
+            if svc.health_check_node_port:
+                uses.append((svc.health_check_node_port, "TCP",
+                             self.draft.span_of(svc, "health_check_node_port"), "health_check_node_port"))
+            for number, protocol, span, what in uses:
+                if not low <= number <= high:
+                    self._error(span, f"{what} {number} is outside the node port range {low}-{high}")
+                if (number, protocol) in taken:
+                    self._error(span, f"{what} {number}/{protocol.lower()} is already used")
+                taken.add((number, protocol))
+
+    # ------------------------------------------------------------------------------ services
+
+    def _resolve_service(self, svc: ir.Service) -> ir.Service:
+        if svc.selector is not None:
+            endpoints = self._selected_endpoints(svc)
+        else:
+            endpoints = tuple(self._explicit_endpoint(svc, ep) for ep in svc.endpoints)
+        return dataclasses.replace(svc, endpoints=tuple(sorted(endpoints, key=endpoint_order)))
+
+    def _selected_endpoints(self, svc: ir.Service) -> tuple[ir.Endpoint, ...]:
+        wanted = set(svc.selector)
+        pods = [pod for pod in self.cluster.pods
+                if pod.namespace == svc.namespace and wanted <= set(pod.labels) and pod.ip is not None]
+        if not pods:
+            shown = ", ".join(f"{k} = {v}" for k, v in svc.selector)
+            self._warn(self.draft.span_of(svc, "selector"), f"selector {shown} of service {svc.key} matches no pod",
+                       "the service has no endpoints")
+        return tuple(ir.Endpoint(pod.ip, self._endpoint_ports(svc, pod), node=pod.node, ready=pod.ready,
+                                 serving=pod.serving, terminating=pod.terminating, pod=pod.key)
+                     for pod in pods)
+
+    def _endpoint_ports(self, svc: ir.Service, pod: ir.Pod | None,
+                        endpoint: ir.Endpoint | None = None) -> tuple[ir.EndpointPort, ...]:
+        """One EndpointPort per service port: the target port resolved as the endpoints controller does."""
+        ports = []
+        for sp in svc.ports:
+            number = self._target(svc, sp, pod, endpoint)
+            if number is not None:
+                ports.append(ir.EndpointPort(sp.name, sp.protocol, number))
+        return tuple(ports)
+
+    def _target(self, svc: ir.Service, sp: ir.ServicePort, pod: ir.Pod | None,
+                endpoint: ir.Endpoint | None) -> int | None:
+        if not isinstance(sp.target_port, str):
+            return sp.target_port or sp.port
+        if pod is not None:
+            for cp in pod.ports:
+                if cp.name == sp.target_port and cp.protocol is sp.protocol:
+                    return cp.port
+            self._error(sp.span, f"target port '{sp.target_port}' of service {svc.key} is not a "
+                                 f"{sp.protocol.lower} port of pod {pod.key}")
+        elif endpoint is not None:
+            self._error(endpoint.span, f"endpoint {endpoint.ip} needs `ports {{ ... }}` or `pod NS/NAME`: "
+                                       f"service {svc.key} has the named target port '{sp.target_port}'")
+        return None
+
+    def _explicit_endpoint(self, svc: ir.Service, endpoint: ir.Endpoint) -> ir.Endpoint:
+        if endpoint.ports is not None:
+            return endpoint
+        pod = self.pods.get(endpoint.pod) if endpoint.pod else None
+        return dataclasses.replace(endpoint, ports=self._endpoint_ports(svc, pod, endpoint))
+
+    # ------------------------------------------------------------------------ clients, checks
+
+    def _resolve_client(self, index: int, client: ir.Client) -> ir.Client:
+        ref = self.draft.client_pods.get(index)
+        pod = self.pods.get(ref.key) if ref else None
+        if pod is None:
+            return client
+        return dataclasses.replace(client, ip=pod.ip, node=pod.node)
+
+    def _check_destinations(self) -> None:
+        services = {svc.key: svc for svc in self.cluster.services}
+        for check in self.cluster.checks:
+            dest = check.destination
+            svc = services.get(dest.service)
+            if svc is None or dest.port is None:
+                continue
+            if not any(port.name == dest.port for port in svc.ports):
+                names = ", ".join(p.name for p in svc.ports if p.name) or "none are named"
+                self._error(self.draft.span_of(dest, "port"), f"service {svc.key} has no port named '{dest.port}'",
+                            f"its ports: {names}")
