@@ -25,11 +25,14 @@ optional kspec document::
 
     apiVersion: kspec.dev/v1alpha1
     kind: NodeFacts
-    randomFully: false    # iptables supports --random-fully (default true)      -> ProxyConfig.random_fully
-    nfacct: true          # both nfacct counters are available (default true)    -> ProxyConfig.nfacct
-    tcpLiberal: false     # nf_conntrack_tcp_be_liberal=1 (default: the config's -> ProxyConfig.tcp_liberal
-                          #   conntrack.tcpBeLiberal, else false)
-    markLiteral: "0x4000" # print the mark as this literal (default: derived)    -> ProxyConfig.mark_literal
+    randomFully: false      # iptables supports --random-fully (default true)    -> ProxyConfig.random_fully
+    nfacct: true            # the nfacct counters are available (default true)   -> ProxyConfig.nfacct
+    nfacctUnavailable: []   # counters that could not be created even so         -> ProxyConfig.nfacct_unavailable
+                            #   (ct_state_invalid_dropped_pkts, localhost_nps_accepted_pkts; default none)
+    tcpLiberal: false       # nf_conntrack_tcp_be_liberal is 1 (default: the      -> ProxyConfig.tcp_liberal
+                            #   configuration's conntrack.tcpBeLiberal, else false)
+    markLiteral: "0x4000"   # print the mark as this literal (default: from the   -> ProxyConfig.mark_literal
+                            #   masquerade bit); a string, so quote it
 
 Semantics follow kube-proxy (``shared/research/kube-proxy-iptables.md`` §3): addresses are parsed leniently
 (``kspec.ingest.addresses``); invalid ``externalIPs`` and ``loadBalancerSourceRanges`` are dropped with a
@@ -64,7 +67,8 @@ API_VERSIONS = {
     "KubeProxyConfiguration": "kubeproxy.config.k8s.io/v1alpha1",
     "NodeFacts": "kspec.dev/v1alpha1",
 }
-NODE_FACTS_FIELDS = ("randomFully", "nfacct", "tcpLiberal", "markLiteral")
+NODE_FACTS_FIELDS = ("randomFully", "nfacct", "tcpLiberal", "markLiteral", "nfacctUnavailable")
+NFACCT_COUNTERS = ("ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts")
 
 
 def load_k8s(paths: list[str], proxy_config: str | None = None) -> ir.Cluster:
@@ -87,9 +91,20 @@ def load_k8s_with_diagnostics(paths: list[str], proxy_config: str | None = None
         reader.read_file(proxy_config, proxy_config_file=True)
     name = os.path.splitext(os.path.basename(paths[0]))[0] if paths else "cluster"
     cluster = reader.build(name)
-    if any(d.severity is Severity.ERROR for d in reader.diagnostics):
-        raise KspecError(reader.diagnostics)
-    return cluster, reader.diagnostics
+    diagnostics = _in_source_order(reader.diagnostics, [*paths, proxy_config])
+    if any(d.severity is Severity.ERROR for d in diagnostics):
+        raise KspecError(diagnostics)
+    return cluster, diagnostics
+
+
+def _in_source_order(diagnostics: list[Diagnostic], paths: list[str | None]) -> list[Diagnostic]:
+    """Diagnostics are found object by object, field by field; report them as they appear in the files."""
+    def key(d: Diagnostic) -> tuple[int, int, int]:
+        if d.span is None:
+            return (-1, 0, 0)
+        file_index = paths.index(d.span.file) if d.span.file in paths else len(paths)
+        return (file_index, d.span.line, d.span.column)
+    return sorted(diagnostics, key=key)
 
 
 # ------------------------------------------------------------------------------------ field access
@@ -145,7 +160,7 @@ class _Obj:
 
 def _empty_map(parent: PosMap | PosList) -> PosMap:
     empty = PosMap()
-    empty.span, empty.spans = parent.span, {}
+    empty.span, empty.spans, empty.key_spans = parent.span, {}, {}
     return empty
 
 
@@ -302,7 +317,7 @@ class _Reader:
             return
         for key in doc:
             if key not in ("apiVersion", "kind", "metadata", *NODE_FACTS_FIELDS):
-                obj.error(doc.span_of(key), f'unknown field "{key}" (expected {", ".join(NODE_FACTS_FIELDS)})')
+                obj.error(doc.span_of_key(key), f'unknown field "{key}" (expected {", ".join(NODE_FACTS_FIELDS)})')
         self.facts = doc
 
     def _add(self, obj: _Obj, table: dict, key: Any, value: Any, span: ir.Span) -> None:
@@ -351,6 +366,7 @@ class _Reader:
             lb_ip_mode_gate=settings.lb_ip_mode_gate,
             random_fully=facts.get("randomFully", True),
             nfacct=facts.get("nfacct", True),
+            nfacct_unavailable=facts.get("nfacctUnavailable", ()),
             tcp_liberal=facts.get("tcpLiberal", settings.tcp_be_liberal),
             mark_literal=facts.get("markLiteral"),
             span=span,
@@ -449,7 +465,9 @@ def _service_port(obj: _Obj, index: int, port: PosMap) -> ir.ServicePort:
 
 
 def _port_number(obj: _Obj, m: PosMap, key: str, path: str, required: bool = False) -> int:
-    value = obj.get(m, key, int, path, required=required, default=0)
+    value = obj.get(m, key, int, path, required=required)
+    if value is None:
+        return 0  # absent (already reported if required)
     if not 0 <= value <= 65535 or (required and value == 0):
         obj.error(m.span_of(key), f"{path}: {value} is not a valid port number")
         return 0
@@ -531,11 +549,11 @@ def read_endpoint_slice(obj: _Obj, doc: PosMap) -> _Slice | None:
             obj.error(doc.span_of("addressType"),
                       f'addressType: unsupported value "{address_type}" (expected one of IPv4, IPv6, FQDN)')
         raise _Invalid
+    if address_type == "FQDN":
+        return None  # kube-proxy only handles IP slices
     ports = _slice_ports(obj, doc)
     endpoints = [_endpoint(obj, i, ep, ports, namespace)
                  for i, ep in _items(obj, obj.list(doc, "endpoints", "endpoints"), "endpoints")]
-    if address_type == "FQDN":
-        return None  # kube-proxy only handles IP slices
     if not isinstance(service, str) or service == "":
         # kube-proxy cannot tell which Service the slice belongs to and ignores it.
         obj.warn(meta.span, f"no {SERVICE_NAME_LABEL} label; kube-proxy ignores this EndpointSlice")
@@ -756,7 +774,8 @@ def _detect_local(obj: _Obj, doc: PosMap) -> ir.LocalDetect:
     interface = obj.get(detect, key, str, f"detectLocal.{key}", default="")
     if interface == "":
         # kube-proxy's validation: the interface (prefix) must be given for these modes.
-        obj.error(detect.span, f"detectLocal.{key} must be set when detectLocalMode is {text}")
+        span = detect.span if "detectLocal" in doc else doc.span_of("detectLocalMode")
+        obj.error(span, f"detectLocal.{key} must be set when detectLocalMode is {text}")
     return ir.LocalDetect(mode, interface or None)
 
 
@@ -804,9 +823,18 @@ def _read_facts(obj: _Obj, doc: PosMap) -> dict[str, Any]:
         value = obj.get(doc, key, bool, key)
         if value is not None:
             facts[key] = value
-    if doc.get("markLiteral") is not None:
-        # A bare 0x4000 is a YAML integer; the literal must be written as a string.
-        mark = obj.get(doc, "markLiteral", str, 'markLiteral (quote it: "0x4000")')
-        if mark is not None:
-            facts["markLiteral"] = mark
+    mark = doc.get("markLiteral")
+    if isinstance(mark, str):
+        facts["markLiteral"] = mark
+    elif mark is not None:
+        # A bare 0x4000 is a YAML integer (16384): the literal must be written as a string.
+        obj.error(doc.span_of("markLiteral"),
+                  f'markLiteral must be a string, not {_describe_value(mark)} (quote it: "0x4000")')
+    unavailable = obj.list(doc, "nfacctUnavailable", "nfacctUnavailable")
+    for i, name in enumerate(unavailable):
+        if name not in NFACCT_COUNTERS:
+            obj.error(unavailable.span_at(i), f'nfacctUnavailable[{i}]: unknown counter "{name}" '
+                                              f'(expected one of {", ".join(NFACCT_COUNTERS)})')
+    if unavailable:
+        facts["nfacctUnavailable"] = tuple(sorted({n for n in unavailable if n in NFACCT_COUNTERS}))
     return facts

@@ -19,12 +19,16 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class PosMap(dict):
-    """A YAML mapping; ``span`` is the mapping's own position, ``span_of(key)`` that of a value."""
+    """A YAML mapping; ``span`` is the mapping's own position, ``span_of(key)`` that of a value and
+    ``span_of_key(key)`` that of the key itself."""
 
-    __slots__ = ("span", "spans")
+    __slots__ = ("span", "spans", "key_spans")
 
     def span_of(self, key: str) -> Span:
         return self.spans.get(key, self.span)
+
+    def span_of_key(self, key: str) -> Span:
+        return self.key_spans.get(key, self.span)
 
 
 class PosList(list):
@@ -55,7 +59,8 @@ def load_documents(text: str, file: str) -> list[Any]:
     except yaml.YAMLError as err:
         raise YamlSyntaxError(Diagnostic(Span(file, 1, 1), f"invalid YAML: {err}")) from None
     converter = _Converter(file)
-    return [converter.convert(node) for node in nodes if node is not None]
+    documents = (converter.convert(node) for node in nodes)
+    return [doc for doc in documents if doc is not None]  # `---` followed by nothing (or comments)
 
 
 class YamlSyntaxError(Exception):
@@ -79,13 +84,14 @@ class _Converter:
     def _mapping(self, node: yaml.MappingNode) -> PosMap:
         result = PosMap()
         result.span = span_of_node(node, self.file)
-        result.spans = {}
+        result.spans, result.key_spans = {}, {}
         for key_node, value_node in node.value:
             key = self.convert(key_node)
             if not isinstance(key, str):  # YAML 1.1 reads a bare `on:` or `1:` key as a non-string
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key)
             result[key] = self.convert(value_node)
             result.spans[key] = span_of_node(value_node, self.file)
+            result.key_spans[key] = span_of_node(key_node, self.file)
         return result
 
     def _sequence(self, node: yaml.SequenceNode) -> PosList:
