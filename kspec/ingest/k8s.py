@@ -15,7 +15,17 @@ such as ``ServiceList``. Understood kinds:
 ``KubeProxyConfiguration``
 ``kspec.dev/v1alpha1``          at most one: node facts that live in no Kubernetes object (below)
 ``NodeFacts``
+``v1 ConfigMap``                a KubeProxyConfiguration held as text in its data, as kubeadm stores it
+                                (``kubectl -n kube-system get configmap kube-proxy -o yaml``)
 ==============================  ============================================================================
+
+From the KubeProxyConfiguration kspec reads ``mode`` (must be iptables or unset), ``clusterCIDR``
+(comma-separated, one per family), ``detectLocalMode`` (unset means ClusterCIDR, as in kube-proxy) with
+``detectLocal.bridgeInterface`` / ``detectLocal.interfaceNamePrefix``, ``iptables.masqueradeAll``,
+``iptables.masqueradeBit``, ``iptables.localhostNodePorts``, ``nodePortAddresses`` (CIDRs; the special value
+``primary`` is rejected), ``portRange``, ``conntrack.tcpBeLiberal`` and ``featureGates.LoadBalancerIPMode``;
+other fields are ignored. ClusterCIDR mode without a CIDR for a family is kube-proxy's no-op detector for
+that family; the IR keeps mode ClusterCIDR and the CIDRs it has.
 
 Node facts. kube-proxy probes some things at start-up rather than reading them from configuration: whether
 the node's iptables supports ``--random-fully``, whether the nfacct counters could be created, whether
@@ -66,6 +76,8 @@ API_VERSIONS = {
     "Pod": "v1",
     "KubeProxyConfiguration": "kubeproxy.config.k8s.io/v1alpha1",
     "NodeFacts": "kspec.dev/v1alpha1",
+    # kubeadm keeps the KubeProxyConfiguration as text in the kube-system/kube-proxy ConfigMap.
+    "ConfigMap": "v1",
 }
 NODE_FACTS_FIELDS = ("randomFully", "nfacct", "tcpLiberal", "markLiteral", "nfacctUnavailable")
 NFACCT_COUNTERS = ("ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts")
@@ -179,7 +191,7 @@ def _describe(kind: type | tuple[type, ...]) -> str:
 def _describe_value(value: Any) -> str:
     if isinstance(value, (PosMap, PosList, str, int, bool)):
         return _describe(bool if isinstance(value, bool) else type(value))
-    return type(value).__name__
+    return "a number" if isinstance(value, float) else type(value).__name__
 
 
 def _items(obj: _Obj, items: PosList, path: str) -> list[tuple[int, PosMap]]:
@@ -214,6 +226,8 @@ class _Reader:
     pods: dict[tuple[str, str], ir.Pod] = field(default_factory=dict)
     proxy: tuple[PosMap, ProxySettings] | None = None
     facts: PosMap | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    proxy_configs_seen: int = 0
 
     def read_file(self, path: str, proxy_config_file: bool = False) -> None:
         try:
@@ -227,10 +241,11 @@ class _Reader:
         except YamlSyntaxError as err:
             self.diagnostics.append(err.diagnostic)
             return
-        found_proxy = self.proxy
+        self.sources[path] = text
+        seen_before = self.proxy_configs_seen
         for doc in documents:
             self._document(doc, path)
-        if proxy_config_file and self.proxy is found_proxy:
+        if proxy_config_file and self.proxy_configs_seen == seen_before:
             self.diagnostics.append(Diagnostic(ir.Span(path, 1, 1), f"{path}: no KubeProxyConfiguration found"))
 
     def _document(self, doc: Any, path: str) -> None:
@@ -306,6 +321,7 @@ class _Reader:
             self._add(obj, self.pods, (pod.namespace, pod.name), pod, doc.span)
 
     def _read_KubeProxyConfiguration(self, obj: _Obj, doc: PosMap) -> None:
+        self.proxy_configs_seen += 1
         if self.proxy is not None:
             obj.error(doc.span, f"more than one KubeProxyConfiguration (the first is at {self.proxy[0].span})")
             return
@@ -319,6 +335,26 @@ class _Reader:
             if key not in ("apiVersion", "kind", "metadata", *NODE_FACTS_FIELDS):
                 obj.error(doc.span_of_key(key), f'unknown field "{key}" (expected {", ".join(NODE_FACTS_FIELDS)})')
         self.facts = doc
+
+    def _read_ConfigMap(self, obj: _Obj, doc: PosMap) -> None:
+        """Read the KubeProxyConfiguration held as text in a ConfigMap's data (kubeadm's ``config.conf``)."""
+        data = obj.map(doc, "data", "data")
+        found = False
+        for key, text in data.items():
+            if not isinstance(text, str) or "KubeProxyConfiguration" not in text:
+                continue
+            span = data.span_of(key)
+            try:
+                embedded = load_documents(text, span.file)
+            except YamlSyntaxError as err:
+                obj.error(span, f"data.{key}: {err.diagnostic.message}")
+                continue
+            for inner in embedded:
+                if isinstance(inner, PosMap) and inner.get("kind") == "KubeProxyConfiguration":
+                    found = True
+                    self._object(_relocated(inner, span, self.sources.get(span.file, "")))
+        if not found:
+            obj.warn(doc.span, "holds no KubeProxyConfiguration; ignored")
 
     def _add(self, obj: _Obj, table: dict, key: Any, value: Any, span: ir.Span) -> None:
         if key in table:
@@ -373,6 +409,40 @@ class _Reader:
         )
 
 
+def _relocated(value: Any, text_span: ir.Span, source: str) -> Any:
+    """Move the spans of a document parsed from a YAML string value to where that string is in the file.
+
+    A block scalar (``config.conf: |``) maps line for line: its content starts on the next line, indented.
+    Other styles (the JSON ``"apiVersion: ...\\n..."``) cannot be mapped: every span becomes the string's.
+    """
+    lines = source.splitlines()
+    indicator = lines[text_span.line - 1][text_span.column - 1:] if text_span.line <= len(lines) else ""
+    if indicator[:1] in ("|", ">") and text_span.line < len(lines):
+        content = lines[text_span.line]
+        indent = len(content) - len(content.lstrip(" "))
+        move = lambda span: ir.Span(span.file, span.line + text_span.line, span.column + indent,  # noqa: E731
+                                    (span.end_line or span.line) + text_span.line,
+                                    (span.end_column or span.column) + indent)
+    else:
+        move = lambda span: text_span  # noqa: E731
+    return _move_spans(value, move)
+
+
+def _move_spans(value: Any, move: Callable[[ir.Span], ir.Span]) -> Any:
+    if isinstance(value, PosMap):
+        value.span = move(value.span)
+        value.spans = {k: move(v) for k, v in value.spans.items()}
+        value.key_spans = {k: move(v) for k, v in value.key_spans.items()}
+        for item in value.values():
+            _move_spans(item, move)
+    elif isinstance(value, PosList):
+        value.span = move(value.span)
+        value.spans = [move(v) for v in value.spans]
+        for item in value:
+            _move_spans(item, move)
+    return value
+
+
 def _with_endpoints(service: ir.Service, endpoints: list[ir.Endpoint]) -> ir.Service:
     return replace(service, endpoints=tuple(endpoints))
 
@@ -381,7 +451,7 @@ def _object_label(kind: str, doc: PosMap) -> str:
     meta = doc.get("metadata")
     if not isinstance(meta, PosMap) or not isinstance(meta.get("name"), str):
         return kind
-    if kind in ("Node", "KubeProxyConfiguration", "NodeFacts"):
+    if kind in ("Node", "KubeProxyConfiguration", "NodeFacts"):  # cluster-scoped
         return f"{kind} {meta['name']}"
     namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) else "default"
     return f"{kind} {namespace}/{meta['name']}"

@@ -59,8 +59,17 @@ def load_documents(text: str, file: str) -> list[Any]:
     except yaml.YAMLError as err:
         raise YamlSyntaxError(Diagnostic(Span(file, 1, 1), f"invalid YAML: {err}")) from None
     converter = _Converter(file)
-    documents = (converter.convert(node) for node in nodes)
-    return [doc for doc in documents if doc is not None]  # `---` followed by nothing (or comments)
+    documents = []
+    for node in nodes:
+        try:
+            doc = converter.convert(node)
+        except _RecursiveAlias as err:
+            raise YamlSyntaxError(Diagnostic(err.span, "invalid YAML: an alias refers to its own anchor")) from None
+        except RecursionError:
+            raise YamlSyntaxError(Diagnostic(span_of_node(node, file), "invalid YAML: nested too deeply")) from None
+        if doc is not None:  # `---` followed by nothing (or comments)
+            documents.append(doc)
+    return documents
 
 
 class YamlSyntaxError(Exception):
@@ -69,17 +78,36 @@ class YamlSyntaxError(Exception):
         self.diagnostic = diagnostic
 
 
+class _RecursiveAlias(Exception):
+    def __init__(self, span: Span):
+        self.span = span
+
+
 class _Converter:
     def __init__(self, file: str):
         self.file = file
         self.scalars = SafeConstructor()
+        # Aliases make the node tree a graph: convert each node once (so "billion laughs" stays linear)
+        # and refuse cycles.
+        self.done: dict[int, Any] = {}
+        self.in_progress: set[int] = set()
 
     def convert(self, node: yaml.Node) -> Any:
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        if key in self.in_progress:
+            raise _RecursiveAlias(span_of_node(node, self.file))
+        self.in_progress.add(key)
         if isinstance(node, yaml.MappingNode):
-            return self._mapping(node)
-        if isinstance(node, yaml.SequenceNode):
-            return self._sequence(node)
-        return self.scalars.construct_object(node, deep=True)
+            result = self._mapping(node)
+        elif isinstance(node, yaml.SequenceNode):
+            result = self._sequence(node)
+        else:
+            result = self.scalars.construct_object(node, deep=True)
+        self.in_progress.discard(key)
+        self.done[key] = result
+        return result
 
     def _mapping(self, node: yaml.MappingNode) -> PosMap:
         result = PosMap()

@@ -496,7 +496,7 @@ def test_errors_are_positioned_and_collected(write):
         "11:29: error: Service n/s: spec.ports[2].nodePort must be an integer, not a string",
         '13:33: error: Service n/s: status.loadBalancer.ingress[0].ip: "lb" is not an IP address',
         '16:7: error: unsupported kind "Deployment" (kspec reads Service, EndpointSlice, Node, Pod, '
-        "KubeProxyConfiguration, NodeFacts and List)",
+        "KubeProxyConfiguration, NodeFacts, ConfigMap and List)",
         '19:13: error: EndpointSlice n/e: apiVersion must be "discovery.k8s.io/v1", not "discovery.k8s.io/v1beta1"',
         '27:26: error: EndpointSlice n/e2: endpoints[0].addresses[0]: "10.1.2.x" is not an IP address',
         "27:38: error: EndpointSlice n/e2: endpoints[1].addresses must hold at least one address",
@@ -562,3 +562,68 @@ def test_configuration_errors(write):
         '15:1: error: NodeFacts: unknown field "colour" '
         "(expected randomFully, nfacct, tcpLiberal, markLiteral, nfacctUnavailable)",
     ]
+
+
+# ------------------------------------------------------------------------------ kubeadm ConfigMap
+
+
+def test_kube_proxy_configuration_inside_kubeadms_configmap(write):
+    cm = """
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: kube-proxy, namespace: kube-system}
+    data:
+      config.conf: |-
+        apiVersion: kubeproxy.config.k8s.io/v1alpha1
+        kind: KubeProxyConfiguration
+        clusterCIDR: 10.244.0.0/16
+        iptables:
+          masqueradeBit: 99
+      kubeconfig.conf: |-
+        apiVersion: v1
+        kind: Config
+    """
+    assert problems(write, SVC, proxy_text=cm) == [
+        # Positions inside the embedded text point into the ConfigMap's file.
+        "10:22: error: KubeProxyConfiguration: iptables.masqueradeBit: 99 is not between 0 and 31"]
+    cluster = load_k8s([write(SVC)], write(cm.replace("99", "14"), "proxy.yaml"))
+    assert cluster.proxy.cluster_cidrs == (net("10.244.0.0/16"),)
+    assert (cluster.proxy.span.line, cluster.proxy.span.column) == (6, 5)
+
+
+def test_configmap_as_json(write):
+    config = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmasqueradeAll: x\n"
+    cm = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-proxy"},
+                     "data": {"config.conf": config}}, indent=2)
+    # A quoted string cannot be mapped line by line: the diagnostics point at the string.
+    assert problems(write, SVC, proxy_text=cm) == []
+    bad = cm.replace("masqueradeAll: x", "iptables: 3")
+    assert problems(write, SVC, proxy_text=bad) == [
+        "8:20: error: KubeProxyConfiguration: iptables must be a mapping, not an integer"]
+
+
+def test_configmap_without_a_configuration_is_ignored(write):
+    cm = "{apiVersion: v1, kind: ConfigMap, metadata: {name: other, namespace: x}, data: {a: b}}"
+    assert problems(write, SVC + "---\n" + cm) == [
+        "13:1: warning: ConfigMap x/other: holds no KubeProxyConfiguration; ignored"]
+
+
+def test_non_integer_numbers_are_reported(write):
+    text = SVC.replace("targetPort: 8080", "targetPort: 80.5")
+    assert problems(write, text) == [
+        "11:17: error: Service shop/web: spec.ports[0].targetPort must be an integer or a string, not a number"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("&a [*a]", "1:1: error: invalid YAML: an alias refers to its own anchor"),
+    ("[" * 3000 + "]" * 3000, None),
+])
+def test_hostile_yaml_is_an_error_not_a_crash(write, text, message):
+    (problem,) = problems(write, text)
+    assert problem == message if message else "error: invalid YAML" in problem
+
+
+def test_aliases_are_expanded_once(write):
+    laughs = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    assert "Service: missing required field" in problems(write, laughs + "kind: Service\napiVersion: v1\n")[0]
