@@ -25,16 +25,15 @@ _FAMILIES = {"ipv4": ir.IPFamily.V4, "ipv6": ir.IPFamily.V6}
 def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: str | None = None
                  ) -> tuple[ir.Cluster, list[Diagnostic]]:
     """A cluster from a ``.k`` spec, or from Kubernetes objects (YAML/JSON) with an optional proxy config."""
+    if not k8s and spec is not None and Path(spec).suffix in (".yaml", ".yml", ".json"):
+        k8s = [spec]
     if k8s:
-        from kspec.ingest.k8s import load_k8s
+        from kspec.ingest.k8s import load_k8s_with_diagnostics
 
-        return load_k8s(list(k8s), proxy_config), []
+        cluster, warnings = load_k8s_with_diagnostics(list(k8s), proxy_config)
+        return cluster, list(warnings)
     if spec is None:
         raise KspecError([Diagnostic(None, "no input: give a .k spec or --k8s OBJECTS")])
-    if Path(spec).suffix in (".yaml", ".yml", ".json"):
-        from kspec.ingest.k8s import load_k8s
-
-        return load_k8s([spec], proxy_config), []
     from kspec.grammar import load
 
     return load(spec)
