@@ -148,14 +148,14 @@ class NodeModel:
         """Every (path, verdict) of ``pkt`` through a built-in chain; ACCEPT includes falling off the end
         under an ACCEPT (or unset) policy."""
         results = []
-        for path, verdict in self._walk(table, chain, pkt, depth=0):
+        for path, verdict in self.walk_chain(table, chain, pkt, depth=0):
             if verdict is None:
                 policy = self.rules.chain(table, chain)
                 verdict = DROP if policy is not None and policy.policy is rs.Policy.DROP else ACCEPT
             results.append((path, verdict))
         return results
 
-    def _walk(self, table: str, chain_name: str, pkt: SymPacket, depth: int
+    def walk_chain(self, table: str, chain_name: str, pkt: SymPacket, depth: int
               ) -> Iterator[tuple[SymPacket, str | None]]:
         """Yields (path, verdict); verdict None means the chain was left (end or RETURN)."""
         if depth > 64:
@@ -211,7 +211,7 @@ class NodeModel:
         if isinstance(target, rs.Empty):
             cont.append(pkt.with_step(step))
         elif isinstance(target, (rs.Jump, rs.Goto)):
-            for path, verdict in self._walk(table, target.chain, pkt.with_step(step), depth + 1):
+            for path, verdict in self.walk_chain(table, target.chain, pkt.with_step(step), depth + 1):
                 if verdict is not None:
                     yield path, verdict
                 elif isinstance(target, rs.Goto):
