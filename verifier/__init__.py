@@ -35,11 +35,17 @@ def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
 
 
 def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, timeout_ms: int = 10_000,
-           family: ir.IPFamily = ir.IPFamily.V4, rules: dict[str, str] | None = None):
-    """CheckResult for every check (the cluster's own when ``checks`` is None)."""
+           family: ir.IPFamily = ir.IPFamily.V4, rules: dict[str, str] | None = None, builtins: bool = False):
+    """CheckResult for every check (the cluster's own when ``checks`` is None), plus the built-in
+    properties when ``builtins``."""
+    from kspec.verifier.builtins import builtin_checks, with_builtin_clients
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
 
+    todo = tuple(cluster.checks if checks is None else checks)
+    if builtins:
+        todo += builtin_checks(cluster, family)
+        cluster = with_builtin_clients(cluster)
     network = ClusterNetwork(cluster, node_models(cluster, family, rules), family)
     verifier = Verifier(cluster, network, timeout_ms)
-    return [verifier.check(check) for check in (cluster.checks if checks is None else checks)]
+    return [verifier.check(check) for check in todo]

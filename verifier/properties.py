@@ -25,6 +25,13 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class SourceInRanges:
+    """The client's address is inside one of ``ranges`` (for loadBalancerSourceRanges; not in the DSL)."""
+
+    ranges: tuple[ir.IPNetwork, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Instance:
     client: ir.Client
     description: str  # e.g. "internet -> 10.240.0.3:30080/tcp (node2)"
@@ -124,6 +131,8 @@ class Verifier:
             return z3.BoolVal(fate.pod is not None and (fate.pod.key in prop.pods or fate.pod.name in prop.pods))
         if isinstance(prop, ir.StaysOnNode):
             return z3.BoolVal(fate.node is not None and fate.node == fate.hops[0].node)
+        if isinstance(prop, SourceInRanges):
+            return z3.Or([self._in(inst.client_src, net) for net in prop.ranges] or [z3.BoolVal(False)])
         if isinstance(prop, ir.Not):
             return z3.Not(self.holds(prop.operand, fate, inst))
         if isinstance(prop, ir.And):
@@ -164,7 +173,22 @@ class Verifier:
     def _client_packet(self, client: ir.Client, dst: ir.IPAddress, dport: int, proto: ir.Protocol):
         src = self._client_ip(client)
         pkt = symbolic_packet(self.width, src, dst=dst, dport=dport, proto=proto.lower)
+        if src is None:
+            # "Any external host": every address the cluster does not own itself.
+            pkt = replace(pkt, cond=z3.Not(z3.Or([self._in(pkt.src, net) for net in self._cluster_ranges()])))
         return pkt, pkt.src
+
+    def _in(self, term: z3.BitVecRef, net: ir.IPNetwork) -> z3.BoolRef:
+        mask = z3.BitVecVal(int(net.netmask), self.width)
+        return (term & mask) == z3.BitVecVal(int(net.network_address), self.width)
+
+    def _cluster_ranges(self) -> list[ir.IPNetwork]:
+        loopback = ipaddress.ip_network("127.0.0.0/8" if self.width == 32 else "::1/128")
+        ranges = [loopback] + [c for c in self.cluster.proxy.cluster_cidrs if c.version == loopback.version]
+        for node in self.cluster.nodes:
+            ranges += [c for c in node.pod_cidrs if c.version == loopback.version]
+            ranges += [ipaddress.ip_network(ip) for ip in node.ips if ip.version == loopback.version]
+        return ranges
 
     def _client_ip(self, client: ir.Client) -> ir.IPAddress | None:
         if client.ip is not None:
