@@ -51,6 +51,6 @@ def _check_depth(tree: Tree, filename: str) -> None:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             meta = node.meta
-            span = Span(filename, meta.line, meta.column, meta.end_line, meta.end_column)
+            span = Span(filename, meta.line, meta.column)  # the whole subtree would be a wall of carets
             raise KspecError([Diagnostic(span, f"expression is nested too deeply (more than {MAX_DEPTH} levels)")])
         stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))

@@ -93,6 +93,8 @@ def _proxy(proxy: ir.ProxyConfig) -> str:
     for name in ("random_fully", "nfacct", "tcp_liberal", "lb_ip_mode_gate"):
         if getattr(proxy, name) != getattr(default, name):
             lines.append(f"{name} {_bool(getattr(proxy, name))}")
+    if proxy.nfacct_unavailable:
+        lines.append(f"nfacct_unavailable {_list(proxy.nfacct_unavailable)}")
     if proxy.mark_literal is not None:
         lines.append(f"mark {quote(proxy.mark_literal)}")
     return _block("proxy", lines) if lines else ""

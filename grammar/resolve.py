@@ -75,8 +75,8 @@ class _Resolver:
             first: dict[str, Any] = {}
             for name, node in named:
                 if name in first:
-                    where = first[name].span
-                    self._error(node.span, f"duplicate {kind} '{name}'",
+                    where = self.draft.span_of(first[name], "name")
+                    self._error(self.draft.span_of(node, "name"), f"duplicate {kind} '{name}'",
                                 f"first defined at {where.line}:{where.column}")
                 else:
                     first[name] = node
@@ -155,15 +155,14 @@ class _Resolver:
 
     def _selected_endpoints(self, svc: ir.Service) -> tuple[ir.Endpoint, ...]:
         wanted = set(svc.selector)
-        pods = [pod for pod in self.cluster.pods
-                if pod.namespace == svc.namespace and wanted <= set(pod.labels) and pod.ip is not None]
+        pods = [pod for pod in self.cluster.pods if pod.namespace == svc.namespace and wanted <= set(pod.labels)]
         if not pods:
             shown = ", ".join(f"{k} = {v}" for k, v in svc.selector)
             self._warn(self.draft.span_of(svc, "selector"), f"selector {shown} of service {svc.key} matches no pod",
                        "the service has no endpoints")
         return tuple(ir.Endpoint(pod.ip, self._endpoint_ports(svc, pod), node=pod.node, ready=pod.ready,
                                  serving=pod.serving, terminating=pod.terminating, pod=pod.key)
-                     for pod in pods)
+                     for pod in pods if pod.ip is not None)  # a bad IP was reported already
 
     def _endpoint_ports(self, svc: ir.Service, pod: ir.Pod | None,
                         endpoint: ir.Endpoint | None = None) -> tuple[ir.EndpointPort, ...]:

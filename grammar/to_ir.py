@@ -157,14 +157,14 @@ class ToIR(Transformer):
             for index, span in enumerate(first.at):
                 self._remember(node, f"{key}#{index}", span)
 
-    def _settings(self, items: list[Item]) -> dict[str, list[Item]]:
+    def _settings(self, items: list[Item], what: str = "") -> dict[str, list[Item]]:
         """Group a block's lines by keyword, reporting keywords given twice."""
         grouped: dict[str, list[Item]] = {}
         for item in items:
             seen = grouped.setdefault(item.key, [])
             if seen and item.key not in _REPEATABLE:
                 first = seen[0].span
-                self._error(item.span, f"'{item.key}' is given twice",
+                self._error(item.span, f"{what}'{item.key}' is given twice",
                             f"first given at {first.line}:{first.column}")
                 continue
             seen.append(item)
@@ -198,7 +198,7 @@ class ToIR(Transformer):
 
     def _labels(self, labels: list[Item]) -> tuple[tuple[str, str], ...]:
         """Labels are a map: sorted by key (so the IR does not depend on the order written), keys unique."""
-        unique = self._settings(labels)  # reports a key given twice
+        unique = self._settings(labels, "label ")  # reports a key given twice
         return tuple(sorted((key, items[0].value) for key, items in unique.items()))
 
     def port_entry(self, meta, children):
@@ -270,6 +270,9 @@ class ToIR(Transformer):
             self._error(self._span(meta), f"node_port_range {low}-{high} is empty")
         return Item("node_port_range", (low, high), self._span(meta))
 
+    def nfacct_unavailable(self, meta, children):
+        return Item("nfacct_unavailable", tuple(str(c) for c in children), self._span(meta))
+
     def mark(self, meta, children):
         return Item("mark", unquote(children[0]), self._span(meta))
 
@@ -308,6 +311,7 @@ class ToIR(Transformer):
             self._error(self._tspan(name), f"node {name} has no ip")
         node = ir.Node(str(name), ips, self._get(s, "pod_cidr", ()), span=span)
         self._remember_items(node, s)
+        self._remember(node, "name", self._tspan(name))
         return Item("node", node, span)
 
     def node_ips(self, meta, children):
@@ -328,6 +332,7 @@ class ToIR(Transformer):
                      labels=self._get(s, "labels", ()), ports=self._get(s, "ports", ()),
                      ready=ready, serving=serving, terminating=terminating, span=span)
         self._remember_items(pod, s)
+        self._remember(pod, "name", qname.span)
         return Item("pod", pod, span)
 
     def pod_ip(self, meta, children):
@@ -369,6 +374,7 @@ class ToIR(Transformer):
             span=span,
         )
         self._remember_items(service, s)
+        self._remember(service, "name", qname.span)
         self._check_service(service, s, qname)
         return Item("service", service, span)
 
@@ -387,7 +393,7 @@ class ToIR(Transformer):
             if "cluster_ip" not in s:
                 self._error(qname.span, f"service {svc.key} has no cluster_ip",
                             "write `cluster_ip None` for a headless service")
-            elif not svc.cluster_ips and svc.type is not ir.ServiceType.CLUSTER_IP and "cluster_ip" in s:
+            elif not svc.cluster_ips and s["cluster_ip"][0].at and svc.type is not ir.ServiceType.CLUSTER_IP:
                 self._error(at("cluster_ip"), f"a headless service must be type ClusterIP, not {kind}")
             if svc.external_name is not None:
                 self._error(at("external_name"), f"external_name needs type ExternalName, not {kind}")
@@ -420,7 +426,8 @@ class ToIR(Transformer):
         return self._values("cluster_ip", meta, children, self._ip)
 
     def headless(self, meta, children):
-        return Item("cluster_ip", (), self._span(meta))
+        # `at` is set (unlike a list of only malformed IPs), which is how _check_service tells them apart.
+        return Item("cluster_ip", (), self._span(meta), (self._span(meta),))
 
     def selector(self, meta, children):
         return Item("selector", self._labels(children), self._span(meta))
@@ -523,6 +530,7 @@ class ToIR(Transformer):
             self._error(self._tspan(name), f"external client {name} has no ip")
         kind = ir.ClientKind.POD if kinds == ["pod"] else ir.ClientKind.EXTERNAL
         client = ir.Client(str(name), kind, ip=ip, node=self._get(s, "pod"), span=span)
+        self._remember(client, "name", self._tspan(name))
         return Item("client", (client, None), span)
 
     def client_ip(self, meta, children):
@@ -539,7 +547,9 @@ class ToIR(Transformer):
         name, pod = children
         span = self._span(meta)
         self._ref("pod", pod.key, pod.span)
-        return Item("client", (ir.Client(str(name), ir.ClientKind.POD, span=span), pod), span)
+        client = ir.Client(str(name), ir.ClientKind.POD, span=span)
+        self._remember(client, "name", self._tspan(name))
+        return Item("client", (client, pod), span)
 
     def client_on_node(self, meta, children):
         name, node, *ip = children
@@ -547,6 +557,7 @@ class ToIR(Transformer):
         self._ref("node", str(node), self._tspan(node))
         client = ir.Client(str(name), ir.ClientKind.NODE, ip=self._ip(ip[0]) if ip else None,
                            node=str(node), span=span)
+        self._remember(client, "name", self._tspan(name))
         return Item("client", (client, None), span)
 
     def load_balancer(self, meta, children):
@@ -555,6 +566,7 @@ class ToIR(Transformer):
         span = self._span(meta)
         lb = ir.LoadBalancer(str(name), self._get(s, "style", ir.LoadBalancerStyle.VIP_KEPT),
                              self._get(s, "health_check", True), span=span)
+        self._remember(lb, "name", self._tspan(name))
         return Item("load_balancer", lb, span)
 
     def lb_style_vip(self, meta, children):
@@ -578,6 +590,7 @@ class ToIR(Transformer):
         check = ir.Check(unquote(name), self._get(s, "from", ()), destination,
                          self._get(s, "assert") or ir.Delivered(),
                          self._get(s, "expect", ir.Expectation.HOLDS), span=span)
+        self._remember(check, "name", self._tspan(name))
         return Item("check", check, span)
 
     def check_from(self, meta, children):
@@ -662,6 +675,6 @@ class ToIR(Transformer):
 
 _CONDITIONS = ("ready", "serving", "terminating")
 _PROXY_FIELDS = ("masquerade_all", "masquerade_bit", "localhost_node_ports", "node_port_addresses",
-                 "node_port_range", "large_cluster_threshold", "random_fully", "nfacct", "tcp_liberal",
-                 "lb_ip_mode_gate")
+                 "node_port_range", "large_cluster_threshold", "random_fully", "nfacct", "nfacct_unavailable",
+                 "tcp_liberal", "lb_ip_mode_gate")
 
