@@ -66,6 +66,8 @@ class NodeModel:
     def __post_init__(self) -> None:
         self._solver = z3.Solver()
         self._fresh = 0
+        self._index: dict = {}
+        self._sliced: dict = {}
 
     # ------------------------------------------------------------------------------ feasibility
 
@@ -166,7 +168,7 @@ class NodeModel:
             yield pkt, None
             return
         live = [pkt]
-        for rule in chain.rules:
+        for rule in self._candidates(table, chain, pkt.dst):
             still = []
             for path in live:
                 for taken, cont in self._match(rule, path):
@@ -179,6 +181,24 @@ class NodeModel:
                 return
         for path in live:
             yield path, None
+
+    def _candidates(self, table: str, chain: rs.Chain, dst: IPAddress) -> list[rs.Rule]:
+        """The rules of ``chain`` that can match destination ``dst``, in order.
+
+        This is the slicing that keeps big rulesets cheap: KUBE-SERVICES is mostly rules keyed by an exact
+        destination address, so a packet (whose destination is always concrete) only needs the rules with its
+        own address plus the unkeyed ones. Exact: a skipped rule's ``-d`` guard would have been False.
+        """
+        key = (table, chain.name, dst)
+        found = self._sliced.get(key)
+        if found is None:
+            index = self._index.get((table, chain.name))
+            if index is None:
+                index = self._index[(table, chain.name)] = _destination_index(chain)
+            unkeyed, by_dst = index
+            found = sorted(unkeyed + by_dst.get(dst, []))
+            found = self._sliced[key] = [chain.rules[i] for i in found]
+        return found
 
     def _match(self, rule: rs.Rule, pkt: SymPacket) -> Iterator[tuple[SymPacket | None, SymPacket | None]]:
         """Split ``pkt`` into the part the rule matches and the part that goes on to the next rule."""
@@ -238,6 +258,19 @@ class NodeModel:
             yield pkt.with_step(step, masq_src=getattr(target, "ip", None) or _MASQ_PENDING), ACCEPT
         else:
             yield replace(pkt, unknown=f"unsupported target {type(target).__name__} at {rule.origin}"), UNKNOWN
+
+
+def _destination_index(chain: rs.Chain) -> tuple[list[int], dict[IPAddress, list[int]]]:
+    """Rule positions with no exact, non-negated ``-d`` address, and the others grouped by that address."""
+    unkeyed: list[int] = []
+    by_dst: dict[IPAddress, list[int]] = {}
+    for i, rule in enumerate(chain.rules):
+        dest = rule.first(rs.Destination)
+        if dest is not None and not dest.negated and dest.network.prefixlen == dest.network.max_prefixlen:
+            by_dst.setdefault(dest.network.network_address, []).append(i)
+        else:
+            unkeyed.append(i)
+    return unkeyed, by_dst
 
 
 # MASQUERADE takes the address of the outgoing interface, which the network model (not the rules) knows.

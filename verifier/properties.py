@@ -78,26 +78,37 @@ class Verifier:
             instances = list(self.instances(check))
         except LookupError as exc:
             return CheckResult(check, Verdict.UNKNOWN, reason=str(exc))
+        if not instances:
+            return CheckResult(check, Verdict.UNKNOWN, reason="the check covers no packet (no client and "
+                               "destination of the check exist together)")
         unknown_reason = ""
+        counterexamples: list[Counterexample] = []
         for inst in instances:
             for fate in inst.fates:
-                violation = z3.And(fate.cond, z3.Not(self.holds(check.prop, fate, inst)))
-                solver = z3.Solver()
-                solver.set("timeout", self.timeout_ms)
-                solver.add(violation)
-                answer = solver.check()
+                answer, model, why = self._violation(check, inst, fate)
                 if answer == z3.sat:
-                    return CheckResult(check, Verdict.VIOLATED, len(instances),
-                                       self._counterexample(inst, fate, solver.model()))
-                if answer == z3.unknown:
-                    unknown_reason = f"Z3 gave up ({solver.reason_unknown()}) on {inst.description}"
-                elif fate.disposition is Disposition.UNKNOWN and not unknown_reason:
-                    # The property cannot be refuted on this path only because the path's fate is unknown.
-                    if self._feasible(fate.cond):
-                        unknown_reason = fate.reason
+                    counterexamples.append(self._counterexample(inst, fate, model))
+                elif answer == z3.unknown:
+                    unknown_reason = unknown_reason or f"Z3 gave up ({why}) on {inst.description}"
+                elif fate.disposition is Disposition.UNKNOWN and not unknown_reason and self._feasible(fate.cond):
+                    # The property is refuted nowhere, but this path's fate is not known.
+                    unknown_reason = fate.reason
+        if counterexamples:
+            # The most telling counterexample crosses the most nodes (e.g. SNAT on a node without the endpoint).
+            best = max(counterexamples, key=lambda ce: len(ce.fate.hops))
+            return CheckResult(check, Verdict.VIOLATED, len(instances), best)
         if unknown_reason:
             return CheckResult(check, Verdict.UNKNOWN, len(instances), reason=unknown_reason)
         return CheckResult(check, Verdict.PROVED, len(instances))
+
+    def _violation(self, check: ir.Check, inst: Instance, fate: Fate):
+        """Z3's answer to "is there a packet on this path that violates the property?"."""
+        solver = z3.Solver()
+        solver.set("timeout", self.timeout_ms)
+        solver.add(fate.cond, z3.Not(self.holds(check.prop, fate, inst)))
+        answer = solver.check()
+        model = solver.model() if answer == z3.sat else None
+        return answer, model, solver.reason_unknown() if answer == z3.unknown else ""
 
     def _feasible(self, cond: z3.BoolRef) -> bool:
         solver = z3.Solver()
