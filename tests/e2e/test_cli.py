@@ -1,0 +1,91 @@
+"""The kspec command as a user runs it: a subprocess, exit codes, stdout/stderr."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS, REPO
+
+SPECS = sorted(str(p) for p in (REPO / "specs").glob("*.k"))
+
+
+def kspec(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KSPEC_DEBUG"}
+    return subprocess.run([sys.executable, "-m", "kspec.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=120)
+
+
+def test_verify_seed_specs_exits_0_with_summary():
+    run = kspec("verify", *SPECS)
+    assert run.returncode == 0, run.stdout + run.stderr
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.endswith("- 0 failures") and "violated (2 expected)" in last
+
+
+def test_verify_json_has_format_version():
+    run = kspec("verify", "--format", "json", *SPECS)
+    data = json.loads(run.stdout)
+    assert data["format_version"] == "1.0" and data["failures"] == 0
+    violated = [r for r in data["results"] if r["verdict"] == "violated"]
+    assert violated and all(r["counterexample"]["hops"] for r in violated)
+
+
+def test_wrong_expectation_exits_1_and_shows_trace(tmp_path: Path):
+    text = (REPO / "specs" / "nodeport-cluster.k").read_text().replace("expect violated", "expect holds")
+    spec = tmp_path / "wrong.k"
+    spec.write_text(text)
+    run = kspec("verify", str(spec))
+    assert run.returncode == 1
+    assert "-j MASQUERADE" in run.stdout and "client_address=" in run.stdout
+    assert "1 failure" in run.stdout.strip().splitlines()[-1]
+
+
+def test_bad_input_exits_2_with_position_and_no_traceback(tmp_path: Path):
+    spec = tmp_path / "bad.k"
+    spec.write_text("cluster c {\n  node n1 { ip 10.0.0.300 }\n}\n")
+    for command in (("verify", str(spec)), ("compile", str(spec)), ("fmt", str(spec))):
+        run = kspec(*command)
+        assert run.returncode == 2, command
+        assert f"{spec}:2:" in run.stderr and "Traceback" not in run.stderr
+    compact = kspec("--compact", "verify", str(spec))
+    assert compact.stderr.count("\n") == 1
+
+
+def test_usage_error_exits_2():
+    assert kspec("verify", "--format", "nonsense").returncode == 2
+
+
+def test_compile_all_nodes_writes_each_node_atomically(tmp_path: Path):
+    out = tmp_path / "rules"
+    run = kspec("compile", SPECS[0], "--all-nodes", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["node1.rules", "node2.rules", "node3.rules"]  # and no temporary files left behind
+    single = kspec("compile", SPECS[0], "--node", "node2")
+    assert single.stdout == (out / "node2.rules").read_text()
+
+
+def test_compile_is_deterministic():
+    runs = {kspec("compile", spec, "--node", "node1").stdout for spec in SPECS[:1] for _ in range(2)}
+    assert len(runs) == 1
+
+
+def test_compile_since_emits_partial_restore(tmp_path: Path):
+    before = (REPO / "specs" / "nodeport-local.k").read_text()
+    after = tmp_path / "after.k"
+    after.write_text(before.replace("external_traffic_policy Local", "external_traffic_policy Cluster"))
+    run = kspec("compile", str(after), "--node", "node2", "--since", str(REPO / "specs" / "nodeport-local.k"))
+    assert run.returncode == 0, run.stderr
+    assert "masquerade traffic for default/nodeport external destinations" in run.stdout
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus absent")
+def test_compile_k8s_objects_equals_kube_proxy():
+    case = "TestOverallIPTablesRules"
+    run = kspec("compile", "--k8s", str(REPO / "tests/data/k8s" / case / "objects.yaml"), "--node", "test-node")
+    assert run.stdout == (CORPUS / "cases" / case / "expected.iptables").read_text()
