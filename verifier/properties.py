@@ -32,11 +32,27 @@ class SourceInRanges:
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """Where one instance's packets go, and how they get into the cluster."""
+
+    dst: ir.IPAddress
+    dport: int
+    protocol: ir.Protocol
+    entry_node: str | None  # where an external client's packet enters (None: it cannot)
+    load_balancer: ir.IPAddress | None = None  # the VIP when a cloud load balancer forwards it
+    service_port: str = ""  # "ns/name:port"
+
+    def __str__(self) -> str:
+        return f"{_hostport(self.dst, self.dport)}/{self.protocol.lower}"
+
+
+@dataclass(frozen=True, slots=True)
 class Instance:
     client: ir.Client
-    description: str  # e.g. "internet -> 10.240.0.3:30080/tcp (node2)"
+    description: str  # e.g. "internet -> node2 10.240.0.5:30080 (default/nodeport:80)"
     fates: tuple[Fate, ...]
     client_src: z3.BitVecRef
+    target: Target | None = None
 
 
 @dataclass
@@ -221,54 +237,62 @@ class Verifier:
         return tuple(self.net.arrive(entry_node, replace(pkt, in_iface="eth0")))
 
     def _instances_for(self, client: ir.Client, svc: ir.Service, port: ir.ServicePort, dest: ir.Destination):
-        via = dest.via
+        for target, label in self.targets(svc, port, dest):
+            yield self.instance(client, target, label)
+
+    def targets(self, svc: ir.Service, port: ir.ServicePort, dest: ir.Destination):
+        """(Target, description) for every address and entry node the destination stands for."""
         proto = port.protocol
-        label = f"{svc.key}:{port.name or port.port}"
-        if via is ir.Via.CLUSTER_IP:
+        name = f"{svc.key}:{port.name or port.port}"
+        make = lambda dst, dport, entry, lb=None: Target(dst, dport, proto, entry, lb, name)  # noqa: E731
+        if dest.via is ir.Via.CLUSTER_IP:
             for ip in svc.cluster_ips:
                 if ir.IPFamily.of(ip) is self.family:
-                    pkt, src = self._client_packet(client, ip, port.port, proto)
-                    yield Instance(client, f"{client.name} -> {label} cluster IP {ip}:{port.port}",
-                                   self._send(client, pkt, None), src)
-        elif via is ir.Via.NODE_PORT:
+                    yield make(ip, port.port, None), f"{name} cluster IP {ip}:{port.port}"
+        elif dest.via is ir.Via.NODE_PORT:
             if not port.node_port:
-                raise LookupError(f"{label} has no node port")
+                raise LookupError(f"{name} has no node port")
             nodes = [self.cluster.node(dest.node)] if dest.node else list(self.cluster.nodes)
             for node in nodes:
                 ip = node.primary_ip(self.family)
-                pkt, src = self._client_packet(client, ip, port.node_port, proto)
-                yield Instance(client, f"{client.name} -> {node.name} {ip}:{port.node_port} ({label})",
-                               self._send(client, pkt, node.name), src)
-        elif via is ir.Via.EXTERNAL_IP:
+                yield make(ip, port.node_port, node.name), f"{node.name} {ip}:{port.node_port} ({name})"
+        elif dest.via is ir.Via.EXTERNAL_IP:
             for ip in svc.external_ips:
                 for node in self.cluster.nodes:
-                    pkt, src = self._client_packet(client, ip, port.port, proto)
-                    yield Instance(client, f"{client.name} -> external IP {ip}:{port.port} via {node.name}",
-                                   self._send(client, pkt, node.name), src)
-        elif via is ir.Via.LOAD_BALANCER:
-            yield from self._lb_instances(client, svc, port, label)
+                    yield make(ip, port.port, node.name), f"external IP {ip}:{port.port} via {node.name} ({name})"
+        elif dest.via is ir.Via.LOAD_BALANCER:
+            for ingress in svc.load_balancer_ingress:
+                for node_name in self._lb_backends(svc) or (None,):
+                    if node_name is None:
+                        yield make(ingress.ip, port.port, None, ingress.ip), f"LB {ingress.ip}:{port.port} ({name})"
+                    elif self._lb().style is ir.LoadBalancerStyle.VIP_KEPT:
+                        yield (make(ingress.ip, port.port, node_name, ingress.ip),
+                               f"LB {ingress.ip}:{port.port} -> {node_name} ({name})")
+                    else:
+                        ip = self.cluster.node(node_name).primary_ip(self.family)
+                        yield (make(ip, port.node_port, node_name, ingress.ip),
+                               f"LB {ingress.ip}:{port.port} -> {node_name} {ip}:{port.node_port} ({name})")
 
-    def _lb_instances(self, client: ir.Client, svc: ir.Service, port: ir.ServicePort, label: str):
+    def _lb(self) -> ir.LoadBalancer:
+        return self.cluster.load_balancers[0] if self.cluster.load_balancers else ir.LoadBalancer("cloud")
+
+    def _lb_backends(self, svc: ir.Service) -> tuple[str, ...]:
+        """The nodes the cloud load balancer sends to: all, or with Local only those passing the health check."""
         from kspec.compiler.healthcheck import healthy_nodes
 
-        lb = self.cluster.load_balancers[0] if self.cluster.load_balancers else ir.LoadBalancer("cloud")
-        local = svc.external_traffic_policy is ir.TrafficPolicy.LOCAL
-        if local and lb.respects_health_check:
-            targets = healthy_nodes(self.cluster, svc, self.family)
-        else:
-            targets = tuple(node.name for node in self.cluster.nodes)
-        for ingress in svc.load_balancer_ingress:
-            if not targets:
-                pkt, src = self._client_packet(client, ingress.ip, port.port, port.protocol)
-                fate = Fate(Disposition.DROPPED, (Hop(lb.name, (), "no node passes the health check"),), pkt,
-                            reason="the load balancer has no healthy backend")
-                yield Instance(client, f"{client.name} -> LB {ingress.ip}:{port.port} ({label})", (fate,), src)
-            for node_name in targets:
-                node = self.cluster.node(node_name)
-                if lb.style is ir.LoadBalancerStyle.VIP_KEPT:
-                    dst, dport = ingress.ip, port.port
-                else:
-                    dst, dport = node.primary_ip(self.family), port.node_port
-                pkt, src = self._client_packet(client, dst, dport, port.protocol)
-                yield Instance(client, f"{client.name} -> LB {ingress.ip}:{port.port} -> {node_name} ({label})",
-                               self._send(client, pkt, node_name), src)
+        if svc.external_traffic_policy is ir.TrafficPolicy.LOCAL and self._lb().respects_health_check:
+            return healthy_nodes(self.cluster, svc, self.family)
+        return tuple(node.name for node in self.cluster.nodes)
+
+    def instance(self, client: ir.Client, target: Target, label: str) -> Instance:
+        pkt, src = self._client_packet(client, target.dst, target.dport, target.protocol)
+        description = f"{client.name} -> {label}"
+        if target.load_balancer is not None and target.entry_node is None:
+            fate = Fate(Disposition.DROPPED, (Hop(self._lb().name, (), "no node passes the health check"),), pkt,
+                        reason="the load balancer has no healthy backend")
+            return Instance(client, description, (fate,), src, target)
+        return Instance(client, description, self._send(client, pkt, target.entry_node), src, target)
+
+
+def _hostport(ip: ir.IPAddress, port: int) -> str:
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"

@@ -1,0 +1,64 @@
+"""What the model predicts for each probe a real network can send: the lab's side of the differential test.
+
+A probe is one instance of a check (client, destination address and port, entry node). Its prediction is
+the set of outcomes of every feasible path: which pod answers and which client address it reports, or that
+the packet is dropped, rejected, reaches a host socket, or has no route.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import z3
+
+from kspec import ir
+from kspec.verifier.network import Disposition, Fate
+from kspec.verifier.properties import Instance, Target, Verifier
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    disposition: Disposition
+    pod: str | None = None  # "ns/name" when delivered
+    client_address: str | None = None  # what the pod sees as the peer, when delivered
+
+    def __str__(self) -> str:
+        if self.disposition is Disposition.DELIVERED:
+            return f"{self.pod} client_address={self.client_address}"
+        return self.disposition.value
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    check: str
+    client: ir.Client
+    target: Target
+    description: str
+    outcomes: frozenset[Outcome]
+
+
+def probes(cluster: ir.Cluster, verifier: Verifier) -> list[Probe]:
+    """One probe per instance of every check whose clients have a concrete address."""
+    found = []
+    for check in cluster.checks:
+        for inst in verifier.instances(check):
+            if inst.target is None or not z3.is_bv_value(inst.client_src):
+                continue
+            found.append(Probe(check.name, inst.client, inst.target, inst.description, outcomes(inst)))
+    return found
+
+
+def outcomes(inst: Instance) -> frozenset[Outcome]:
+    return frozenset(o for fate in inst.fates if (o := _outcome(fate)) is not None)
+
+
+def _outcome(fate: Fate) -> Outcome | None:
+    solver = z3.Solver()
+    solver.add(fate.cond)
+    if solver.check() != z3.sat:
+        return None
+    if fate.disposition is not Disposition.DELIVERED:
+        return Outcome(fate.disposition)
+    seen = solver.model().eval(fate.source_seen, model_completion=True).as_long()
+    address = ipaddress.IPv4Address(seen) if fate.source_seen.size() == 32 else ipaddress.IPv6Address(seen)
+    return Outcome(Disposition.DELIVERED, fate.pod.key, str(address))
