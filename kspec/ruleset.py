@@ -150,7 +150,8 @@ class AddrType:
 
 @dataclass(frozen=True, slots=True)
 class Statistic:
-    """``-m statistic --mode random --probability p`` (nth mode is not supported)."""
+    """``-m statistic --mode random --probability p`` (nth mode is not supported); ``probability`` is the
+    value the kernel uses (quantised to multiples of 2^-31)."""
 
     probability: float
     negated: bool = False
@@ -164,7 +165,7 @@ class Recent:
     reap: bool = False
     hitcount: int | None = None
     rdest: bool = False  # False: --rsource (the default)
-    mask: IPAddress | None = None
+    mask: IPAddress | None = None  # None: all ones (the default)
     negated: bool = False
 
 
@@ -240,7 +241,7 @@ class Drop:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    with_: str | None = None  # --reject-with; None = default (icmp-port-unreachable)
+    with_: str | None = None  # --reject-with; None = the default (icmp-port-unreachable / icmp6-...)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import math
 import socket
 from pathlib import Path
 
@@ -238,7 +239,11 @@ def _build_statistic(module: str, words) -> list:
         probability = float(val)
     except ValueError:
         raise _LineError(at, f"invalid probability '{val}'") from None
-    return [rs.Statistic(probability, neg)]
+    if not 0 <= probability <= 1:
+        raise _LineError(at, f"probability '{val}' is not in [0, 1]")
+    # The kernel keeps lround(p * 2^31) (iptables-save prints 0.3333333333 back as 0.33333333349): store
+    # that value, so a rule and its dump compare equal and the tracer uses the probability the kernel uses.
+    return [rs.Statistic(math.floor(probability * 0x80000000 + 0.5) / 0x80000000, neg)]
 
 
 def _build_recent(module: str, words) -> list:
@@ -255,6 +260,8 @@ def _build_recent(module: str, words) -> list:
             mask = ipaddress.ip_address(opts["--mask"][0])
         except ValueError:
             raise _LineError(opts["--mask"][1], f"invalid mask '{opts['--mask'][0]}'") from None
+    if mask is not None and int(mask) == (1 << mask.max_prefixlen) - 1:
+        mask = None  # the all-ones default iptables-save prints ('--mask 255.255.255.255')
     mode, neg = modes[0]
     return [rs.Recent(opts.get("--name", ("DEFAULT", 0))[0], mode, seconds, "--reap" in opts, hitcount,
                       "--rdest" in opts, mask, neg)]
@@ -340,7 +347,9 @@ def _build_target(name: str, words, at: int) -> rs.Target:
     if name == "RETURN":
         return rs.Return()
     if name == "REJECT":
-        return rs.Reject(opts["--reject-with"][0] if "--reject-with" in opts else None)
+        with_ = opts["--reject-with"][0] if "--reject-with" in opts else None
+        # the default iptables-save spells out
+        return rs.Reject(None if with_ in ("icmp-port-unreachable", "icmp6-port-unreachable") else with_)
     if name == "DNAT":
         if "--to-destination" not in opts:
             raise _LineError(at, "DNAT needs --to-destination")
