@@ -187,7 +187,7 @@ _MODULE_OPTIONS: dict[str, dict[str, int]] = {
     "comment": {"--comment": 1},
     "mark": {"--mark": 1},
     "addrtype": {"--src-type": 1, "--dst-type": 1},
-    "statistic": {"--mode": 1, "--probability": 1},
+    "statistic": {"--mode": 1, "--probability": 1, "--every": 1, "--packet": 1},
     "recent": {"--name": 1, "--set": 0, "--rcheck": 0, "--update": 0, "--remove": 0, "--seconds": 1,
                "--reap": 0, "--hitcount": 1, "--rsource": 0, "--rdest": 0, "--mask": 1},
     "conntrack": {"--ctstate": 1},
