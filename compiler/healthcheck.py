@@ -9,21 +9,25 @@ from __future__ import annotations
 import json
 
 from kspec import ir
-from kspec.compiler.nodeview import service_ports
+from kspec.compiler.nodeview import port_infos
 
 
 def local_endpoint_counts(cluster: ir.Cluster, node: str, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, int]:
-    """For every Service with a health-check node port: how many local ready endpoints ``node`` has.
+    """For every Service with a health-check node port: how many local ready endpoints ``node`` has."""
+    return {svc.key: count for svc in cluster.services
+            if (count := local_ready_endpoints(svc, node, cluster.proxy, family)) is not None}
+
+
+def local_ready_endpoints(service: ir.Service, node: str, proxy: ir.ProxyConfig,
+                          family: ir.IPFamily = ir.IPFamily.V4) -> int | None:
+    """How many local, ready endpoints /healthz reports for ``service`` on ``node`` (None: no health check).
 
     kube-proxy counts distinct ``ip:port`` endpoints over all ports of the Service.
     """
-    seen: dict[str, set[str]] = {}
-    for info in service_ports(cluster, family):
-        if not info.health_check_node_port:
-            continue
-        local = seen.setdefault(info.service.key, set())
-        local.update(ep.text for ep in info.endpoints if ep.node == node and ep.ready)
-    return {key: len(eps) for key, eps in seen.items()}
+    infos = [info for info in port_infos(service, family, proxy) if info.health_check_node_port]
+    if not infos:
+        return None
+    return len({ep.text for info in infos for ep in info.endpoints if ep.node == node and ep.ready})
 
 
 def healthz(service: ir.Service, local_endpoints: int) -> tuple[int, str]:
@@ -39,4 +43,4 @@ def healthz(service: ir.Service, local_endpoints: int) -> tuple[int, str]:
 def healthy_nodes(cluster: ir.Cluster, service: ir.Service, family: ir.IPFamily = ir.IPFamily.V4) -> tuple[str, ...]:
     """The nodes a health-checking load balancer sends ``service``'s traffic to."""
     return tuple(node.name for node in cluster.nodes
-                 if local_endpoint_counts(cluster, node.name, family).get(service.key, 0) > 0)
+                 if (local_ready_endpoints(service, node.name, cluster.proxy, family) or 0) > 0)

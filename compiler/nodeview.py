@@ -134,13 +134,13 @@ def service_ports(cluster: ir.Cluster, family: ir.IPFamily) -> list[ServicePortI
     infos = [
         info
         for svc in cluster.services
-        for info in _port_infos(svc, family, cluster.proxy)
+        for info in port_infos(svc, family, cluster.proxy)
     ]
     infos.sort(key=lambda info: (info.name, info.protocol))
     return infos
 
 
-def _port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> list[ServicePortInfo]:
+def port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> list[ServicePortInfo]:
     if svc.type is ir.ServiceType.EXTERNAL_NAME:
         return []
     cluster_ip = next((ip for ip in svc.cluster_ips if ir.IPFamily.of(ip) is family), None)

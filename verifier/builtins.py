@@ -72,6 +72,11 @@ def _cluster_ip_checks(cluster: ir.Cluster, svc: ir.Service) -> list[ir.Check]:
     return checks
 
 
+def _draining(svc: ir.Service, node: str) -> bool:
+    local = [ep for ep in svc.endpoints if ep.node == node]
+    return bool(local) and not any(ep.ready for ep in local) and any(ep.serving and ep.terminating for ep in local)
+
+
 def _local_policy_checks(cluster: ir.Cluster, svc: ir.Service, family: ir.IPFamily) -> list[ir.Check]:
     checks = []
     if any(p.node_port for p in svc.ports):
@@ -82,9 +87,17 @@ def _local_policy_checks(cluster: ir.Cluster, svc: ir.Service, family: ir.IPFami
     if svc.type is ir.ServiceType.LOAD_BALANCER and svc.health_check_node_port and any(p.node_port for p in svc.ports):
         healthy = set(healthy_nodes(cluster, svc, family))
         for node in cluster.nodes:
-            passes = node.name in healthy
-            prop = ir.Delivered() if passes else ir.Not(ir.Delivered())
-            verb = "passes its health check and delivers" if passes else "fails its health check and does not deliver"
-            checks.append(_check(f"{node.name} {verb}: {svc.key}", (ANY_EXTERNAL,),
-                                 ir.Destination(svc.key, ir.Via.NODE_PORT, node=node.name), prop, svc))
+            dest = ir.Destination(svc.key, ir.Via.NODE_PORT, node=node.name)
+            if node.name in healthy:
+                checks.append(_check(f"{node.name} passes its health check and delivers: {svc.key}",
+                                     (ANY_EXTERNAL,), dest, ir.Delivered(), svc))
+            elif _draining(svc, node.name):
+                # kube-proxy's /healthz counts ready endpoints only, so a node whose local endpoints are all
+                # terminating fails the check (the LB drains it) while its rules still deliver to them.
+                checks.append(replace(_check(
+                    f"{node.name} fails its health check yet still delivers (terminating endpoints): {svc.key}",
+                    (ANY_EXTERNAL,), dest, ir.Not(ir.Delivered()), svc), expect=ir.Expectation.VIOLATED))
+            else:
+                checks.append(_check(f"{node.name} fails its health check and does not deliver: {svc.key}",
+                                     (ANY_EXTERNAL,), dest, ir.Not(ir.Delivered()), svc))
     return checks

@@ -102,6 +102,11 @@ class NodeModel:
         if isinstance(match, (rs.Comment, rs.Nfacct)):
             return True
         if isinstance(match, rs.Source):
+            if z3.is_bv_value(pkt.src):  # a concrete source needs no solver
+                if pkt.src.size() != (32 if match.network.version == 4 else 128):
+                    return match.negated
+                inside = pkt.src.as_long() & int(match.network.netmask) == int(match.network.network_address)
+                return inside != match.negated
             return _neg(self.in_network(pkt.src, match.network), match.negated)
         if isinstance(match, rs.Destination):
             return (pkt.dst in match.network if pkt.dst.version == match.network.version else False) != match.negated
@@ -119,13 +124,12 @@ class NodeModel:
         if isinstance(match, rs.AddrType):
             return self._addrtype(match, pkt)
         if isinstance(match, rs.Statistic):
-            choice = self.fresh_choice("statistic")
-            return _neg(choice, match.negated)
+            return Fresh(_neg(self.fresh_choice("statistic"), match.negated))
         if isinstance(match, rs.Recent):
             if match.mode is rs.RecentMode.SET:
                 return not match.negated
             # Whether an earlier packet of this client set the entry is unknown history: either may hold.
-            return _neg(self.fresh_choice(f"recent.{match.name}"), match.negated)
+            return Fresh(_neg(self.fresh_choice(f"recent.{match.name}"), match.negated))
         if isinstance(match, rs.Conntrack):
             states = {rs.CtState.NEW} | ({rs.CtState.DNAT} if pkt.dnat else set())
             return bool(states & match.states) != match.negated
@@ -168,7 +172,7 @@ class NodeModel:
             yield pkt, None
             return
         live = [pkt]
-        for rule in self._candidates(table, chain, pkt.dst):
+        for rule in self._candidates(table, chain, pkt):
             still = []
             for path in live:
                 for taken, cont in self._match(rule, path):
@@ -182,27 +186,27 @@ class NodeModel:
         for path in live:
             yield path, None
 
-    def _candidates(self, table: str, chain: rs.Chain, dst: IPAddress) -> list[rs.Rule]:
-        """The rules of ``chain`` that can match destination ``dst``, in order.
+    def _candidates(self, table: str, chain: rs.Chain, pkt: SymPacket) -> list[rs.Rule]:
+        """The rules of ``chain`` that can match the packet's destination address and port, in order.
 
         This is the slicing that keeps big rulesets cheap: KUBE-SERVICES is mostly rules keyed by an exact
-        destination address, so a packet (whose destination is always concrete) only needs the rules with its
-        own address plus the unkeyed ones. Exact: a skipped rule's ``-d`` guard would have been False.
+        destination address, KUBE-NODEPORTS by a destination port, and a packet's destination is always
+        concrete. Exact: every skipped rule has a ``-d`` or ``--dport`` guard that would be False.
         """
-        key = (table, chain.name, dst)
+        key = (table, chain.name, pkt.dst, pkt.dport)
         found = self._sliced.get(key)
         if found is None:
             index = self._index.get((table, chain.name))
             if index is None:
                 index = self._index[(table, chain.name)] = _destination_index(chain)
-            unkeyed, by_dst = index
-            found = sorted(unkeyed + by_dst.get(dst, []))
-            found = self._sliced[key] = [chain.rules[i] for i in found]
+            positions = [i for bucket in ((pkt.dst, pkt.dport), (pkt.dst, None), (None, pkt.dport), (None, None))
+                         for i in index.get(bucket, ())]
+            found = self._sliced[key] = [chain.rules[i] for i in sorted(positions)]
         return found
 
     def _match(self, rule: rs.Rule, pkt: SymPacket) -> Iterator[tuple[SymPacket | None, SymPacket | None]]:
         """Split ``pkt`` into the part the rule matches and the part that goes on to the next rule."""
-        cond = []
+        cond, fresh = [], []
         for match in rule.matches:
             g = self.guard(match, pkt)
             if g is None:
@@ -211,14 +215,20 @@ class NodeModel:
             if g is False:
                 yield None, pkt
                 return
-            if g is not True:
+            if isinstance(g, Fresh):
+                fresh.append(g.term)
+            elif g is not True:
                 cond.append(g)
-        if not cond:
+        if not cond and not fresh:
             yield pkt, None
             return
-        both = z3.And(cond)
+        both = z3.And(cond + fresh)
         taken = replace(pkt, cond=z3.And(pkt.cond, both))
         rest = replace(pkt, cond=z3.And(pkt.cond, z3.Not(both)))
+        if not cond:
+            # Only fresh, unconstrained choices: both sides are as feasible as the path itself already is.
+            yield taken, rest
+            return
         yield (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
 
     def _target(self, table: str, rule: rs.Rule, pkt: SymPacket, depth: int, cont: list
@@ -260,17 +270,24 @@ class NodeModel:
             yield replace(pkt, unknown=f"unsupported target {type(target).__name__} at {rule.origin}"), UNKNOWN
 
 
-def _destination_index(chain: rs.Chain) -> tuple[list[int], dict[IPAddress, list[int]]]:
-    """Rule positions with no exact, non-negated ``-d`` address, and the others grouped by that address."""
-    unkeyed: list[int] = []
-    by_dst: dict[IPAddress, list[int]] = {}
+def _destination_index(chain: rs.Chain) -> dict[tuple, list[int]]:
+    """Rule positions grouped by (exact -d address or None, exact --dport or None), non-negated only."""
+    index: dict[tuple, list[int]] = {}
     for i, rule in enumerate(chain.rules):
         dest = rule.first(rs.Destination)
-        if dest is not None and not dest.negated and dest.network.prefixlen == dest.network.max_prefixlen:
-            by_dst.setdefault(dest.network.network_address, []).append(i)
-        else:
-            unkeyed.append(i)
-    return unkeyed, by_dst
+        port = next((m for m in rule.matches if isinstance(m, rs.Port) and m.direction is rs.PortDir.DPORT), None)
+        address = dest.network.network_address if dest is not None and not dest.negated \
+            and dest.network.prefixlen == dest.network.max_prefixlen else None
+        dport = port.low if port is not None and not port.negated and port.low == port.high else None
+        index.setdefault((address, dport), []).append(i)
+    return index
+
+
+@dataclass(frozen=True, slots=True)
+class Fresh:
+    """A guard on a fresh choice variable (statistic, recent history) that nothing else constrains."""
+
+    term: z3.BoolRef
 
 
 # MASQUERADE takes the address of the outgoing interface, which the network model (not the rules) knows.

@@ -63,6 +63,20 @@ class Fate:
         return self.packet.src
 
 
+def _endpoint_pods(cluster: ir.Cluster) -> list[ir.Pod]:
+    """Pods implied by endpoints: clusters read from Kubernetes objects often carry no Pod objects, yet an
+    endpoint in a node's pod CIDR is a pod that answers."""
+    pods = []
+    for svc in cluster.services:
+        for ep in svc.endpoints:
+            if ep.node is None:
+                continue
+            namespace, _, name = (ep.pod or f"{svc.namespace}/endpoint-{ep.ip}").rpartition("/")
+            pods.append(ir.Pod(namespace or svc.namespace, name, ep.node, ep.ip, ready=ep.ready,
+                               serving=ep.serving, terminating=ep.terminating))
+    return pods
+
+
 def pod_gateway(node: ir.Node, family: ir.IPFamily) -> ir.IPAddress | None:
     cidr = next((c for c in node.pod_cidrs if ir.IPFamily.of(c) is family), None)
     return None if cidr is None else cidr.network_address + 1
@@ -74,6 +88,10 @@ class ClusterNetwork:
         self.models = models
         self.family = family
         self.pods_by_ip = {pod.ip: pod for pod in cluster.pods}
+        for pod in _endpoint_pods(cluster):
+            self.pods_by_ip.setdefault(pod.ip, pod)
+        # Interface numbering: the spec's pods in order, then pods known only from endpoints.
+        self._pod_number = {ip: i for i, ip in enumerate(self.pods_by_ip)}
 
     # ------------------------------------------------------------------------------- addressing
 
@@ -93,7 +111,7 @@ class ClusterNetwork:
             return detect.interface
         prefix = detect.interface if detect.mode is ir.LocalDetectMode.INTERFACE_NAME_PREFIX and detect.interface \
             else "veth"
-        return f"{prefix}{self.cluster.pods.index(pod)}"
+        return f"{prefix}{self._pod_number[pod.ip]}"
 
     # --------------------------------------------------------------------------------- journeys
 
