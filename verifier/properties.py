@@ -62,9 +62,12 @@ class CheckResult:
     instances: int = 0
     counterexample: "Counterexample | None" = None
     reason: str = ""
+    replay_error: str = ""  # the counterexample did not replay in the concrete tracer: a bug in kspec
 
     @property
     def as_expected(self) -> bool:
+        if self.replay_error:
+            return False
         wanted = Verdict.PROVED if self.check.expect is ir.Expectation.HOLDS else Verdict.VIOLATED
         return self.verdict is wanted
 
@@ -86,6 +89,7 @@ class Verifier:
         self.family = network.family
         self.timeout_ms = timeout_ms
         self.width = 32 if self.family is ir.IPFamily.V4 else 128
+        self._concrete = None
 
     # --------------------------------------------------------------------------------- checking
 
@@ -112,10 +116,17 @@ class Verifier:
         if counterexamples:
             # The most telling counterexample crosses the most nodes (e.g. SNAT on a node without the endpoint).
             best = max(counterexamples, key=lambda ce: len(ce.fate.hops))
-            return CheckResult(check, Verdict.VIOLATED, len(instances), best)
+            return CheckResult(check, Verdict.VIOLATED, len(instances), best, replay_error=self._replay(best))
         if unknown_reason:
             return CheckResult(check, Verdict.UNKNOWN, len(instances), reason=unknown_reason)
         return CheckResult(check, Verdict.PROVED, len(instances))
+
+    def _replay(self, ce: "Counterexample") -> str:
+        from kspec.verifier.replay import ConcreteCluster, replays
+
+        if self._concrete is None:
+            self._concrete = ConcreteCluster(self.net)
+        return replays(self._concrete, ce)
 
     def _violation(self, check: ir.Check, inst: Instance, fate: Fate):
         """Z3's answer to "is there a packet on this path that violates the property?"."""

@@ -42,6 +42,9 @@ def result_line(spec: str, result: CheckResult) -> str:
     line = f"{where}: {result.verdict.value}: {check.name}  [{expected}]"
     if result.verdict is Verdict.UNKNOWN and result.reason:
         line += f"\n  reason: {result.reason}"
+    if result.replay_error:
+        line += ("\n  INTERNAL ERROR: this counterexample does not replay in the concrete tracer (a bug in "
+                 f"kspec's model, please report it): {result.replay_error}")
     return line
 
 
@@ -70,6 +73,7 @@ def result_json(spec: str, result: CheckResult) -> dict:
         "as_expected": result.as_expected,
         "instances": result.instances,
         "reason": result.reason or None,
+        "replay_error": result.replay_error or None,
     }
     ce = result.counterexample
     if ce is not None:

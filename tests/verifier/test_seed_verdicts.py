@@ -69,3 +69,18 @@ def test_external_client_cannot_reach_a_cluster_ip():
     result = _one(c, D("nodeport"), ir.Delivered())
     assert result.verdict is Verdict.VIOLATED
     assert result.counterexample.fate.disposition is Disposition.NO_ROUTE
+
+
+def test_a_model_bug_shows_as_a_counterexample_that_does_not_replay(monkeypatch):
+    """Plant a bug in the model's MASQUERADE address: the concrete tracer must refuse the counterexample."""
+    import kspec.verifier.network as network
+
+    monkeypatch.setattr(network, "pod_gateway", lambda node, family: node.ips[0])
+    result = _one(cluster(ir.TrafficPolicy.CLUSTER), D("nodeport", ir.Via.NODE_PORT, node="node1"), KEEPS)
+    assert result.verdict is Verdict.VIOLATED
+    assert result.replay_error and not result.as_expected
+
+
+def test_counterexamples_replay():
+    result = _one(cluster(ir.TrafficPolicy.CLUSTER), D("nodeport", ir.Via.NODE_PORT), KEEPS)
+    assert result.verdict is Verdict.VIOLATED and result.replay_error == ""
