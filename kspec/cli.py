@@ -197,8 +197,58 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
-# ------------------------------------------------------------------------------------------ main
+# ----------------------------------------------------------------------------------------- trace
 
+
+def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Walk one concrete packet through the cluster with the concrete tracer; every branch is shown."""
+
+    from kspec.verifier import node_models
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.render import journey_text
+    from kspec.verifier.replay import ConcreteCluster
+    from kspec.verifier.tracer import Packet
+
+    cluster, warnings = load_cluster(args.spec)
+    report(warnings, err, args.compact)
+    client = next((c for c in cluster.clients if c.name == args.from_), None)
+    if client is None:
+        names = ", ".join(c.name for c in cluster.clients) or "none declared"
+        raise KspecError([Diagnostic(None, f"unknown client '{args.from_}'; the spec has: {names}")])
+    dst, dport, proto = _destination(args.to)
+    family = ir.IPFamily.of(dst)
+    network = ClusterNetwork(cluster, node_models(cluster, family), family)
+    entry = args.node
+    if entry is None and client.kind is ir.ClientKind.EXTERNAL:
+        owner = network.node_of(dst)
+        entry = owner[0] if owner else None
+    if entry is not None:
+        _pick_node(cluster, entry)
+    src = client.ip or (cluster.node(client.node).primary_ip(family) if client.node else None)
+    if src is None:
+        raise KspecError([Diagnostic(client.span, f"client '{client.name}' has no address to trace from")])
+    journeys = ConcreteCluster(network).journeys(client, Packet(src, dst, proto, args.sport, dport), entry)
+    print(f"packet {src}:{args.sport} -> {args.to} from {client.name}"
+          + (f", entering at {entry}" if entry and client.kind is ir.ClientKind.EXTERNAL else ""), file=out)
+    for number, journey in enumerate(journeys, 1):
+        print(journey_text(number, len(journeys), journey), file=out)
+    return EXIT_OK
+
+def _destination(text: str) -> tuple[ir.IPAddress, int, str]:
+    import ipaddress
+
+    try:
+        hostport, _, proto = text.partition("/")
+        host, _, port = hostport.rpartition(":")
+        dst = ipaddress.ip_address(host.strip("[]"))
+        dport = int(port)
+        if not 0 < dport < 65536 or (proto or "tcp").lower() not in ("tcp", "udp", "sctp"):
+            raise ValueError
+    except ValueError:
+        raise KspecError([Diagnostic(None, f"--to expects IP:PORT[/tcp|udp|sctp], got '{text}'")]) from None
+    return dst, dport, (proto or "tcp").lower()
+
+# ------------------------------------------------------------------------------------------ main
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -237,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--allow-unknown", action="store_true", help="an unknown verdict is not a failure")
     ver.set_defaults(run=run_verify)
 
+    tr = sub.add_parser("trace", help="walk one packet through the cluster's rules, every branch shown")
+    tr.add_argument("spec", help="a .k spec")
+    tr.add_argument("--from", dest="from_", required=True, metavar="CLIENT", help="a client of the spec")
+    tr.add_argument("--to", required=True, metavar="IP:PORT[/PROTO]", help="destination (default protocol tcp)")
+    tr.add_argument("--node", help="where an external client's packet enters (default: the node owning IP)")
+    tr.add_argument("--sport", type=int, default=40000, help="source port (default 40000)")
+    tr.set_defaults(run=run_trace)
+
     fmt = sub.add_parser("fmt", help="print specs in canonical form")
     fmt.add_argument("specs", nargs="+")
     mode = fmt.add_mutually_exclusive_group()
@@ -244,7 +302,6 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="rewrite the files in place")
     fmt.set_defaults(run=run_fmt)
     return parser
-
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
@@ -271,7 +328,6 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         print(f"internal error: {type(exc).__name__}: {exc} (a bug in kspec; rerun with KSPEC_DEBUG=1 "
               "for the traceback)", file=err)
         return EXIT_INTERNAL
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -93,3 +93,33 @@ def result_json(spec: str, result: CheckResult) -> dict:
             ],
         }
     return record
+
+
+def journey_text(number: int, total: int, journey) -> str:
+    """One branch of ``kspec trace``: hops, rule lines with their origin, rewrites, and the ending."""
+    lines = [f"branch {number}/{total}: {journey.disposition.value.upper()}"]
+    for hop, leg in enumerate(journey.legs, 1):
+        outcome = leg.outcome
+        extra = f"  [{', '.join(outcome.branches)}]" if outcome.branches else ""
+        lines.append(f"  {hop}. {leg.node}{extra}")
+        rewrites: dict[int, list] = {}
+        for rewrite in outcome.rewrites:
+            rewrites.setdefault(id(rewrite.step), []).append(rewrite)
+        for step in outcome.steps:
+            text = step.rule.text if step.rule is not None and step.rule.text else f"policy of {step.chain}"
+            origin = f"  [{step.origin}]" if step.origin is not None else ""
+            lines.append(f"     {step.table:<6} {text}{origin}")
+            for rewrite in rewrites.get(id(step), ()):
+                lines.append(f"            {_rewrite_text(rewrite)}")
+    if journey.disposition.value == "delivered":
+        lines.append(f"  => DELIVERED to {journey.pod.key} on {journey.node}, client_address={journey.src}")
+    else:
+        reason = f": {journey.reason}" if journey.reason else ""
+        lines.append(f"  => {journey.disposition.value.upper()}{reason}")
+    return "\n".join(lines)
+
+
+def _rewrite_text(rewrite) -> str:
+    if rewrite.field == "mark":  # marks read best in hex, as iptables prints them
+        return f"mark: {int(rewrite.old):#x} -> {int(rewrite.new):#x}"
+    return str(rewrite)

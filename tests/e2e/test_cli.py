@@ -89,3 +89,15 @@ def test_compile_k8s_objects_equals_kube_proxy():
     case = "TestOverallIPTablesRules"
     run = kspec("compile", "--k8s", str(REPO / "tests/data/k8s" / case / "objects.yaml"), "--node", "test-node")
     assert run.stdout == (CORPUS / "cases" / case / "expected.iptables").read_text()
+
+
+def test_trace_shows_every_branch_and_the_client_address():
+    cluster_ = kspec("trace", str(REPO / "specs" / "nodeport-cluster.k"), "--from", "internet",
+                     "--to", "10.240.0.5:30080")
+    assert cluster_.returncode == 0, cluster_.stderr
+    assert "dst: 10.240.0.5 -> 10.244.1.5" in cluster_.stdout and "dport: 30080 -> 8080" in cluster_.stdout
+    assert cluster_.stdout.rstrip().endswith("client_address=10.240.0.5")
+    local = kspec("trace", str(REPO / "specs" / "nodeport-local.k"), "--from", "internet", "--to", "10.240.0.5:30080")
+    assert local.stdout.rstrip().endswith("=> DROPPED")
+    bad = kspec("trace", str(REPO / "specs" / "nodeport-local.k"), "--from", "nobody", "--to", "10.240.0.5:30080")
+    assert bad.returncode == 2 and "unknown client 'nobody'" in bad.stderr
