@@ -248,6 +248,55 @@ def _destination(text: str) -> tuple[ir.IPAddress, int, str]:
         raise KspecError([Diagnostic(None, f"--to expects IP:PORT[/tcp|udp|sctp], got '{text}'")]) from None
     return dst, dport, (proto or "tcp").lower()
 
+# ------------------------------------------------------------------------------------------- lab
+
+
+def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import signal
+
+    from kspec.lab import LabUnavailable, cleanup, requirements
+    from kspec.lab import run_lab as run
+    from kspec.lab.topology import LabError
+
+    if args.cleanup:
+        reason = requirements()
+        if reason:
+            print(reason, file=err)
+            return EXIT_BAD_INPUT
+        deleted, live, failed = cleanup(include_live=args.all)
+        print(f"removed {len(deleted)} lab namespace(s)" + (f"; {len(live)} belong to running labs (--all removes "
+              "them too)" if live else ""), file=err)
+        for ns in failed:
+            print(f"could not remove {ns}", file=err)
+        return EXIT_FAILED if failed else EXIT_OK
+    if not args.specs:
+        raise KspecError([Diagnostic(None, "no specs given (or --cleanup)")])
+    loaded = [(path, load_cluster(path)) for path in args.specs]
+    reason = requirements()
+    if reason:
+        print(reason, file=err)
+        return EXIT_BAD_INPUT
+    # SIGTERM tears the lab down like Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    status = EXIT_OK
+    try:
+        for path, (cluster, warnings) in loaded:
+            report(warnings, err, args.compact)
+            progress = (lambda msg: print(f"  {msg}", file=err)) if args.verbose else None
+            try:
+                result = run(cluster, keep=args.keep, spec=path, progress=progress)
+            except (LabError, LabUnavailable) as exc:
+                print(f"kspec lab: {path}: {exc}", file=err)
+                return EXIT_BAD_INPUT
+            print(result.text(), file=out)
+            out.flush()
+            if not result.agree:
+                status = EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return status
+
+
 # ------------------------------------------------------------------------------------------ main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--node", help="where an external client's packet enters (default: the node owning IP)")
     tr.add_argument("--sport", type=int, default=40000, help="source port (default 40000)")
     tr.set_defaults(run=run_trace)
+
+    lab = sub.add_parser(
+        "lab", help="build the cluster from network namespaces, send real traffic, compare with the model",
+        description="exit 0: every probe behaves as the verifier predicts; 1: some probe does not; 2: bad input, "
+                    "or the lab cannot run here (needs root and ip netns)")
+    lab.add_argument("specs", nargs="*", help=".k specs")
+    lab.add_argument("--keep", action="store_true", help="leave the namespaces up and print how to tear them down")
+    lab.add_argument("--cleanup", action="store_true", help="remove labs left behind by crashed or --keep runs")
+    lab.add_argument("--all", action="store_true", help="with --cleanup: also labs whose kspec still runs")
+    lab.add_argument("-v", "--verbose", action="store_true", help="say what the lab is doing")
+    lab.set_defaults(run=run_lab)
 
     fmt = sub.add_parser("fmt", help="print specs in canonical form")
     fmt.add_argument("specs", nargs="+")

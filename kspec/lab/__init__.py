@@ -1,0 +1,214 @@
+"""``kspec lab``: build the spec's cluster out of network namespaces, load each node's compiled rules, send
+real traffic and compare what the kernel did with what the verifier predicted.
+
+Start at ``run_lab``. ``topology`` builds and tears down the namespaces (and loads the rules),
+``workloads`` starts the echo and kube-proxy servers and polls health checks, ``probe`` sends the traffic,
+``report`` compares and renders. Needs root, iproute2 and iptables; everything happens inside namespaces
+named ``kspec-lab-<pid>-<run>-...``; the root namespace is never touched.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from kspec import ir
+
+__all__ = ["run_lab", "LabUnavailable", "requirements", "cleanup", "PREFIX"]
+
+PREFIX = "kspec-lab-"
+MAX_TRIES = 90  # per probe, over all batches
+BATCH_CAP = 30
+UNDELIVERED_TRIES = 3  # tries when the model predicts no delivery (each costs a connect timeout at most)
+
+
+class LabUnavailable(RuntimeError):
+    """The lab cannot run on this host (not root, no ip netns...)."""
+
+
+def requirements() -> str | None:
+    from kspec.lab.topology import requirements as check
+
+    return check()
+
+
+def cleanup(include_live: bool = False):
+    from kspec.lab.topology import cleanup as clean
+
+    return clean(include_live)
+
+
+def predictions(cluster: ir.Cluster):
+    """[(check, Instance, predicted outcomes)] for every instance the lab can send (as ``predict.probes``),
+    keeping the instance for its traces."""
+    import z3
+
+    from kspec.verifier import node_models
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.predict import outcomes
+    from kspec.verifier.properties import Verifier
+
+    family = ir.IPFamily.V4
+    verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, family), family))
+    found = []
+    for check in cluster.checks:
+        for inst in verifier.instances(check):
+            if inst.target is None or not z3.is_bv_value(inst.client_src):
+                continue
+            found.append((check, inst, outcomes(inst)))
+    return found
+
+
+def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
+            progress: Callable[[str], None] | None = None):
+    """Build, probe, compare, tear down (unless ``keep``; always on error or Ctrl-C). A LabReport."""
+    from kspec.lab import workloads
+    from kspec.lab.report import LabReport
+    from kspec.lab.topology import Lab, LabError
+
+    reason = requirements()
+    if reason:
+        raise LabUnavailable(reason)
+    say = progress or (lambda _msg: None)
+    report = LabReport(spec or cluster.name)
+    if ir.IPFamily.V4 not in cluster.families():
+        raise LabError("the lab builds IPv4 clusters; this spec has IPv6 Services only")
+    planned = predictions(cluster)
+    lab = Lab(cluster)
+    started = time.monotonic()
+    torn_down = False
+    try:
+        say(f"building {len(cluster.nodes)} nodes, {len(cluster.pods)} pods in namespaces {lab.prefix}*")
+        lab.build()
+        lab.load_rules()
+        workloads.start_servers(lab, keep=keep)
+        report.timings["build"] = time.monotonic() - started
+        _check_node_endpoints(lab, report)
+        probes_started = time.monotonic()
+        for check, inst, predicted in planned:
+            say(f"probe {inst.description}")
+            report.results.append(_probe(lab, check, inst, predicted))
+        if report.results:
+            report.timings["probes"] = time.monotonic() - probes_started
+            report.timings["per probe"] = report.timings["probes"] / len(report.results)
+        if keep:
+            report.kept = lab.teardown_command()
+            torn_down = True  # deliberately left up
+    finally:
+        if not torn_down:
+            lab.teardown()
+            report.timings["teardown"] = lab.timings.get("teardown", 0.0)
+    report.notes += lab.notes
+    return report
+
+
+def _check_node_endpoints(lab, report) -> None:
+    """kube-proxy's own endpoints on every node, and the load balancer's health checks against the model."""
+    from kspec.lab import workloads
+
+    for node in lab.cluster.nodes:
+        status, body = workloads.proxy_mode(lab, node.name)
+        if (status, body) != (200, "iptables"):
+            report.problems.append(f"/proxyMode on {node.name}: got {status} {body!r}, expected 200 'iptables'")
+    if any(svc.health_check_node_port for svc in lab.cluster.services):
+        answers = workloads.poll_health(lab)
+        report.problems += workloads.health_mismatches(lab, answers)
+        for key, per_node in answers.items():
+            shown = ", ".join(f"{node} {status}" for node, (status, _) in per_node.items())
+            report.notes.append(f"health checks of {key} from the load balancer: {shown}")
+
+
+def _probe(lab, check: ir.Check, inst, predicted):
+    from kspec.lab.probe import send_batch
+    from kspec.lab.report import ProbeResult
+    from kspec.lab.topology import LabError, call_in_ns
+    from kspec.verifier.network import Disposition
+
+    start = time.monotonic()
+    ns, src = _client_end(lab, inst.client)
+    target = inst.target
+    _steer(lab, inst.client, target)
+    _flush_conntrack(lab)
+    svc = next((s for s in lab.cluster.services if target.service_port.startswith(s.key + ":")), None)
+    result = ProbeResult(check.name, inst.client.name, inst.description, target, predicted, [], inst.fates,
+                         pinned=svc is not None and svc.session_affinity is not None)
+    if ns is None:
+        raise LabError(f"client {inst.client.name} has no namespace in the lab")
+    wanted = {o for o in predicted if o.disposition is Disposition.DELIVERED}
+    batch = min(BATCH_CAP, max(6, 6 * len(wanted))) if wanted else UNDELIVERED_TRIES
+    proto = target.protocol.lower
+    if proto not in ("tcp", "udp"):
+        raise LabError(f"{inst.description}: the lab sends TCP and UDP, not {target.protocol.value}")
+    for _ in range(MAX_TRIES // batch if wanted else 1):
+        result.tries += call_in_ns(ns, lambda: send_batch(proto, str(src), str(target.dst), target.dport, batch))
+        if not wanted or not result.missing or result.unexpected:
+            break
+    if not result.agree:
+        result.kernel_trace = _kernel_trace(lab, ns, src, target, proto)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _client_end(lab, client: ir.Client):
+    """(namespace, source address) a client's connections start from."""
+    if client.kind is ir.ClientKind.POD:
+        pod = next((p for p in lab.cluster.pods if p.ip == client.ip or p.key == client.name), None)
+        return (lab.pods.get(pod.key), pod.ip) if pod else (None, None)
+    if client.kind is ir.ClientKind.NODE:
+        node = lab.cluster.node(client.node)
+        return lab.nodes[node.name], client.ip or node.primary_ip(ir.IPFamily.V4)
+    return lab.clients.get(client.name), client.ip
+
+
+def _steer(lab, client: ir.Client, target) -> None:
+    """The router's route for the probe's VIP: to the load balancer (or straight to the entry node for an
+    external IP) for external clients only; from inside the cluster a VIP kube-proxy does not catch leaves
+    the cluster, as the model has it."""
+    lab.unroute_vips()
+    node_ips = {ip for node in lab.cluster.nodes for ip in node.ips}
+    if client.kind is not ir.ClientKind.EXTERNAL or target.dst in node_ips:
+        return
+    if target.load_balancer is not None:
+        lb_style = lab.cluster.load_balancers[0].style if lab.cluster.load_balancers else ir.LoadBalancerStyle.VIP_KEPT
+        lab.route_vip(target.dst, target.entry_node, through_lb=lb_style is ir.LoadBalancerStyle.VIP_KEPT)
+    elif target.entry_node is not None:
+        lab.route_vip(target.dst, target.entry_node, through_lb=False)
+
+
+def _flush_conntrack(lab) -> None:
+    import shutil
+
+    from kspec.lab.topology import in_ns, tool_path
+
+    if shutil.which("conntrack", path=tool_path()) is None:
+        if "conntrack" not in " ".join(lab.notes):
+            lab.notes.append("conntrack tool missing: connection tracking state is not flushed between probes")
+        return
+    for ns in lab.nodes.values():
+        in_ns(ns, ["conntrack", "-F"], check=False)
+
+
+def _kernel_trace(lab, ns: str, src, target, proto: str) -> str:
+    """Rerun a few tries with zeroed counters: the rules that counted packets, and conntrack, per node."""
+    import re
+
+    from kspec.lab.probe import send_batch
+    from kspec.lab.topology import call_in_ns, in_ns
+
+    _flush_conntrack(lab)
+    for node_ns in lab.nodes.values():
+        for table in ("filter", "nat"):
+            in_ns(node_ns, ["iptables", "-t", table, "-Z"], check=False)
+    tries = call_in_ns(ns, lambda: send_batch(proto, str(src), str(target.dst), target.dport, 3))
+    lines = ["rerun: " + "; ".join(map(str, tries))]
+    for name, node_ns in lab.nodes.items():
+        saved = in_ns(node_ns, ["iptables-save", "-c"], check=False).stdout
+        table = ""
+        for line in saved.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            match = re.match(r"\[(\d+):(\d+)\] (-A .*)", line)
+            if match and int(match.group(1)) > 0:
+                lines.append(f"{name} {table:<6} [{match.group(1)} pkts] {match.group(3)}")
+        tracked = in_ns(node_ns, ["conntrack", "-L"], check=False).stdout.strip()
+        lines += [f"{name} conntrack {entry}" for entry in tracked.splitlines()]
+    return "\n".join(lines)

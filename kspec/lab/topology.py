@@ -1,0 +1,519 @@
+"""The lab's network: one namespace per node, pod, external client, the network between nodes and the cloud
+load balancer, wired exactly as ``verifier/network.py`` models the cluster.
+
+Address plan (all host addresses /32, all links point to point or one bridge, so nothing depends on
+subnets the spec does not state):
+
+* ``net``: the network between the nodes and the router to the outside. A bridge ``br0`` joins every node's
+  ``eth0`` (and the load balancer's); the namespace itself routes for external clients, each behind its own
+  veth ``c<i>``. Its address ``router`` is a link-local one no spec address collides with.
+* node: ``eth0`` on ``br0`` with the node's IPv4 addresses; routes to the other nodes' addresses and, via
+  them, their pod CIDRs; ``unreachable`` for its own pod CIDR (an address no pod has answers "no route", as
+  the model says); default via the router. Per pod a veth named as ``ClusterNetwork.pod_iface`` names it
+  (``veth<index in cluster.pods>``, or ``<prefix><index>`` with ``detect_local interface_prefix``) holding
+  the pod gateway (pod CIDR + 1, the same /32 on every veth, as cni0 holds it), so that MASQUERADE towards
+  a local pod picks the gateway and towards other nodes the node IP, as the model's MASQUERADE does. With
+  ``detect_local bridge NAME`` the veths are enslaved to a bridge NAME holding the gateway instead.
+* pod: ``eth0`` with the pod IP, default via the gateway.
+* external client: ``eth0`` with its IP, default via the router.
+* ``lb``: ``eth0`` on ``br0``; forwards a VIP (routing, no NAT) to the node the probe names.
+
+Nothing is created in, moved through or routed to the root namespace: veths are created directly inside
+their namespaces (``ip link add ... netns A type veth peer ... netns B``).
+"""
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TypeVar
+
+from kspec import ir
+
+PREFIX = "kspec-lab-"
+NETNS_DIR = "/var/run/netns"
+CLONE_NEWNET = 0x40000000
+COMMAND_TIMEOUT = 20.0  # seconds, for every ip/iptables/nfacct/conntrack command
+_NAME_PID = re.compile(rf"^{re.escape(PREFIX)}(\d+)-")
+_NFACCT_NAME = re.compile(r"--nfacct-name (\S+)")
+_serial = iter(range(1, 1 << 30))
+T = TypeVar("T")
+
+
+class LabError(RuntimeError):
+    """The lab could not be built or driven (the message says which step and why)."""
+
+
+def tool_path() -> str:
+    # iproute2 and iptables live in /usr/sbin, which a non-login environment may leave off PATH.
+    return os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+
+
+def requirements() -> str | None:
+    """Why the lab cannot run here (one line), or None."""
+    if os.geteuid() != 0:
+        return "kspec lab needs root (it creates network namespaces and loads iptables rules into them)"
+    missing = [tool for tool in ("ip", "iptables-restore", "iptables-save", "iptables")
+               if shutil.which(tool, path=tool_path()) is None]
+    if missing:
+        return f"kspec lab needs `ip netns` and iptables: missing {', '.join(missing)} (Debian: apt-get install " \
+               "iproute2 iptables)"
+    probe = run(["ip", "netns", "list"], check=False)
+    if probe.returncode != 0:
+        return f"kspec lab needs `ip netns`: {probe.stderr.strip() or 'ip netns list failed'}"
+    return None
+
+
+def run(args: list[str], stdin: str | None = None, check: bool = True,
+        timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run a command with a timeout; ``check``: a failure raises LabError naming the command."""
+    try:
+        result = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout,
+                                env={**os.environ, "PATH": tool_path()})
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"`{' '.join(args)}` did not finish within {timeout:g}s") from exc
+    if check and result.returncode != 0:
+        raise LabError(f"`{' '.join(args)}` failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+def in_ns(ns: str, args: list[str], stdin: str | None = None, check: bool = True,
+          timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """``args`` run inside namespace ``ns`` (``ip netns exec``); never in the root namespace."""
+    if not ns.startswith(PREFIX):
+        raise LabError(f"refusing to run {args[0]} outside the lab's namespaces ({ns})")
+    return run(["ip", "netns", "exec", ns, *args], stdin, check, timeout)
+
+
+# ------------------------------------------------------------------ running Python code in a namespace
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def call_in_ns(ns: str, fn: Callable[[], T], timeout: float = 60.0) -> T:
+    """``fn()`` run in a new thread that has entered ``ns`` (setns(2) changes only the calling thread's
+    namespace, so the caller stays where it is). Sockets ``fn`` creates belong to ``ns``."""
+    if not ns.startswith(PREFIX):
+        raise LabError(f"refusing to enter a namespace outside the lab ({ns})")
+    box: dict[str, object] = {}
+
+    def body() -> None:
+        try:
+            fd = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=body, name=f"netns {ns}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise LabError(f"work inside {ns} did not finish within {timeout:g}s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def write_sysctls(ns: str, values: dict[str, str]) -> None:
+    """Write ``/proc/sys`` keys (``net/ipv4/ip_forward``...) as seen from inside ``ns``."""
+    def body() -> None:
+        for key, value in values.items():
+            with open(f"/proc/sys/{key}", "w", encoding="ascii") as handle:
+                handle.write(value)
+    call_in_ns(ns, body, timeout=10)
+
+
+# ------------------------------------------------------------------------------------ namespaces
+
+
+def lab_namespaces() -> list[str]:
+    result = run(["ip", "netns", "list"], check=False)
+    names = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    return [name for name in names if name.startswith(PREFIX)]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_namespace_processes(ns: str) -> None:
+    """End the processes the lab started inside ``ns`` (servers), by pid."""
+    listed = run(["ip", "netns", "pids", ns], check=False).stdout.split()
+    for text in listed:
+        try:
+            os.kill(int(text), signal.SIGKILL)
+        except (ValueError, ProcessLookupError):
+            pass
+
+
+def delete_namespaces(names: list[str]) -> list[str]:
+    """Delete namespaces (their processes first); the names that could not be deleted."""
+    failed = []
+    for ns in names:
+        if not ns.startswith(PREFIX):
+            continue
+        kill_namespace_processes(ns)
+        result = run(["ip", "netns", "delete", ns], check=False)
+        if result.returncode != 0 and os.path.exists(os.path.join(NETNS_DIR, ns)):
+            failed.append(ns)
+    return failed
+
+
+def cleanup(include_live: bool = False) -> tuple[list[str], list[str], list[str]]:
+    """Remove labs left behind: (deleted, kept because their creator still runs, failed).
+
+    A lab's namespace names carry the creating process's id; a lab whose creator is gone (a crash, or a
+    ``--keep`` run) is stale. ``include_live`` removes running labs too.
+    """
+    stale, live = [], []
+    for ns in lab_namespaces():
+        match = _NAME_PID.match(ns)
+        owner = int(match.group(1)) if match else None
+        if include_live or owner is None or owner == os.getpid() or not _pid_alive(owner):
+            stale.append(ns)
+        else:
+            live.append(ns)
+    failed = delete_namespaces(stale)
+    return [ns for ns in stale if ns not in failed], live, failed
+
+
+# ---------------------------------------------------------------------------------------- topology
+
+_FEATURES = (
+    ("--random-fully", "MASQUERADE --random-fully needs NF_NAT with fully random port allocation (Linux >= 3.13, "
+                       "iptables >= 1.6.2); kube-proxy only writes it where the node has it: set `random_fully "
+                       "false` in the spec's proxy block for this kernel"),
+    ("-m nfacct", "-m nfacct needs the kernel's nfnetlink_acct (CONFIG_NETFILTER_XT_MATCH_NFACCT) and the "
+                  "counters created first; set `nfacct false` in the spec's proxy block for this kernel"),
+    ("-m statistic", "-m statistic (CONFIG_NETFILTER_XT_MATCH_STATISTIC) picks endpoints at random"),
+    ("-m recent", "-m recent (CONFIG_NETFILTER_XT_MATCH_RECENT) implements session affinity"),
+    ("-m addrtype", "-m addrtype (CONFIG_NETFILTER_XT_MATCH_ADDRTYPE) matches node-local addresses"),
+    ("-j MASQUERADE", "MASQUERADE needs CONFIG_NF_NAT_MASQUERADE"),
+    ("-j REJECT", "REJECT needs CONFIG_IP_NF_TARGET_REJECT"),
+)
+
+
+def _feature_hint(text: str, error: str) -> str:
+    """Which kernel feature a failed restore most likely lacks (the rules are not rewritten to avoid it)."""
+    line = re.search(r"line:? (\d+)", error)
+    culprit = text.splitlines()[int(line.group(1)) - 1] if line and int(line.group(1)) <= len(text.splitlines()) \
+        else text
+    needs = [why for word, why in _FEATURES if word in culprit]
+    return ("; " + "; ".join(needs)) if needs and culprit is not text else ""
+
+
+
+def _slug(text: str, limit: int = 24) -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", text).strip("-")[:limit] or "x"
+
+
+def _pick_free(cluster: ir.Cluster, count: int) -> list[ipaddress.IPv4Address]:
+    """Link-local addresses for the router and the load balancer that nothing in the spec uses."""
+    used_nets: list[ipaddress.IPv4Network] = list(c for c in cluster.proxy.cluster_cidrs if c.version == 4)
+    used: set[ipaddress.IPv4Address] = set()
+    for node in cluster.nodes:
+        used |= {ip for ip in node.ips if ip.version == 4}
+        used_nets += [c for c in node.pod_cidrs if c.version == 4]
+    used |= {p.ip for p in cluster.pods if p.ip.version == 4}
+    used |= {c.ip for c in cluster.clients if c.ip is not None and c.ip.version == 4}
+    for svc in cluster.services:
+        used |= {ip for ip in svc.cluster_ips + svc.external_ips if ip.version == 4}
+        used |= {i.ip for i in svc.load_balancer_ingress if i.ip.version == 4}
+    picked = []
+    for candidate in ipaddress.ip_network("169.254.253.0/24").hosts():
+        if candidate in used or any(candidate in net for net in used_nets):
+            continue
+        picked.append(candidate)
+        if len(picked) == count:
+            return picked
+    raise LabError("no free link-local address for the lab's router")
+
+
+@dataclass
+class Lab:
+    """A built (or buildable) lab for one cluster."""
+
+    cluster: ir.Cluster
+    run_id: str = field(default_factory=lambda: f"{os.getpid()}-{next(_serial)}{secrets.token_hex(1)}")
+    nodes: dict[str, str] = field(default_factory=dict)  # node name -> namespace
+    pods: dict[str, str] = field(default_factory=dict)  # pod key -> namespace
+    clients: dict[str, str] = field(default_factory=dict)  # external client name -> namespace
+    net: str = ""
+    lb: str | None = None
+    router_ip: ipaddress.IPv4Address | None = None
+    lb_ip: ipaddress.IPv4Address | None = None
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    vip_routes: set[ipaddress.IPv4Address] = field(default_factory=set)
+
+    @property
+    def prefix(self) -> str:
+        return f"{PREFIX}{self.run_id}-"
+
+    def name(self, role: str) -> str:
+        return f"{self.prefix}{role}"
+
+    def all_namespaces(self) -> list[str]:
+        return list(self.created)
+
+    # ----------------------------------------------------------------------------------- build
+
+    def build(self) -> None:
+        """Namespaces, links, addresses, routes and sysctls (rules and servers come later)."""
+        start = time.monotonic()
+        cluster = self.cluster
+        v4 = ir.IPFamily.V4
+        for node in cluster.nodes:
+            if node.primary_ip(v4) is None:
+                raise LabError(f"node {node.name} has no IPv4 address; the lab builds IPv4 clusters only")
+        self.router_ip, self.lb_ip = _pick_free(cluster, 2)
+        self.net = self.name("net")
+        self.nodes = {n.name: self.name(f"n{i}-{_slug(n.name)}") for i, n in enumerate(cluster.nodes)}
+        self.pods = {p.key: self.name(f"p{i}-{_slug(p.name)}") for i, p in enumerate(cluster.pods)}
+        externals = [c for c in cluster.clients if c.kind is ir.ClientKind.EXTERNAL and c.ip is not None
+                     and c.ip.version == 4]
+        self.clients = {c.name: self.name(f"c{i}-{_slug(c.name)}") for i, c in enumerate(externals)}
+        wants_lb = bool(cluster.load_balancers) or any(s.load_balancer_ingress for s in cluster.services)
+        self.lb = self.name("lb") if wants_lb else None
+
+        every = [self.net, *self.nodes.values(), *self.pods.values(), *self.clients.values()]
+        if self.lb:
+            every.append(self.lb)
+        # Create every namespace and every veth in one `ip -batch` (ends created inside their namespaces).
+        batch = []
+        for ns in every:
+            batch.append(f"netns add {ns}")
+        for i, node in enumerate(cluster.nodes):
+            batch.append(f"link add eth0 netns {self.nodes[node.name]} type veth peer name n{i} netns {self.net}")
+        for i, pod in enumerate(cluster.pods):
+            if pod.node not in self.nodes:
+                raise LabError(f"pod {pod.key} is on unknown node {pod.node}")
+            batch.append(f"link add {self.pod_iface(i)} netns {self.nodes[pod.node]} type veth peer name eth0 "
+                         f"netns {self.pods[pod.key]}")
+        for i, client in enumerate(externals):
+            batch.append(f"link add eth0 netns {self.clients[client.name]} type veth peer name c{i} netns {self.net}")
+        if self.lb:
+            batch.append(f"link add eth0 netns {self.lb} type veth peer name lb netns {self.net}")
+        # Record the names before creating them: a failure half-way still tears down what exists.
+        self.created = every
+        result = run(["ip", "-batch", "-"], stdin="\n".join(batch) + "\n", check=False)
+        if result.returncode != 0:
+            raise LabError(f"creating namespaces and links failed: {result.stderr.strip()}")
+
+        per_ns: dict[str, list[str]] = {ns: ["link set lo up"] for ns in every}
+        sysctls: dict[str, dict[str, str]] = {ns: {} for ns in every}
+        router = self.router_ip
+        # The network between nodes: a bridge, and the router for external clients.
+        net = per_ns[self.net]
+        net += ["link add br0 type bridge", "link set br0 up", f"addr add {router}/32 dev br0"]
+        for i, node in enumerate(cluster.nodes):
+            net += [f"link set n{i} master br0", f"link set n{i} up"]
+            net += [f"route add {ip}/32 dev br0" for ip in node.ips if ip.version == 4]
+        for i, client in enumerate(externals):
+            net += [f"link set c{i} up", f"route add {client.ip}/32 dev c{i}"]
+        if self.lb:
+            net += ["link set lb master br0", "link set lb up", f"route add {self.lb_ip}/32 dev br0"]
+            lb = per_ns[self.lb]
+            lb += ["link set eth0 up", f"addr add {self.lb_ip}/32 dev eth0",
+                   f"route add default via {router} dev eth0 onlink"]
+            lb += [f"route add {ip}/32 dev eth0" for node in cluster.nodes for ip in node.ips if ip.version == 4]
+            sysctls[self.lb] |= {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/send_redirects": "0",
+                                 "net/ipv4/conf/eth0/send_redirects": "0"}
+        sysctls[self.net] |= {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/send_redirects": "0",
+                              "net/ipv4/conf/br0/send_redirects": "0"}
+
+        detect = cluster.proxy.detect_local
+        bridge = detect.interface if detect.mode is ir.LocalDetectMode.BRIDGE_INTERFACE and detect.interface else None
+        for node in cluster.nodes:
+            ns = self.nodes[node.name]
+            cmds = per_ns[ns]
+            cmds.append("link set eth0 up")
+            cmds += [f"addr add {ip}/32 dev eth0" for ip in node.ips if ip.version == 4]
+            for other in cluster.nodes:
+                if other.name == node.name:
+                    continue
+                cmds += [f"route add {ip}/32 dev eth0" for ip in other.ips if ip.version == 4]
+                via = other.primary_ip(ir.IPFamily.V4)
+                cmds += [f"route add {cidr} via {via} dev eth0 onlink" for cidr in other.pod_cidrs
+                         if cidr.version == 4]
+            cmds.append(f"route add default via {router} dev eth0 onlink")
+            gateway = self.gateway(node)
+            own = [c for c in node.pod_cidrs if c.version == 4]
+            cmds += [f"route add unreachable {cidr}" for cidr in own]
+            if bridge:
+                cmds += [f"link add {bridge} type bridge", f"link set {bridge} up"]
+                if gateway:
+                    cmds.append(f"addr add {gateway}/32 dev {bridge}")
+            for i, pod in enumerate(cluster.pods):
+                if pod.node != node.name:
+                    continue
+                iface = self.pod_iface(i)
+                if bridge:
+                    cmds += [f"link set {iface} master {bridge}", f"link set {iface} up"]
+                    cmds.append(f"route add {pod.ip}/32 dev {bridge}")
+                else:
+                    cmds.append(f"link set {iface} up")
+                    if gateway:
+                        cmds.append(f"addr add {gateway}/32 dev {iface}")
+                    cmds.append(f"route add {pod.ip}/32 dev {iface}")
+                pod_cmds = per_ns[self.pods[pod.key]]
+                pod_cmds += ["link set eth0 up", f"addr add {pod.ip}/32 dev eth0"]
+                if gateway:
+                    pod_cmds.append(f"route add default via {gateway} dev eth0 onlink")
+                else:
+                    pod_cmds.append("route add default dev eth0")
+            values = {"net/ipv4/ip_forward": "1"}
+            if cluster.proxy.localhost_node_ports:
+                values["net/ipv4/conf/all/route_localnet"] = "1"  # as kube-proxy sets it
+            if cluster.proxy.tcp_liberal:
+                values["net/netfilter/nf_conntrack_tcp_be_liberal"] = "1"
+            sysctls[ns] |= values
+        for i, client in enumerate(externals):
+            ns = self.clients[client.name]
+            per_ns[ns] += ["link set eth0 up", f"addr add {client.ip}/32 dev eth0",
+                           f"route add default via {router} dev eth0 onlink"]
+
+        for ns, cmds in per_ns.items():
+            result = run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(cmds) + "\n", check=False)
+            if result.returncode != 0:
+                raise LabError(f"configuring {ns} failed: {result.stderr.strip()}")
+        for ns in every:
+            # Reverse-path filtering off everywhere: the lab routes asymmetrically (VIP in via the LB, out
+            # via the router), as cloud networks do.
+            values = {"net/ipv4/conf/all/rp_filter": "0", "net/ipv4/conf/default/rp_filter": "0"}
+            values |= {f"net/ipv4/conf/{iface}/rp_filter": "0" for iface in self._ifaces(ns)}
+            write_sysctls(ns, values | sysctls[ns])
+        self.timings["topology"] = time.monotonic() - start
+
+    def _ifaces(self, ns: str) -> list[str]:
+        return call_in_ns(ns, lambda: os.listdir("/proc/sys/net/ipv4/conf"), timeout=10)
+
+    def pod_iface(self, index: int) -> str:
+        """The node-side name of pod ``index``'s veth: what ``ClusterNetwork.pod_iface`` assumes."""
+        detect = self.cluster.proxy.detect_local
+        prefix = detect.interface if detect.mode is ir.LocalDetectMode.INTERFACE_NAME_PREFIX and detect.interface \
+            else "veth"
+        name = f"{prefix}{index}"
+        if len(name) > 15:
+            raise LabError(f"interface name {name} is longer than the kernel's 15 characters")
+        return name
+
+    @staticmethod
+    def gateway(node: ir.Node) -> ipaddress.IPv4Address | None:
+        cidr = next((c for c in node.pod_cidrs if c.version == 4), None)
+        return None if cidr is None else cidr.network_address + 1
+
+    # ------------------------------------------------------------------------------------ rules
+
+    def load_rules(self) -> None:
+        """Each node's compiled ruleset, exactly as emitted, then kube-proxy's jumps from the built-in chains.
+
+        As kube-proxy does, the nfacct counters the rules name are created first (they are per namespace).
+        A rule the kernel refuses is reported with the kernel feature it needs, never rewritten.
+        """
+        from kspec.compiler import compile_cluster
+        from kspec.compiler.basechains import base_rules
+        from kspec.compiler.context import NodeContext
+
+        start = time.monotonic()
+        texts = compile_cluster(self.cluster, ir.IPFamily.V4)
+        for node in self.cluster.nodes:
+            ns = self.nodes[node.name]
+            text = texts[node.name]
+            counters = list(dict.fromkeys(_NFACCT_NAME.findall(text)))
+            if counters:
+                if shutil.which("nfacct", path=tool_path()) is None:
+                    raise LabError(f"the rules of {node.name} use -m nfacct ({', '.join(counters)}) but the nfacct "
+                                   "tool is missing (Debian: apt-get install nfacct); kube-proxy creates these "
+                                   "counters before writing such rules")
+                for counter in counters:
+                    made = in_ns(ns, ["nfacct", "add", counter], check=False)
+                    if made.returncode != 0:
+                        raise LabError(f"nfacct add {counter} in {node.name}'s namespace failed: "
+                                       f"{made.stderr.strip()} (the kernel needs nfnetlink_acct)")
+            self._restore(node.name, ns, text, "compiled rules")
+            local = NodeContext(node, ir.IPFamily.V4, self.cluster.proxy, False)
+            self._restore(node.name, ns, base_rules(local.localhost_node_ports), "kube-proxy's jumps")
+        self.timings["rules"] = time.monotonic() - start
+
+    def _restore(self, node: str, ns: str, text: str, what: str) -> None:
+        result = in_ns(ns, ["iptables-restore", "--noflush"], stdin=text, check=False)
+        if result.returncode == 0:
+            return
+        error = result.stderr.strip()
+        raise LabError(f"iptables-restore of {node}'s {what} failed: {error}" + _feature_hint(text, error))
+
+    # ------------------------------------------------------------------------- per-probe routing
+
+    def route_vip(self, vip: ipaddress.IPv4Address, entry_node: str | None, through_lb: bool) -> None:
+        """Steer ``vip`` (a LoadBalancer ingress IP or an external IP) from the router to ``entry_node``:
+        through the load balancer namespace (``through_lb``) or straight; no entry node: the LB drops it."""
+        via_node = self.cluster.node(entry_node).primary_ip(ir.IPFamily.V4) if entry_node else None
+        if through_lb and self.lb:
+            run(["ip", "-n", self.net, "route", "replace", f"{vip}/32", "via", str(self.lb_ip), "dev", "br0",
+                 "onlink"])
+            if via_node is None:
+                run(["ip", "-n", self.lb, "route", "replace", "blackhole", f"{vip}/32"])
+            else:
+                run(["ip", "-n", self.lb, "route", "replace", f"{vip}/32", "via", str(via_node), "dev", "eth0",
+                     "onlink"])
+        elif via_node is not None:
+            run(["ip", "-n", self.net, "route", "replace", f"{vip}/32", "via", str(via_node), "dev", "br0",
+                 "onlink"])
+        else:
+            run(["ip", "-n", self.net, "route", "replace", "blackhole", f"{vip}/32"])
+        self.vip_routes.add(vip)
+
+    def unroute_vips(self) -> None:
+        """The router forgets every VIP again (traffic from inside the cluster must not reach the LB)."""
+        for vip in sorted(self.vip_routes):
+            run(["ip", "-n", self.net, "route", "del", f"{vip}/32"], check=False)
+        self.vip_routes.clear()
+
+    # --------------------------------------------------------------------------------- teardown
+
+    def stop_processes(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.processes.clear()
+
+    def teardown(self) -> list[str]:
+        """Everything the lab made goes; the namespaces that could not be deleted (normally none)."""
+        start = time.monotonic()
+        self.stop_processes()
+        existing = set(lab_namespaces())
+        failed = delete_namespaces([ns for ns in self.created if ns in existing])
+        self.timings["teardown"] = time.monotonic() - start
+        return failed
+
+    def teardown_command(self) -> str:
+        return f"kspec lab --cleanup   # or: for ns in $(ip netns list | grep -o '^{self.prefix}\\S*'); " \
+               "do ip netns pids $ns | xargs -r kill; ip netns delete $ns; done"
