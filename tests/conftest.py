@@ -50,4 +50,7 @@ def root_ruleset_before():
 
     if skip_reason():
         return None
-    return root_ruleset()
+    try:
+        return root_ruleset()
+    except RuntimeError:  # iptables-save itself fails here: the hygiene test says so and skips
+        return None

@@ -61,4 +61,6 @@ def test_session_left_no_namespace_behind():
 
 @pytest.mark.session_hygiene
 def test_session_left_host_rules_unchanged(root_ruleset_before):
+    if root_ruleset_before is None:
+        pytest.skip("iptables-save could not read the host's rules when the session started")
     assert root_ruleset() == root_ruleset_before
