@@ -46,12 +46,26 @@ class SymPacket:
     out_iface: str | None = None
     dnat: bool = False  # the connection was DNATed (conntrack's virtual DNAT state)
     masq_src: IPAddress | None = None  # the source after MASQUERADE/SNAT, when it happened
-    cond: z3.BoolRef = z3.BoolVal(True)
+    conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown
 
+    @property
+    def cond(self) -> z3.BoolRef:
+        return z3.And(self.conds) if self.conds else z3.BoolVal(True)
+
     def with_step(self, step: Step, **changes) -> "SymPacket":
-        return replace(self, steps=self.steps + (step,), **changes)
+        return self.evolve(steps=self.steps + (step,), **changes)
+
+    def evolve(self, **changes) -> "SymPacket":
+        """A copy with ``changes``: ``dataclasses.replace`` without its per-call overhead (hot path)."""
+        new = object.__new__(SymPacket)
+        for name in _PACKET_FIELDS:
+            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
+
+
+_PACKET_FIELDS = tuple(SymPacket.__dataclass_fields__)
 
 
 @dataclass
@@ -165,7 +179,7 @@ class NodeModel:
               ) -> Iterator[tuple[SymPacket, str | None]]:
         """Yields (path, verdict); verdict None means the chain was left (end or RETURN)."""
         if depth > 64:
-            yield replace(pkt, unknown=f"chain nesting deeper than 64 at {chain_name}"), UNKNOWN
+            yield pkt.evolve(unknown=f"chain nesting deeper than 64 at {chain_name}"), UNKNOWN
             return
         chain = self.rules.chain(table, chain_name)
         if chain is None:
@@ -210,7 +224,7 @@ class NodeModel:
         for match in rule.matches:
             g = self.guard(match, pkt)
             if g is None:
-                yield replace(pkt, unknown=f"unsupported match {type(match).__name__} at {rule.origin}"), None
+                yield pkt.evolve(unknown=f"unsupported match {type(match).__name__} at {rule.origin}"), None
                 return
             if g is False:
                 yield None, pkt
@@ -222,9 +236,10 @@ class NodeModel:
         if not cond and not fresh:
             yield pkt, None
             return
-        both = z3.And(cond + fresh)
-        taken = replace(pkt, cond=z3.And(pkt.cond, both))
-        rest = replace(pkt, cond=z3.And(pkt.cond, z3.Not(both)))
+        guards = cond + fresh
+        both = guards[0] if len(guards) == 1 else z3.And(guards)
+        taken = pkt.evolve(conds=pkt.conds + (both,))
+        rest = pkt.evolve(conds=pkt.conds + (z3.Not(both),))
         if not cond:
             # Only fresh, unconstrained choices: both sides are as feasible as the path itself already is.
             yield taken, rest
@@ -267,7 +282,7 @@ class NodeModel:
         elif isinstance(target, (rs.Masquerade, rs.Snat)):
             yield pkt.with_step(step, masq_src=getattr(target, "ip", None) or _MASQ_PENDING), ACCEPT
         else:
-            yield replace(pkt, unknown=f"unsupported target {type(target).__name__} at {rule.origin}"), UNKNOWN
+            yield pkt.evolve(unknown=f"unsupported target {type(target).__name__} at {rule.origin}"), UNKNOWN
 
 
 def _destination_index(chain: rs.Chain) -> dict[tuple, list[int]]:

@@ -121,7 +121,7 @@ class ClusterNetwork:
             return [Fate(Disposition.UNKNOWN, hops, pkt, reason="routing loop")]
         model = self.models[node]
         fates = []
-        start = replace(pkt, steps=())
+        start = pkt.evolve(steps=())
         for path, verdict in model.walk_hook("nat", "PREROUTING", start):
             if verdict != ACCEPT:
                 fates.append(self._stopped(node, path, verdict, hops, "nat PREROUTING"))
@@ -170,7 +170,7 @@ class ClusterNetwork:
         to_own_pod = owner == (node, "pods")
         out_iface = self.pod_iface(self.pods_by_ip[pkt.dst]) if to_own_pod and pkt.dst in self.pods_by_ip \
             else "eth0"
-        pkt = replace(pkt, out_iface=out_iface)
+        pkt = pkt.evolve(out_iface=out_iface)
         model = self.models[node]
         fates = []
         for path, verdict in model.walk_hook("nat", "POSTROUTING", pkt):
@@ -187,13 +187,13 @@ class ClusterNetwork:
         node_ir = self.cluster.node(node)
         new_src = pod_gateway(node_ir, self.family) if to_own_pod else node_ir.primary_ip(self.family)
         if new_src is None:
-            return replace(pkt, unknown=f"{node} has no address to masquerade with", masq_src=None)
+            return pkt.evolve(unknown=f"{node} has no address to masquerade with", masq_src=None)
         old = pkt.src
         shown = ipaddress.ip_address(old.as_long()) if z3.is_bv_value(old) and old.size() == 32 else (
             ipaddress.IPv6Address(old.as_long()) if z3.is_bv_value(old) else "client")
         note = f"src: {shown} -> {new_src}"
         last = pkt.steps[-1] if pkt.steps else Step("nat", "POSTROUTING", None)
-        return replace(pkt, src=z3.BitVecVal(int(new_src), pkt.src.size()), masq_src=new_src,
+        return pkt.evolve(src=z3.BitVecVal(int(new_src), pkt.src.size()), masq_src=new_src,
                        steps=pkt.steps[:-1] + (replace(last, note=note),))
 
     def _deliver(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], owner) -> list[Fate]:
@@ -214,7 +214,7 @@ class ClusterNetwork:
             return [Fate(Disposition.DELIVERED, hops + (hop,), pkt, pod=pod, node=node)]
         hop = Hop(node, pkt.steps, f"{pkt.dst} via {owner_node}")
         # A new node means a new conntrack entry: the packet is NEW there, with no DNAT state or mark.
-        onward = replace(pkt, in_iface="eth0", out_iface=None, dnat=False, mark=0, masq_src=None)
+        onward = pkt.evolve(in_iface="eth0", out_iface=None, dnat=False, mark=0, masq_src=None)
         return self.arrive(owner_node, onward, hops + (hop,))
 
     def _stopped(self, node: str, pkt: SymPacket, verdict: str, hops: tuple[Hop, ...], where: str) -> Fate:

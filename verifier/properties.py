@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import z3
 
@@ -90,6 +90,7 @@ class Verifier:
         self.timeout_ms = timeout_ms
         self.width = 32 if self.family is ir.IPFamily.V4 else 128
         self._concrete = None
+        self._instances: dict[tuple, Instance] = {}
 
     # --------------------------------------------------------------------------------- checking
 
@@ -216,7 +217,7 @@ class Verifier:
         pkt = symbolic_packet(self.width, src, dst=dst, dport=dport, proto=proto.lower)
         if src is None:
             # "Any external host": every address the cluster does not own itself.
-            pkt = replace(pkt, cond=z3.Not(z3.Or([self._in(pkt.src, net) for net in self._cluster_ranges()])))
+            pkt = pkt.evolve(conds=(z3.Not(z3.Or([self._in(pkt.src, net) for net in self._cluster_ranges()])),))
         return pkt, pkt.src
 
     def _in(self, term: z3.BitVecRef, net: ir.IPNetwork) -> z3.BoolRef:
@@ -244,11 +245,11 @@ class Verifier:
             return tuple(self.net.originate(client.node, pkt))
         if client.kind is ir.ClientKind.POD:
             pod = next(p for p in self.cluster.pods if p.ip == client.ip or p.key == client.name)
-            return tuple(self.net.arrive(pod.node, replace(pkt, in_iface=self.net.pod_iface(pod))))
+            return tuple(self.net.arrive(pod.node, pkt.evolve(in_iface=self.net.pod_iface(pod))))
         if entry_node is None:
             return (Fate(Disposition.NO_ROUTE, (Hop("-", (), "no route from outside"),), pkt,
                          reason=f"{pkt.dst} is not reachable from outside the cluster"),)
-        return tuple(self.net.arrive(entry_node, replace(pkt, in_iface="eth0")))
+        return tuple(self.net.arrive(entry_node, pkt.evolve(in_iface="eth0")))
 
     def _instances_for(self, client: ir.Client, svc: ir.Service, port: ir.ServicePort, dest: ir.Destination):
         for target, label in self.targets(svc, port, dest):
@@ -299,6 +300,13 @@ class Verifier:
         return tuple(node.name for node in self.cluster.nodes)
 
     def instance(self, client: ir.Client, target: Target, label: str) -> Instance:
+        """The fates of ``client``'s packets to ``target``; computed once, shared by every check asking."""
+        key = (client.name, target)
+        if key not in self._instances:
+            self._instances[key] = self._instance(client, target, label)
+        return self._instances[key]
+
+    def _instance(self, client: ir.Client, target: Target, label: str) -> Instance:
         pkt, src = self._client_packet(client, target.dst, target.dport, target.protocol)
         description = f"{client.name} -> {label}"
         if target.load_balancer is not None and target.entry_node is None:
