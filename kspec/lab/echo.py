@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import socketserver
 import sys
 import threading
@@ -99,7 +98,9 @@ def _http(addr: str, port: int, paths: dict[str, list]) -> _Server:
             answer = paths.get(self.path.split("?")[0]) or paths.get("*")
             status, ctype, body = answer if answer else (404, "text/plain", "404 page not found\n")
             data = body.encode()
-            self.send_response(status)
+            self.log_request(status)
+            self.send_response_only(status)  # Go's net/http sends no Server header
+            self.send_header("Date", self.date_time_string())
             self.send_header("Content-Type", ctype)
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Content-Length", str(len(data)))

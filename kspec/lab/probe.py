@@ -201,7 +201,7 @@ def _udp(src: str, dst: str, dport: int, count: int, timeout: float) -> list[Try
                 continue
             state[sock] = sport
             sel.register(sock, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout + REPLY_TIMEOUT
+        deadline = time.monotonic() + timeout  # no handshake: the answer is the reply
         for _ in range(100_000):
             now = time.monotonic()
             if not state or now >= deadline:
@@ -221,7 +221,7 @@ def _udp(src: str, dst: str, dport: int, count: int, timeout: float) -> list[Try
                 del state[sock]
                 sock.close()
         for sock, sport in list(state.items()):
-            results.append(Try(sport, DROPPED, detail=f"no answer within {timeout + REPLY_TIMEOUT:g}s"))
+            results.append(Try(sport, DROPPED, detail=f"no answer within {timeout:g}s"))
             sel.unregister(sock)
             sock.close()
         state.clear()

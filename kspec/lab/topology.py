@@ -189,7 +189,7 @@ def cleanup(include_live: bool = False) -> tuple[list[str], list[str], list[str]
     for ns in lab_namespaces():
         match = _NAME_PID.match(ns)
         owner = int(match.group(1)) if match else None
-        if include_live or owner is None or owner == os.getpid() or not _pid_alive(owner):
+        if include_live or owner is None or not _pid_alive(owner):
             stale.append(ns)
         else:
             live.append(ns)
