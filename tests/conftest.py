@@ -54,3 +54,18 @@ def root_ruleset_before():
         return root_ruleset()
     except RuntimeError:  # iptables-save itself fails here: the hygiene test says so and skips
         return None
+
+
+# ------------------------------------------------------------------------------- Hypothesis profiles
+# `ci`: derandomized and bounded, so CI is reproducible and quick; `dev`: more examples for local runs
+# (HYPOTHESIS_PROFILE=dev). CI=true selects `ci` unless HYPOTHESIS_PROFILE says otherwise.
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, max_examples=60, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("dev", max_examples=500, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI", "").lower() == "true" else "default"))
