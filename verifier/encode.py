@@ -147,10 +147,12 @@ class NodeModel:
         if isinstance(match, rs.Conntrack):
             states = {rs.CtState.NEW} | ({rs.CtState.DNAT} if pkt.dnat else set())
             return bool(states & match.states) != match.negated
+        # No interface (a packet the node sends has no input interface) is the empty name, as in the kernel:
+        # `-i veth+` does not match it and `! -i veth+` does (xt: nulldevname; nft: meta iifname "").
         if isinstance(match, rs.InInterface):
-            return pkt.in_iface is not None and match.matches(pkt.in_iface)
+            return match.matches(pkt.in_iface or "")
         if isinstance(match, rs.OutInterface):
-            return pkt.out_iface is not None and match.matches(pkt.out_iface)
+            return match.matches(pkt.out_iface or "")
         return None
 
     def _addrtype(self, match: rs.AddrType, pkt: SymPacket) -> bool | z3.BoolRef | None:

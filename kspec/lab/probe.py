@@ -13,6 +13,8 @@ ICMP)
 ICMP port unreachable       ``rejected`` for TCP (kube-proxy's ``-j REJECT`` sends icmp-port-unreachable);
 (ECONNREFUSED)              for UDP ``refused``: REJECT and a node's closed UDP port send the same ICMP, so
                             a refused UDP probe agrees with either prediction
+EPERM sending (the sender's  ``rejected`` when the ICMP port unreachable came too (REJECT in OUTPUT), else
+own node's OUTPUT chain)    ``dropped``
 ICMP net/host unreachable,  ``no route``
 EHOSTUNREACH/ENETUNREACH
 nothing within the timeout  ``dropped``
@@ -72,6 +74,9 @@ def send_batch(protocol: str, src: str, dst: str, dport: int, count: int,
 
 
 def _with_icmp(attempt: Try, icmp: tuple[int, int, str] | None, protocol: str) -> Try:
+    if attempt.detail.startswith("EPERM") and icmp is not None and icmp[:2] == (3, 3):
+        # Refused on the way out of the sender's own node: REJECT in OUTPUT answers with the ICMP itself.
+        return Try(attempt.sport, REJECTED, detail=f"EPERM and ICMP port unreachable from {icmp[2]}")
     if attempt.result == DROPPED and icmp is not None and icmp[:2] != (3, 3):
         # TCP treats net/host unreachable as soft errors and keeps retrying the SYN: the ICMP says why.
         kind = "time exceeded" if icmp[0] == 11 else f"ICMP unreachable code {icmp[1]}"
@@ -177,6 +182,8 @@ def _failed(sport: int, code: int) -> Try:
         return Try(sport, REFUSED)
     if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return Try(sport, NO_ROUTE, detail=errno.errorcode.get(code, str(code)))
+    if code == errno.EPERM:  # a netfilter verdict on the sender's own node (OUTPUT): DROP, or REJECT + ICMP
+        return Try(sport, DROPPED, detail="EPERM: dropped by netfilter on the way out")
     if code == errno.ETIMEDOUT:
         return Try(sport, DROPPED, detail="ETIMEDOUT")
     return Try(sport, "error", detail=errno.errorcode.get(code, str(code)))
