@@ -40,19 +40,21 @@ FULL_SYNC = SyncState()
 def compile_node(cluster: ir.Cluster, node: str, family: ir.IPFamily = ir.IPFamily.V4, *,
                  sync: SyncState | None = None) -> str:
     """The restore input for ``node``, normalised as kube-proxy's unit tests normalise it."""
-    return _compile(cluster, service_ports(cluster, family), cluster.node(node), family, sync or FULL_SYNC)
+    return _compile(cluster, service_ports(cluster, family), cluster.node(node), family, sync or FULL_SYNC, {})
 
 
 def compile_cluster(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, str]:
-    """Every node's restore input; the node-independent service analysis is shared."""
+    """Every node's restore input; the service analysis and the node-independent chains are shared."""
     infos = service_ports(cluster, family)
-    return {node.name: _compile(cluster, infos, node, family, FULL_SYNC) for node in cluster.nodes}
+    shared: dict = {}
+    return {node.name: _compile(cluster, infos, node, family, FULL_SYNC, shared) for node in cluster.nodes}
 
 
 def _compile(cluster: ir.Cluster, infos: list[ServicePortInfo], node: ir.Node, family: ir.IPFamily,
-             sync: SyncState) -> str:
+             sync: SyncState, shared: dict) -> str:
     total_endpoints = sum(len(info.endpoints) for info in infos)
-    ctx = NodeContext(node, family, cluster.proxy, total_endpoints > cluster.proxy.large_cluster_threshold)
+    ctx = NodeContext(node, family, cluster.proxy, total_endpoints > cluster.proxy.large_cluster_threshold, shared)
+    stale_possible = bool(sync.existing_chains)
     out = Restore()
     for chain in FILTER_FIXED:
         out.filter.declare(chain)
@@ -66,7 +68,8 @@ def _compile(cluster: ir.Cluster, infos: list[ServicePortInfo], node: ir.Node, f
     active: set[str] = set()
     for info in infos:
         view = categorise(info, node.name)
-        active |= view.active_chains()
+        if stale_possible:  # only then does it matter which chains stay alive
+            active |= view.active_chains()
         _entry_rules(out, ctx, view)
         if sync.full or info.service.key in sync.changed:
             _service_chains(out, ctx, view)

@@ -1,7 +1,8 @@
 """The per-node facts every rule module needs: which node, which family, which proxy settings."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from kspec import ir
 from kspec.compiler.nodeview import LOOPBACK
@@ -13,6 +14,15 @@ class NodeContext:
     family: ir.IPFamily
     proxy: ir.ProxyConfig
     large_cluster: bool  # endpoint comments are left out above the threshold (spec §8)
+    # Rule lines that do not depend on the node (endpoint chains, dispatch cascades), rendered once per
+    # cluster and reused on every node.
+    shared: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def shared_lines(self, key, render: Callable[[], list[str]]) -> list[str]:
+        found = self.shared.get(key)
+        if found is None:
+            found = self.shared[key] = render()
+        return found
 
     @property
     def mark(self) -> str:

@@ -15,28 +15,45 @@ def probability(remaining: int) -> str:
 
 def dispatch_chain(out: Restore, ctx: NodeContext, view: PortView, chain: str,
                    eps: tuple[EndpointView, ...]) -> None:
-    info = view.info
     out.nat.declare(chain)
-    seps = [info.sep_chain(ep) for ep in eps]
-    notes = [() if ctx.large_cluster else comment(f"{info.name} -> {ep.text}") for ep in eps]
+    key = ("dispatch", chain, tuple(ep.sep for ep in eps))
+    for line in ctx.shared_lines(key, lambda: _dispatch_lines(view, chain, eps, ctx.large_cluster)):
+        out.nat.add_line(chain, line)
+
+
+def _dispatch_lines(view: PortView, chain: str, eps: tuple[EndpointView, ...], large_cluster: bool) -> list[str]:
+    info = view.info
+    notes = [() if large_cluster else comment(f"{info.name} -> {ep.text}") for ep in eps]
+    lines = []
     if info.affinity_timeout is not None:
-        for sep, note in zip(seps, notes):
-            out.nat.add(chain, *note, "-m", "recent", "--name", sep, "--rcheck", "--seconds",
-                        str(info.affinity_timeout), "--reap", "-j", sep)
-    for i, (sep, note) in enumerate(zip(seps, notes)):
+        for ep, note in zip(eps, notes):
+            lines.append(_line(chain, *note, "-m", "recent", "--name", ep.sep, "--rcheck", "--seconds",
+                               str(info.affinity_timeout), "--reap", "-j", ep.sep))
+    for i, (ep, note) in enumerate(zip(eps, notes)):
         remaining = len(eps) - i
         chance = ("-m", "statistic", "--mode", "random", "--probability", probability(remaining)) \
             if remaining > 1 else ()
-        out.nat.add(chain, *note, *chance, "-j", sep)
+        lines.append(_line(chain, *note, *chance, "-j", ep.sep))
+    return lines
 
 
 def sep_chains(out: Restore, ctx: NodeContext, view: PortView) -> None:
-    info = view.info
-    note = () if ctx.large_cluster else comment(info.name)
     for ep in view.reachable:
-        sep = info.sep_chain(ep)
-        out.nat.declare(sep)
+        out.nat.declare(ep.sep)
+        for line in ctx.shared_lines(("sep", ep.sep), lambda: _sep_lines(view, ep, ctx.large_cluster)):
+            out.nat.add_line(ep.sep, line)
+
+
+def _sep_lines(view: PortView, ep: EndpointView, large_cluster: bool) -> list[str]:
+    info = view.info
+    note = () if large_cluster else comment(info.name)
+    affinity = ("-m", "recent", "--name", ep.sep, "--set") if info.affinity_timeout is not None else ()
+    return [
         # An endpoint reaching its own service must be masqueraded, or the reply would bypass conntrack.
-        out.nat.add(sep, *note, "-s", str(ep.ip), "-j", "KUBE-MARK-MASQ")
-        affinity = ("-m", "recent", "--name", sep, "--set") if info.affinity_timeout is not None else ()
-        out.nat.add(sep, *note, *affinity, *proto(info), "-j", "DNAT", "--to-destination", ep.text)
+        _line(ep.sep, *note, "-s", ep.address, "-j", "KUBE-MARK-MASQ"),
+        _line(ep.sep, *note, *affinity, *proto(info), "-j", "DNAT", "--to-destination", ep.text),
+    ]
+
+
+def _line(chain: str, *words: str) -> str:
+    return f"-A {chain} {' '.join(words)}"

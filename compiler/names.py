@@ -7,7 +7,6 @@ KUBE-FW-H.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 from functools import lru_cache
 
@@ -17,9 +16,15 @@ NAT_FIXED = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-M
 PER_SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 
 
+_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648
+
+
 @lru_cache(maxsize=None)
 def _hash(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    # The first 16 base32 characters encode exactly the first 10 bytes (80 bits) of the digest. Python's
+    # base64.b32encode is a pure-Python loop, so the 16 five-bit groups are read off an integer instead.
+    bits = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
+    return "".join(_BASE32[(bits >> shift) & 31] for shift in range(75, -1, -5))
 
 
 def port_hash(port_name: str, protocol: str) -> str:

@@ -13,14 +13,21 @@ _SORTED_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES")
 @dataclass
 class Table:
     chains: list[str] = field(default_factory=list)  # declaration order
-    rules: list[tuple[str, str]] = field(default_factory=list)  # (chain, full "-A ..." line)
+    rules: dict[str, list[str]] = field(default_factory=dict)  # chain -> its "-A ..." lines, in order
     deleted: list[str] = field(default_factory=list)
 
     def declare(self, chain: str) -> None:
         self.chains.append(chain)
 
     def add(self, chain: str, *words: str) -> None:
-        self.rules.append((chain, " ".join(("-A", chain) + words)))
+        self.add_line(chain, f"-A {chain} {' '.join(words)}")
+
+    def add_line(self, chain: str, line: str) -> None:
+        found = self.rules.get(chain)
+        if found is None:
+            self.rules[chain] = [line]
+        else:
+            found.append(line)
 
     def delete(self, chain: str) -> None:
         self.chains.append(chain)
@@ -62,15 +69,11 @@ def _sorted_rules(chain: str, rules: list[str]) -> list[str]:
 
 
 def _render_table(name: str, table: Table) -> str:
-    declared = table.chains + [chain for chain, _ in table.rules]
-    chains = sorted(dict.fromkeys(declared), key=chain_order)
-    by_chain: dict[str, list[str]] = {}
-    for chain, rule in table.rules:
-        by_chain.setdefault(chain, []).append(rule)
+    chains = sorted(dict.fromkeys(table.chains + list(table.rules)), key=chain_order)
     lines = [f"*{name}"]
     lines += [f":{chain} - [0:0]" for chain in chains]
     for chain in chains:
-        lines += _sorted_rules(chain, by_chain.get(chain, []))
+        lines += _sorted_rules(chain, table.rules.get(chain, []))
     lines += [f"-X {chain}" for chain in sorted(table.deleted, key=chain_order)]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
