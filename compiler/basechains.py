@@ -32,16 +32,22 @@ _JUMPS = (
 _BUILTINS = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")}
 
 
-def base_rules(has_kube_firewall: bool = True) -> str:
+def base_rules(has_kube_firewall: bool = True, declare_targets: bool = False) -> str:
     """Restore text (``--noflush``) that declares the built-in chains with kube-proxy's jumps in them.
 
     ``has_kube_firewall``: KUBE-FIREWALL exists (IPv4 with localhost NodePorts); otherwise its jumps are left
-    out, as a jump to a missing chain would not load.
+    out, as a jump to a missing chain would not load. ``declare_targets``: also declare (empty) the chains
+    jumped to, as kube-proxy and kubelet create them before the first restore; only for use *before* the
+    restore input, since a declaration flushes a chain.
     """
     lines = []
     for table, chains in _BUILTINS.items():
         lines.append(f"*{table}")
         lines += [f":{chain} ACCEPT [0:0]" for chain in chains]
+        if declare_targets:
+            targets = dict.fromkeys(target for tbl, _, _, _, target in _JUMPS if tbl == table
+                                    and (target != "KUBE-FIREWALL" or has_kube_firewall))
+            lines += [f":{target} - [0:0]" for target in targets]
         for tbl, chain, extra, note, target in _JUMPS:
             if tbl != table or (target == "KUBE-FIREWALL" and not has_kube_firewall):
                 continue

@@ -13,22 +13,19 @@ def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
                 rules: dict[str, str] | None = None) -> dict:
     """One NodeModel per node; ``rules`` maps node names to restore/save text to use instead of compiling."""
     from kspec.compiler import compile_cluster
-    from kspec.compiler.basechains import base_rules
     from kspec.compiler.context import NodeContext
     from kspec.ingest.iptables_save import parse_iptables_save
     from kspec.verifier.encode import NodeModel
+    from kspec.verifier.tracer import kube_proxy_state
 
-    texts = compile_cluster(cluster, family)
+    texts = compile_cluster(cluster, family) if not rules or set(rules) != {n.name for n in cluster.nodes} else {}
     models = {}
     for node in cluster.nodes:
         local = NodeContext(node, family, cluster.proxy, False)
         if rules and node.name in rules:
             ruleset = parse_iptables_save(rules[node.name], f"{node.name}.rules")
         else:
-            base = parse_iptables_save(base_rules(local.localhost_node_ports), "<kube-proxy jumps>",
-                                       require_declared_jumps=False)
-            ruleset = base.restore(parse_iptables_save(texts[node.name], f"{node.name}.rules"),
-                                   flush_declared_builtins=False)
+            ruleset = kube_proxy_state(texts[node.name], f"{node.name}.rules", local.localhost_node_ports)
         width = 32 if family is ir.IPFamily.V4 else 128
         models[node.name] = NodeModel(node.name, ruleset, frozenset(local.local_ips()), width)
     return models

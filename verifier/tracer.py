@@ -12,8 +12,8 @@ Two tracers live here:
 
 Where the two disagree, and why, is documented in ``docs/tracer-vs-unit-tracer.md``.
 
-``kube_proxy_base_rules`` gives the jump rules kube-proxy installs in the built-in chains (spec §4.3; they are
-not part of its restore input); ``kube_proxy_state`` merges them with a restore text.
+``kube_proxy_state`` merges the jump rules kube-proxy installs in the built-in chains (spec §4.3; not part of
+its restore input; see ``compiler/basechains.py``) with a restore text.
 """
 from __future__ import annotations
 
@@ -29,55 +29,20 @@ from kspec.ir import IPAddress
 __all__ = [
     "Disposition", "Packet", "Step", "Rewrite", "Outcome", "TraceError", "trace", "unit_test_trace",
     "as_unit_test_output",
-    "kube_proxy_base_rules", "kube_proxy_state",
+    "kube_proxy_state",
 ]
 
 # ============================================================================ kube-proxy's built-in jumps
 
-# (table, built-in chain, extra matches, comment, target) in the order they end up on a fresh node: kube-proxy
-# prepends each rule of its list (spec §4.3), so the last of the list comes first.
-_NEW = "-m conntrack --ctstate NEW "
-_BASE_JUMPS = (
-    ("filter", "INPUT", "", None, "KUBE-FIREWALL"),
-    ("filter", "INPUT", _NEW, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-    ("filter", "INPUT", "", "kubernetes health check service ports", "KUBE-NODEPORTS"),
-    ("filter", "INPUT", _NEW, "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
-    ("filter", "FORWARD", _NEW, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-    ("filter", "FORWARD", "", "kubernetes forwarding rules", "KUBE-FORWARD"),
-    ("filter", "FORWARD", _NEW, "kubernetes service portals", "KUBE-SERVICES"),
-    ("filter", "FORWARD", _NEW, "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
-    ("filter", "OUTPUT", "", None, "KUBE-FIREWALL"),
-    ("filter", "OUTPUT", _NEW, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-    ("filter", "OUTPUT", _NEW, "kubernetes service portals", "KUBE-SERVICES"),
-    ("nat", "PREROUTING", "", "kubernetes service portals", "KUBE-SERVICES"),
-    ("nat", "OUTPUT", "", "kubernetes service portals", "KUBE-SERVICES"),
-    ("nat", "POSTROUTING", "", "kubernetes postrouting rules", "KUBE-POSTROUTING"),
-)
 
+def kube_proxy_state(restore_text: str, file: str = "<restore>", has_kube_firewall: bool = True) -> rs.Ruleset:
+    """The node's tables after kube-proxy's start-up jumps (``compiler.basechains``) and one
+    ``iptables-restore --noflush`` of ``restore_text`` (what the kernel holds after a full sync)."""
+    from kspec.compiler.basechains import base_rules
 
-def kube_proxy_base_rules() -> str:
-    """The built-in chains with kube-proxy's jump rules (spec §4.3) as iptables-restore text, and the
-    (empty) chains they jump to, as kube-proxy creates them before its first restore. Merge a restore
-    input on top with ``kube_proxy_state`` (or ``Ruleset.restore``)."""
-    lines = []
-    for table in ("filter", "nat"):
-        lines.append(f"*{table}")
-        lines += [f":{chain} ACCEPT [0:0]" for chain in rs.BUILTIN_CHAINS[table]]
-        targets = dict.fromkeys(target for t, _, _, _, target in _BASE_JUMPS if t == table)
-        lines += [f":{target} - [0:0]" for target in targets]
-        for t, chain, extra, comment, target in _BASE_JUMPS:
-            if t == table:
-                commented = f'-m comment --comment "{comment}" ' if comment else ""
-                lines.append(f"-A {chain} {extra}{commented}-j {target}")
-        lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
-def kube_proxy_state(restore_text: str, file: str = "<restore>") -> rs.Ruleset:
-    """The node's tables after kube-proxy's start-up jumps and one ``iptables-restore --noflush`` of
-    ``restore_text`` (what the kernel holds after a full sync)."""
-    base = parse_iptables_save(kube_proxy_base_rules(), "<kube-proxy built-in jumps>")
-    return base.restore(parse_iptables_save(restore_text, file, require_declared_jumps=False))
+    base = parse_iptables_save(base_rules(has_kube_firewall, declare_targets=True), "<kube-proxy jumps>")
+    return base.restore(parse_iptables_save(restore_text, file, require_declared_jumps=False),
+                        flush_declared_builtins=False)
 
 
 # ============================================================================ the unit-test tracer (§11)

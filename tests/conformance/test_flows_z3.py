@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from kspec.compiler import compile_node
-from kspec.compiler.basechains import base_rules
 from kspec.ingest.conformance import load_case
 from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.verifier.encode import NodeModel
+from kspec.verifier.tracer import kube_proxy_state
 from kspec.verifier.unit_flows import unit_flow
 from tests.conftest import corpus_cases
 
@@ -28,9 +28,7 @@ def _model(case: Path) -> tuple[NodeModel, int, list[dict]]:
                                     require_declared_jumps=False, warnings=[])
         return NodeModel(case.name, rules, local, 32), 0x4000, flows["flows"]
     cluster, node, family, sync = load_case(case)
-    text = compile_node(cluster, node, family, sync=sync)
-    base = parse_iptables_save(base_rules(), "<jumps>", require_declared_jumps=False)
-    rules = base.restore(parse_iptables_save(text, f"{case.name}.rules"), flush_declared_builtins=False)
+    rules = kube_proxy_state(compile_node(cluster, node, family, sync=sync), f"{case.name}.rules")
     width = 32 if family.value == "IPv4" else 128
     return NodeModel(node, rules, local, width), 1 << cluster.proxy.masquerade_bit, flows["flows"]
 
