@@ -151,12 +151,17 @@ def run_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    import json
+    from kspec.config import load_settings
+    from kspec.report.run import emit, targets, verify_outcomes
 
-    from kspec.verifier import verify
-    from kspec.verifier.properties import Verdict
-    from kspec.verifier.render import FORMAT_VERSION, counterexample_text, result_json, result_line, summary
-
+    settings = load_settings()
+    timeout = args.timeout if args.timeout is not None else settings.get("timeout", 10)
+    jobs = args.jobs if args.jobs is not None else settings.get("jobs", 1)
+    allow_unknown = args.allow_unknown or settings.get("allow-unknown", False)
+    try:
+        formats = targets(args.format if args.format is not None else settings.get("formats", ["human"]))
+    except ValueError as exc:
+        raise KspecError([Diagnostic(None, str(exc))]) from None
     specs = args.specs or ([args.spec] if args.spec else [])
     if not specs:
         raise KspecError([Diagnostic(None, "no specs given")])
@@ -178,23 +183,10 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise KspecError([Diagnostic(None, "--rules needs --node NAME: which node the dump is from")])
         node = _pick_node(loaded[0][1], args.node)
         rules = {node: Path(args.rules).read_text(encoding="utf-8")}
-    results = []
-    for path, cluster in loaded:
-        for result in verify(cluster, timeout_ms=args.timeout * 1000, rules=rules, builtins=not args.no_builtins):
-            results.append((path, result))
-    failures = sum(not r.as_expected and not (args.allow_unknown and r.verdict is Verdict.UNKNOWN)
-                   for _, r in results)
-    if args.format == "json":
-        json.dump({"format_version": FORMAT_VERSION, "results": [result_json(p, r) for p, r in results],
-                   "summary": summary([r for _, r in results]), "failures": failures}, out, indent=2)
-        out.write("\n")
-    else:
-        for path, result in results:
-            print(result_line(path, result), file=out)
-            if result.counterexample is not None:
-                print(counterexample_text(result.counterexample), file=out)
-        print(summary([r for _, r in results]), file=out)
-    return EXIT_FAILED if failures else EXIT_OK
+    outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,
+                           allow_unknown=allow_unknown, jobs=jobs)
+    emit(formats, outs, out, no_color=args.no_color)
+    return EXIT_FAILED if any(o.failed for o in outs) else EXIT_OK
 
 
 # ----------------------------------------------------------------------------------------- trace
@@ -299,6 +291,16 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 # ------------------------------------------------------------------------------------------ main
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kspec",
@@ -330,10 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--rules", metavar="DUMP", help="check a real node's iptables-save dump instead of the "
                      "compiled rules (with --node)")
     ver.add_argument("--node", help="the node the --rules dump is from")
-    ver.add_argument("--format", choices=("human", "json"), default="human")
-    ver.add_argument("--timeout", type=int, default=10, metavar="SECONDS", help="Z3 timeout per query (10)")
+    ver.add_argument("--format", action="append", metavar="NAME[=FILE]",
+                     help="report format: human, json, junit, sarif or github; repeat for several, each but one "
+                          "with =FILE (default human; [tool.kspec] formats in pyproject.toml)")
+    ver.add_argument("--timeout", type=_positive, metavar="SECONDS", help="Z3 timeout per query (10)")
+    ver.add_argument("--jobs", "-j", type=_positive, metavar="N", help="verify N specs in parallel (1)")
     ver.add_argument("--no-builtins", action="store_true", help="only the specs' own checks")
-    ver.add_argument("--allow-unknown", action="store_true", help="an unknown verdict is not a failure")
+    ver.add_argument("--allow-unknown", action="store_true", default=None,
+                     help="an unknown verdict is not a failure")
+    ver.add_argument("--no-color", action="store_true", help="no colour even on a terminal (also: NO_COLOR=1)")
     ver.set_defaults(run=run_verify)
 
     tr = sub.add_parser("trace", help="walk one packet through the cluster's rules, every branch shown")

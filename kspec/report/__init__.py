@@ -1,0 +1,117 @@
+"""Verdict reports for people and for CI: ``human``, ``json``, ``junit``, ``sarif``, ``github``.
+
+Every format renders the same ``Outcome`` records (one per (spec, check)), built once from the verifier's
+``CheckResult``: the JSON record of ``verifier.render.result_json`` (``format_version``), the human text
+(verdict line + counterexample trace) and the check's full span. One vocabulary everywhere: disposition,
+hops, steps, rewrites ``field: old -> new``, ``client_address=``.
+
+    outs = outcomes("specs/x.k", verify(cluster, builtins=True))
+    text = render("sarif", outs)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+FORMATS = ("human", "json", "junit", "sarif", "github")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One (spec, check) verdict, in plain data (picklable: ``--jobs`` builds them in worker processes)."""
+
+    spec: str
+    record: dict  # verifier.render.result_json
+    text: str  # the human verdict line and, when there is one, the counterexample trace
+    span: tuple[str, int, int, int | None, int | None] | None = None  # file, line, column, end line, end column
+    allow_unknown: bool = field(default=False, compare=False)
+
+    @property
+    def check(self) -> str:
+        return self.record["check"]
+
+    @property
+    def verdict(self) -> str:
+        return self.record["verdict"]
+
+    @property
+    def failed(self) -> bool:
+        if self.record["as_expected"]:
+            return False
+        return not (self.allow_unknown and self.verdict == "unknown")
+
+    @property
+    def trace(self) -> str:
+        """The counterexample trace alone (empty without one)."""
+        head, _, rest = self.text.partition("\n  packet ")
+        return ("  packet " + rest) if rest else ""
+
+
+def outcome(spec: str, result, allow_unknown: bool = False) -> Outcome:
+    from kspec.verifier.render import counterexample_text, result_json, result_line
+
+    text = result_line(spec, result)
+    if result.counterexample is not None:
+        text += "\n" + counterexample_text(result.counterexample)
+    s = result.check.span
+    span = None if s is None else (s.file, s.line, s.column, s.end_line, s.end_column)
+    return Outcome(spec, result_json(spec, result), text, span, allow_unknown)
+
+
+def outcomes(spec: str, results: Iterable, allow_unknown: bool = False) -> list[Outcome]:
+    return [outcome(spec, r, allow_unknown) for r in results]
+
+
+def summary_line(outs: list[Outcome]) -> str:
+    counts = {v: sum(o.verdict == v for o in outs) for v in ("proved", "violated", "unknown")}
+    expected = sum(o.verdict == "violated" and o.record["as_expected"] for o in outs)
+    failures = sum(o.failed for o in outs)
+    violated = f"{counts['violated']} violated" + (f" ({expected} expected)" if expected else "")
+    return (f"{len(outs)} checks: {counts['proved']} proved, {violated}, {counts['unknown']} unknown - "
+            f"{failures} failure{'s' if failures != 1 else ''}")
+
+
+def parse_format(value: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME=PATH`` -> (name, path or None for standard output); ValueError on a bad name."""
+    name, sep, path = value.partition("=")
+    name = name.strip().lower()
+    if name not in FORMATS:
+        raise ValueError(f"unknown report format '{name}' (choose from {', '.join(FORMATS)})")
+    if sep and not path:
+        raise ValueError(f"--format {name}= needs a file name")
+    return name, (path or None)
+
+
+def render(name: str, outs: list[Outcome], *, color: bool = False) -> str:
+    """The whole report in format ``name``."""
+    if name == "human":
+        from kspec.report.human import render_human
+
+        return render_human(outs, color=color)
+    if name == "json":
+        from kspec.report.jsonreport import render_json
+
+        return render_json(outs)
+    if name == "junit":
+        from kspec.report.junit import render_junit
+
+        return render_junit(outs)
+    if name == "sarif":
+        from kspec.report.sarif import render_sarif
+
+        return render_sarif(outs)
+    if name == "github":
+        from kspec.report.github import render_github
+
+        return render_github(outs)
+    raise ValueError(f"unknown report format {name!r}")
+
+
+def use_color(stream, no_color: bool = False) -> bool:
+    """Colour only on a terminal, and never with ``--no-color`` or a non-empty ``NO_COLOR``."""
+    import os
+
+    if no_color or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

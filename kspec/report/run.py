@@ -1,0 +1,48 @@
+"""``kspec verify``'s back half: verdicts for the loaded specs (in worker processes with ``--jobs``), then
+every requested report (``--format NAME[=FILE]``, several at once)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from kspec.report import Outcome, outcomes, parse_format, render, use_color
+
+
+def _verify_one(path: str, cluster, timeout_ms: int, rules, builtins: bool, allow_unknown: bool) -> list[Outcome]:
+    from kspec.verifier import verify
+
+    return outcomes(path, verify(cluster, timeout_ms=timeout_ms, rules=rules, builtins=builtins), allow_unknown)
+
+
+def verify_outcomes(loaded: list[tuple[str, object]], *, timeout_ms: int, rules=None, builtins: bool = True,
+                    allow_unknown: bool = False, jobs: int = 1) -> list[Outcome]:
+    """Outcomes for every (spec, check), in spec order; specs are verified ``jobs`` at a time."""
+    if jobs <= 1 or len(loaded) <= 1:
+        return [o for path, cluster in loaded
+                for o in _verify_one(path, cluster, timeout_ms, rules, builtins, allow_unknown)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(jobs, len(loaded))) as pool:
+        futures = [pool.submit(_verify_one, path, cluster, timeout_ms, rules, builtins, allow_unknown)
+                   for path, cluster in loaded]
+        return [o for future in futures for o in future.result()]
+
+
+def targets(formats: list[str]) -> list[tuple[str, str | None]]:
+    """Parsed ``--format`` values; at most one of them may write to standard output."""
+    parsed = [parse_format(f) for f in formats] or [("human", None)]
+    to_stdout = [name for name, path in parsed if path is None]
+    if len(to_stdout) > 1:
+        raise ValueError(f"only one report can go to standard output (got {', '.join(to_stdout)}); "
+                         "give the others a file: --format NAME=FILE")
+    return parsed
+
+
+def emit(parsed: list[tuple[str, str | None]], outs: list[Outcome], out: TextIO, *, no_color: bool = False) -> None:
+    from kspec.cli import write_atomic
+
+    for name, path in parsed:
+        if path is None:
+            out.write(render(name, outs, color=name == "human" and use_color(out, no_color)))
+        else:
+            write_atomic(Path(path), render(name, outs))
