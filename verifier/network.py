@@ -203,9 +203,17 @@ class ClusterNetwork:
             hop = Hop(node, pkt.steps, f"{pkt.dst} is outside the cluster")
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"{pkt.dst} leaves the cluster")]
         owner_node, kind = owner
-        if owner_node == node and kind == "local":  # a process on this node talking to itself
-            hop = Hop(node, pkt.steps, f"{pkt.dst} is local to {node}")
-            return [Fate(Disposition.HOST, hops + (hop,), pkt, node=node, reason=f"reached a socket on {node}")]
+        if owner_node == node and kind == "local":
+            # A process on this node talking to itself: the packet loops back through lo into filter INPUT.
+            fates = []
+            for path, verdict in self.models[node].walk_hook("filter", "INPUT", pkt.evolve(in_iface="lo")):
+                if verdict == ACCEPT:
+                    hop = Hop(node, path.steps, f"{pkt.dst} is local to {node}")
+                    fates.append(Fate(Disposition.HOST, hops + (hop,), path, node=node,
+                                      reason=f"reached a socket on {node}"))
+                else:
+                    fates.append(self._stopped(node, path, verdict, hops, "filter INPUT"))
+            return fates
         if owner_node == node and kind == "pods":
             pod = self.pods_by_ip.get(pkt.dst)
             hop = Hop(node, pkt.steps, f"{pkt.dst} is a pod on {node}")
