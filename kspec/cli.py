@@ -182,7 +182,7 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.node is None and len(loaded[0][1].nodes) != 1:
             raise KspecError([Diagnostic(None, "--rules needs --node NAME: which node the dump is from")])
         node = _pick_node(loaded[0][1], args.node)
-        rules = {node: Path(args.rules).read_text(encoding="utf-8")}
+        rules = {node: Path(args.rules)}
     outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,
                            allow_unknown=allow_unknown, jobs=jobs)
     emit(formats, outs, out, no_color=args.no_color)

@@ -6,12 +6,15 @@ and asks ``properties.Verifier`` about every check.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from kspec import ir
 
 
 def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
-                rules: dict[str, str] | None = None) -> dict:
-    """One NodeModel per node; ``rules`` maps node names to restore/save text to use instead of compiling."""
+                rules: dict[str, "str | Path"] | None = None) -> dict:
+    """One NodeModel per node; ``rules`` maps node names to the restore/save text (or a file holding it) to
+    use instead of compiling, e.g. a real node's ``iptables-save`` dump."""
     from kspec.compiler import compile_cluster
     from kspec.compiler.context import NodeContext
     from kspec.ingest.iptables_save import parse_iptables_save
@@ -23,7 +26,11 @@ def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
     for node in cluster.nodes:
         local = NodeContext(node, family, cluster.proxy, False)
         if rules and node.name in rules:
-            ruleset = parse_iptables_save(rules[node.name], f"{node.name}.rules")
+            source = rules[node.name]
+            if isinstance(source, Path):
+                ruleset = parse_iptables_save(source.read_text(encoding="utf-8", errors="replace"), str(source))
+            else:
+                ruleset = parse_iptables_save(source, f"{node.name}.rules")
         else:
             ruleset = kube_proxy_state(texts[node.name], f"{node.name}.rules", local.localhost_node_ports)
         width = 32 if family is ir.IPFamily.V4 else 128
@@ -32,7 +39,8 @@ def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
 
 
 def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, timeout_ms: int = 10_000,
-           family: ir.IPFamily = ir.IPFamily.V4, rules: dict[str, str] | None = None, builtins: bool = False):
+           family: ir.IPFamily = ir.IPFamily.V4, rules: dict[str, "str | Path"] | None = None,
+           builtins: bool = False):
     """CheckResult for every check (the cluster's own when ``checks`` is None), plus the built-in
     properties when ``builtins``."""
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients

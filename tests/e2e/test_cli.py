@@ -101,3 +101,27 @@ def test_trace_shows_every_branch_and_the_client_address():
     assert local.stdout.rstrip().endswith("=> DROPPED")
     bad = kspec("trace", str(REPO / "specs" / "nodeport-local.k"), "--from", "nobody", "--to", "10.240.0.5:30080")
     assert bad.returncode == 2 and "unknown client 'nobody'" in bad.stderr
+
+
+@pytest.mark.netns
+def test_verify_against_a_real_iptables_save_dump(tmp_path: Path):
+    from kspec.compiler import compile_cluster
+    from kspec.grammar import load
+    from tests.verifier.test_real_dumps import _dump
+
+    # The seed spec, with its checks aimed at node2, whose rules come from the dump.
+    spec = tmp_path / "nodeport-cluster.k"
+    spec.write_text((REPO / "specs" / "nodeport-cluster.k").read_text().replace("on any node", "on node2"))
+    cluster, _ = load(str(spec))
+    dump = tmp_path / "node2.save"
+    dump.write_text(_dump(compile_cluster(cluster)["node2"]))
+    ok = kspec("verify", "--spec", str(spec), "--rules", str(dump), "--node", "node2")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # A dump where someone deleted the MASQUERADE rule no longer shows the expected SNAT.
+    dump.write_text("".join(line for line in dump.read_text().splitlines(True) if "MASQUERADE" not in line))
+    changed = kspec("verify", "--spec", str(spec), "--rules", str(dump), "--node", "node2", "--no-builtins")
+    assert changed.returncode == 1
+    broken = tmp_path / "broken.save"
+    broken.write_text("*nat\n-A PREROUTING -m frobnicate --x 1 -j ACCEPT\nCOMMIT\n")
+    bad = kspec("verify", "--spec", str(spec), "--rules", str(broken), "--node", "node2")
+    assert bad.returncode == 2 and f"{broken}:2:" in bad.stderr

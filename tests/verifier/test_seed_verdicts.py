@@ -84,3 +84,20 @@ def test_a_model_bug_shows_as_a_counterexample_that_does_not_replay(monkeypatch)
 def test_counterexamples_replay():
     result = _one(cluster(ir.TrafficPolicy.CLUSTER), D("nodeport", ir.Via.NODE_PORT), KEEPS)
     assert result.verdict is Verdict.VIOLATED and result.replay_error == ""
+
+
+def test_a_solver_that_gives_up_yields_unknown_never_proved(monkeypatch):
+    import z3
+
+    import ipaddress
+
+    from kspec.verifier.builtins import ANY_EXTERNAL, with_builtin_clients
+    from kspec.verifier.properties import SourceInRanges
+
+    c = with_builtin_clients(cluster(ir.TrafficPolicy.LOCAL))
+    monkeypatch.setattr(z3.Solver, "check", lambda self, *a: z3.unknown)
+    monkeypatch.setattr(z3.Solver, "reason_unknown", lambda self: "timeout")
+    # A property over the symbolic "any external host", which only the solver can decide.
+    prop = ir.Implies(ir.Delivered(), SourceInRanges((ipaddress.ip_network("0.0.0.0/1"),)))
+    [result] = verify(c, (ir.Check("c", (ANY_EXTERNAL,), D("nodeport", ir.Via.NODE_PORT), prop),), timeout_ms=1)
+    assert result.verdict is Verdict.UNKNOWN and "timeout" in result.reason
