@@ -199,6 +199,15 @@ def cleanup(include_live: bool = False) -> tuple[list[str], list[str], list[str]
 
 # ---------------------------------------------------------------------------------------- topology
 
+# The router's only rule. A router without a route would answer with an ICMP too, but ip_error() rate-limits
+# those per source (net.ipv4.route.error_burst/error_cost, global sysctls the lab must not change), so
+# after five tries they would look like silent drops. REJECT's ICMP obeys the per-namespace icmp_ratemask.
+_OUTSIDE_RULES = """*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -o outside -j REJECT --reject-with icmp-net-unreachable
+COMMIT
+"""
+
 _FEATURES = (
     ("--random-fully", "MASQUERADE --random-fully needs NF_NAT with fully random port allocation (Linux >= 3.13, "
                        "iptables >= 1.6.2); kube-proxy only writes it where the node has it: set `random_fully "
@@ -327,7 +336,11 @@ class Lab:
         router = self.router_ip
         # The network between nodes: a bridge, and the router for external clients.
         net = per_ns[self.net]
-        net += ["link add br0 type bridge", "link set br0 up", f"addr add {router}/32 dev br0"]
+        net += ["link add br0 type bridge", "link set br0 up", f"addr add {router}/32 dev br0",
+                # "The rest of the world": whatever leaves the cluster is refused there with an ICMP net
+                # unreachable (see _OUTSIDE_RULES), so a "no route" fate is observable per try.
+                "link add outside type veth peer name outside-end", "link set outside-end up", "link set outside up",
+                "route add default dev outside"]
         for i, node in enumerate(cluster.nodes):
             net += [f"link set n{i} master br0", f"link set n{i} up"]
             net += [f"route add {ip}/32 dev br0" for ip in node.ips if ip.version == 4]
@@ -399,10 +412,16 @@ class Lab:
             result = run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(cmds) + "\n", check=False)
             if result.returncode != 0:
                 raise LabError(f"configuring {ns} failed: {result.stderr.strip()}")
+        made = in_ns(self.net, ["iptables-restore"], stdin=_OUTSIDE_RULES, check=False)
+        if made.returncode != 0:
+            raise LabError(f"the router's stand-in for the outside world did not load: {made.stderr.strip()}")
         for ns in every:
             # Reverse-path filtering off everywhere: the lab routes asymmetrically (VIP in via the LB, out
             # via the router), as cloud networks do.
-            values = {"net/ipv4/conf/all/rp_filter": "0", "net/ipv4/conf/default/rp_filter": "0"}
+            values = {"net/ipv4/conf/all/rp_filter": "0", "net/ipv4/conf/default/rp_filter": "0",
+                      # ICMP errors are how REJECT and "no route" show; the kernel's rate limit (a burst of 6,
+                      # then one a second per peer) would turn later tries into silent drops.
+                      "net/ipv4/icmp_ratemask": "0"}
             values |= {f"net/ipv4/conf/{iface}/rp_filter": "0" for iface in self._ifaces(ns)}
             write_sysctls(ns, values | sysctls[ns])
         self.timings["topology"] = time.monotonic() - start

@@ -1,9 +1,10 @@
 """Small clusters for the lab's differential test, drawn as ``.k`` text (so the front end resolves selectors
 and defaults exactly as for a hand-written spec).
 
-1-3 nodes, 1-3 pods (each maybe an endpoint, maybe not ready), one Service of a random type, protocol and
-traffic policies, a cloud load balancer for LoadBalancer Services, and checks from an external client, from
-every pod and from a node: every probe kind the lab sends.
+1-3 nodes, 1-3 pods (each maybe an endpoint, maybe not ready or terminating), one Service of a random type,
+protocol and traffic policies (sometimes session affinity, external IPs, source ranges, ipMode Proxy), a cloud
+load balancer (VIP or node-port style, with or without health checks) for LoadBalancer Services, and checks
+from an external client, from every pod and from a node: every probe kind the lab sends.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def lab_specs(draw) -> str:
     localhost = draw(st.booleans())
     detect = draw(st.sampled_from(("cluster_cidr", "node_cidr", "interface_prefix veth", "none")))
     lb_health = draw(st.booleans())
+    lb_style = draw(st.sampled_from(("vip", "vip", "nodeport")))
+    ip_mode = draw(st.sampled_from(("", "", " ip_mode proxy")))
+    source_ranges = draw(st.sampled_from(("", "", "192.0.2.0/24", "198.18.0.0/15")))
+    external_ip = draw(st.booleans()) and draw(st.booleans())
     node_client = draw(st.booleans())
 
     lines = ["cluster lab {", "  cluster_cidr 10.244.0.0/16", "  proxy {",
@@ -39,7 +44,8 @@ def lab_specs(draw) -> str:
         node = draw(st.integers(0, n_nodes - 1))
         serves = draw(st.booleans())
         endpoints += serves
-        ready = "" if draw(st.integers(0, 5)) else "  not ready"
+        ready = draw(st.sampled_from(("",) * 8 + ("  not ready", "  not ready  terminating",
+                                                   "  not ready  not serving  terminating")))
         label = "labels { app = echo }" if serves else "labels { app = other }"
         lines.append(f"  pod pod{j} on node{node} {{ ip 10.244.{node + 1}.{10 + j}  {label}{ready} }}")
     lines += ["  service echo {", f"    type {svc_type}", "    cluster_ip 10.96.0.10", "    selector app = echo"]
@@ -48,7 +54,11 @@ def lab_specs(draw) -> str:
         port += " node_port 30080"
     lines.append(port)
     if svc_type == "LoadBalancer":
-        lines.append("    load_balancer_ingress 203.0.113.10")
+        lines.append(f"    load_balancer_ingress 203.0.113.10{ip_mode}")
+        if source_ranges:
+            lines.append(f"    load_balancer_source_ranges {source_ranges}")
+    if external_ip:
+        lines.append("    external_ips 198.51.100.20")
     if external:
         lines.append(f"    external_traffic_policy {etp}")
         if etp == "Local" and svc_type == "LoadBalancer":
@@ -63,13 +73,16 @@ def lab_specs(draw) -> str:
     if node_client:
         lines.append("  client host on node node0")
     if svc_type == "LoadBalancer":
-        lines.append(f"  load_balancer cloud {{ style vip  health_check {'on' if lb_health else 'off'} }}")
+        lines.append(f"  load_balancer cloud {{ style {lb_style}  health_check {'on' if lb_health else 'off'} }}")
     inside = ", ".join([f"c{j}" for j in range(n_pods)] + (["host"] if node_client else []))
     lines += ["  check \"inside\" {", f"    from {inside}", "    to echo via cluster_ip", "    assert delivered",
               "  }"]
     if external:
         lines += ["  check \"node port\" {", "    from internet", "    to echo via node_port", "    assert delivered",
                   "  }"]
+    if external_ip:
+        lines += ["  check \"external IP\" {", f"    from internet, {inside}", "    to echo via external_ip",
+                  "    assert delivered", "  }"]
     if svc_type == "LoadBalancer":
         lines += ["  check \"load balancer\" {", "    from internet", "    to echo via load_balancer",
                   "    assert delivered", "  }"]
