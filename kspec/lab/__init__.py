@@ -5,6 +5,24 @@ Start at ``run_lab``. ``topology`` builds and tears down the namespaces (and loa
 ``workloads`` starts the echo and kube-proxy servers and polls health checks, ``probe`` sends the traffic,
 ``report`` compares and renders. Needs root, iproute2 and iptables; everything happens inside namespaces
 named ``kspec-lab-<pid>-<run>-...``; the root namespace is never touched.
+
+Choices the kernel forced, and limits:
+
+* Probes run in-process: a thread enters the client's namespace with setns(2) (only that thread moves), so
+  a batch of tries costs microseconds, not a Python start-up. Servers are ``ip netns exec`` subprocesses.
+* ICMP carries "rejected" and "no route", so ICMP rate limiting is off inside the lab
+  (``net.ipv4.icmp_ratemask=0`` per namespace), and the router refuses traffic leaving the cluster with a
+  REJECT of its own rather than by lacking a route (ip_error()'s ICMP is rate-limited by global sysctls).
+  An endpoint IP no pod has still meets the node's ``unreachable`` route: after five quick tries those
+  ICMPs are rate-limited and show as drops.
+* UDP: REJECT and a closed port on a node send the same ICMP port unreachable, so a refused UDP try agrees
+  with either prediction. TCP tells them apart (RST vs ICMP).
+* A VIP or external IP is routed to the probe's entry node (through the load balancer namespace for a
+  LoadBalancer VIP) only while an external client probes it; from inside the cluster an uncaught VIP leaves
+  the cluster, as the model has it. A ``style nodeport`` load balancer is not a NAT box here: the client
+  connects to the node IP and node port the model's Target names.
+* With session affinity every try from one client sticks to one endpoint: one predicted endpoint seen is
+  enough. IPv4 only.
 """
 from __future__ import annotations
 
