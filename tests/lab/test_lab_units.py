@@ -1,0 +1,56 @@
+"""The lab's pure parts, without namespaces: echo answers, agreement rules, kernel-feature hints."""
+from __future__ import annotations
+
+import ipaddress
+
+from kspec import ir
+from kspec.lab.echo import echo_body, parse_echo
+from kspec.lab.probe import DELIVERED, DROPPED, HOST, REFUSED, REJECTED, Try
+from kspec.lab.report import ProbeResult
+from kspec.lab.topology import _feature_hint
+from kspec.verifier.network import Disposition
+from kspec.verifier.predict import Outcome
+from kspec.verifier.properties import Target
+
+TARGET = Target(ipaddress.ip_address("10.96.0.10"), 80, ir.Protocol.TCP, None, None, "default/echo:80")
+A = Outcome(Disposition.DELIVERED, "default/a", "10.244.1.7")
+B = Outcome(Disposition.DELIVERED, "default/b", "10.244.1.7")
+
+
+def _result(predicted, tries, pinned=False):
+    return ProbeResult("c", "client", "client -> echo", TARGET, frozenset(predicted), list(tries), pinned=pinned)
+
+
+def test_echo_answer_names_pod_and_peer():
+    assert parse_echo(echo_body("default/source-ip-app", "10.240.0.5")) == ("default/source-ip-app", "10.240.0.5")
+    assert "client_address=10.240.0.5" in echo_body("default/x", "10.240.0.5")
+
+
+def test_every_endpoint_of_a_random_choice_must_be_seen():
+    a, b = Try(1, DELIVERED, "default/a", "10.244.1.7"), Try(2, DELIVERED, "default/b", "10.244.1.7")
+    assert _result({A, B}, [a, b]).agree
+    assert _result({A, B}, [a, a]).missing == [B]
+    assert _result({A, B}, [a, a], pinned=True).agree  # session affinity sticks to one
+
+
+def test_an_unpredicted_outcome_disagrees():
+    result = _result({A}, [Try(1, DELIVERED, "default/a", "10.244.1.7"), Try(2, DROPPED)])
+    assert not result.agree and result.unexpected == [Outcome(Disposition.DROPPED)]
+
+
+def test_tcp_tells_reject_from_host_and_udp_cannot():
+    assert _result({Outcome(Disposition.REJECTED)}, [Try(1, REJECTED)]).agree
+    assert not _result({Outcome(Disposition.REJECTED)}, [Try(1, HOST)]).agree
+    assert _result({Outcome(Disposition.REJECTED)}, [Try(1, REFUSED)]).agree
+    assert _result({Outcome(Disposition.HOST)}, [Try(1, REFUSED)]).agree
+
+
+def test_unknown_prediction_never_agrees():
+    assert not _result({Outcome(Disposition.UNKNOWN)}, [Try(1, DROPPED)]).agree
+
+
+def test_a_refused_rule_names_the_kernel_feature():
+    text = "*nat\n:KUBE-POSTROUTING - [0:0]\n-A KUBE-POSTROUTING -j MASQUERADE --random-fully\nCOMMIT\n"
+    hint = _feature_hint(text, "iptables-restore: line 3 failed")
+    assert "--random-fully" in hint and "random_fully false" in hint
+    assert _feature_hint(text, "something else") == ""
