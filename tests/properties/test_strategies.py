@@ -107,3 +107,14 @@ def test_packets_aim_at_the_clusters_addresses(data) -> None:
            ir.Via.NODE_PORT: {ip for n in cluster.nodes for ip in n.ips}}[packet.via]
     assert packet.dst in own
     assert packet.dport == (port.node_port if packet.via is ir.Via.NODE_PORT else port.port)
+
+
+def test_importing_the_strategies_first_works() -> None:
+    # Hypothesis runs its entry-point hooks while it is imported; kspec's must not re-enter kspec.strategies.
+    import subprocess
+    import sys
+
+    code = ("import kspec.strategies as ks\nfrom hypothesis import find, strategies as st\nfrom kspec import ir\n"
+            "print(find(st.from_type(ir.Cluster), lambda c: True).nodes[0].name)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "node1", run.stderr
