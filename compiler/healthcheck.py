@@ -22,22 +22,31 @@ def local_ready_endpoints(service: ir.Service, node: str, proxy: ir.ProxyConfig,
                           family: ir.IPFamily = ir.IPFamily.V4) -> int | None:
     """How many local, ready endpoints /healthz reports for ``service`` on ``node`` (None: no health check).
 
-    kube-proxy counts distinct ``ip:port`` endpoints over all ports of the Service.
+    kube-proxy counts distinct endpoint *IPs* over all ports of the Service (10.0.0.1:80 and 10.0.0.1:443 are
+    one endpoint), ready ones only: a node whose local endpoints are all terminating fails the check on
+    purpose, so load balancers drain it while it still serves.
     """
-    infos = [info for info in port_infos(service, family, proxy) if info.health_check_node_port]
-    if not infos:
+    infos = port_infos(service, family, proxy)
+    if not any(info.health_check_node_port for info in infos):
         return None
-    return len({ep.text for info in infos for ep in info.endpoints if ep.node == node and ep.ready})
+    return len({ep.address for info in infos for ep in info.endpoints if ep.node == node and ep.ready})
 
 
-def healthz(service: ir.Service, local_endpoints: int) -> tuple[int, str]:
-    """(HTTP status, body) as kube-proxy's service health server answers."""
-    body = json.dumps({
-        "service": {"namespace": service.namespace, "name": service.name},
-        "localEndpoints": local_endpoints,
-        "serviceProxyHealthy": True,
-    })
-    return (200 if local_endpoints > 0 else 503), body
+def healthz(service: ir.Service, local_endpoints: int, proxy_healthy: bool = True) -> tuple[int, str]:
+    """(HTTP status, body) as kube-proxy's service health server answers (Content-Type application/json):
+    200 with at least one local endpoint while kube-proxy itself is healthy, else 503; the body is kube-proxy's
+    tab-indented JSON, byte for byte."""
+    body = "\n".join([
+        "{",
+        '\t"service": {',
+        f'\t\t"namespace": {json.dumps(service.namespace)},',
+        f'\t\t"name": {json.dumps(service.name)}',
+        "\t},",
+        f'\t"localEndpoints": {local_endpoints},',
+        f'\t"serviceProxyHealthy": {"true" if proxy_healthy else "false"}',
+        "}",
+    ])
+    return (200 if local_endpoints > 0 and proxy_healthy else 503), body
 
 
 def healthy_nodes(cluster: ir.Cluster, service: ir.Service, family: ir.IPFamily = ir.IPFamily.V4) -> tuple[str, ...]:

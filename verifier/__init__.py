@@ -19,6 +19,7 @@ def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
     from kspec.compiler.context import NodeContext
     from kspec.ingest.iptables_save import parse_iptables_save
     from kspec.verifier.encode import NodeModel
+    from kspec.verifier.network import pod_gateway
     from kspec.verifier.tracer import kube_proxy_state
 
     texts = compile_cluster(cluster, family) if not rules or set(rules) != {n.name for n in cluster.nodes} else {}
@@ -34,7 +35,10 @@ def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
         else:
             ruleset = kube_proxy_state(texts[node.name], f"{node.name}.rules", local.localhost_node_ports)
         width = 32 if family is ir.IPFamily.V4 else 128
-        models[node.name] = NodeModel(node.name, ruleset, frozenset(local.local_ips()), width)
+        # The kernel's LOCAL addresses: the node's own, loopback, and the pod gateway it holds for its pods.
+        gateway = pod_gateway(node, family)
+        local_ips = frozenset(local.local_ips()) | ({gateway} if gateway is not None else set())
+        models[node.name] = NodeModel(node.name, ruleset, local_ips, width)
     return models
 
 
