@@ -128,6 +128,12 @@ def _since(cluster: ir.Cluster, node: str, family: ir.IPFamily, args: argparse.N
 # ------------------------------------------------------------------------------------------- fmt
 
 
+def run_fuzz(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from kspec.fuzz import run_fuzz as fuzz
+
+    return fuzz(args, out, err)
+
+
 def run_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.grammar import format_cluster, load
 
@@ -361,6 +367,24 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--all", action="store_true", help="with --cleanup: also labs whose kspec still runs")
     lab.add_argument("-v", "--verbose", action="store_true", help="say what the lab is doing")
     lab.set_defaults(run=run_lab)
+
+    fz = sub.add_parser(
+        "fuzz", help="run generated clusters against a property or the specs; write failures as minimal .k files",
+        description="exit 0: no failure; 1: a failure (written to -o DIR as a shrunk .k reproducer); 2: bad input")
+    fz.add_argument("specs", nargs="*", help=".k specs or folders: their verdicts must not change when "
+                    "unrelated Services are added")
+    fz.add_argument("--property", metavar="MODULE:FUNC", help="your property: a function of a cluster that "
+                    "returns false or raises AssertionError when it does not hold (FILE.py:FUNC works too)")
+    fz.add_argument("-n", "--examples", type=_positive, metavar="N", help="examples per target (default 100 "
+                    "unless --seconds)")
+    fz.add_argument("-t", "--seconds", type=_positive, metavar="T", help="stop after T seconds in all")
+    fz.add_argument("--max-nodes", type=_positive, default=3, metavar="N", help="nodes per cluster (3)")
+    fz.add_argument("--max-services", type=_positive, default=2, metavar="N", help="Services per cluster (2)")
+    fz.add_argument("-o", "--output", default="fuzz-failures", metavar="DIR",
+                    help="where reproducers go (fuzz-failures)")
+    fz.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    fz.add_argument("--no-color", action="store_true", help="no colour (also: NO_COLOR=1)")
+    fz.set_defaults(run=run_fuzz)
 
     fmt = sub.add_parser("fmt", help="print specs in canonical form")
     fmt.add_argument("specs", nargs="+")
