@@ -65,7 +65,8 @@ def test_a_failing_generated_test_prints_the_trace_and_the_shrunk_spec(tmp_path:
     spec = out[out.index("as a .k spec you can save"):]
     # Policy Cluster SNATs external traffic even on the endpoint's node: one node is enough.
     assert "node node1" in spec and "node node2" not in spec
-    assert spec.count("service svc-") == 1 and "type NodePort" in spec
+    # (Hypothesis's shrinker does not always delete a Service drawn before the failing one: at most 2.)
+    assert 1 <= spec.count("service svc-") <= 2 and "type NodePort" in spec
 
 
 def test_assertion_helpers_hide_their_frames(tmp_path: Path) -> None:
