@@ -63,7 +63,7 @@ def make_cluster(services: int, endpoints: int, nodes: int) -> ir.Cluster:
         for j in range(endpoints):
             k = (i + j) % nodes
             pod_serial[k] += 1
-            ip = node_list[k].pod_cidrs[0].network_address + pod_serial[k]
+            ip = node_list[k].pod_cidrs[0].network_address + 1 + pod_serial[k]  # .1 is the node's pod gateway
             terminating = (i * endpoints + j) % 50 == 49
             eps.append(ir.Endpoint(ip, tuple(ir.EndpointPort(p.name, p.protocol, p.target_port) for p in svc_ports),
                                    node=f"node-{k}", ready=not terminating, terminating=terminating))

@@ -18,6 +18,9 @@ import z3
 from kspec import ruleset as rs
 from kspec.ir import IPAddress
 
+SHORT_CHAIN = 16  # chains up to this length are walked whole
+SLICE_CACHE = 50_000  # (chain, destination) slices remembered per node
+
 # How a hook walk ends.
 ACCEPT, DROP, REJECT, UNKNOWN = "accept", "drop", "reject", "unknown"
 
@@ -209,9 +212,13 @@ class NodeModel:
         destination address, KUBE-NODEPORTS by a destination port, and a packet's destination is always
         concrete. Exact: every skipped rule has a ``-d`` or ``--dport`` guard that would be False.
         """
+        if len(chain.rules) <= SHORT_CHAIN:  # per-service chains: nothing to gain
+            return chain.rules
         key = (table, chain.name, pkt.dst, pkt.dport)
         found = self._sliced.get(key)
         if found is None:
+            if len(self._sliced) >= SLICE_CACHE:  # bounded memory on huge clusters
+                self._sliced.clear()
             index = self._index.get((table, chain.name))
             if index is None:
                 index = self._index[(table, chain.name)] = _destination_index(chain)

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import z3
 
 from kspec import ir
 from kspec.verifier.encode import symbolic_packet
 from kspec.verifier.network import ClusterNetwork, Disposition, Fate, Hop, pod_gateway
+
+
+# Checks of one Service ask about the same packets (e.g. the Local and the health-check built-ins); a small
+# LRU keeps those shared without holding every path of a big cluster in memory.
+INSTANCE_CACHE = 256
 
 
 class Verdict(enum.Enum):
@@ -41,6 +46,9 @@ class Target:
     entry_node: str | None  # where an external client's packet enters (None: it cannot)
     load_balancer: ir.IPAddress | None = None  # the VIP when a cloud load balancer forwards it
     service_port: str = ""  # "ns/name:port"
+    # loadBalancerSourceRanges the cloud load balancer itself enforces: when it rewrites to nodeIP:nodePort,
+    # kube-proxy's KUBE-FW never sees the VIP, so the filtering is the load balancer's.
+    lb_source_ranges: tuple[ir.IPNetwork, ...] = ()
 
     def __str__(self) -> str:
         return f"{_hostport(self.dst, self.dport)}/{self.protocol.lower}"
@@ -285,8 +293,9 @@ class Verifier:
                                f"LB {ingress.ip}:{port.port} -> {node_name} ({name})")
                     else:
                         ip = self.cluster.node(node_name).primary_ip(self.family)
-                        yield (make(ip, port.node_port, node_name, ingress.ip),
-                               f"LB {ingress.ip}:{port.port} -> {node_name} {ip}:{port.node_port} ({name})")
+                        target = replace(make(ip, port.node_port, node_name, ingress.ip),
+                                         lb_source_ranges=svc.load_balancer_source_ranges)
+                        yield target, f"LB {ingress.ip}:{port.port} -> {node_name} {ip}:{port.node_port} ({name})"
 
     def _lb(self) -> ir.LoadBalancer:
         return self.cluster.load_balancers[0] if self.cluster.load_balancers else ir.LoadBalancer("cloud")
@@ -302,9 +311,13 @@ class Verifier:
     def instance(self, client: ir.Client, target: Target, label: str) -> Instance:
         """The fates of ``client``'s packets to ``target``; computed once, shared by every check asking."""
         key = (client.name, target)
-        if key not in self._instances:
-            self._instances[key] = self._instance(client, target, label)
-        return self._instances[key]
+        found = self._instances.pop(key, None)
+        if found is None:
+            found = self._instance(client, target, label)
+        self._instances[key] = found  # most recently used last
+        if len(self._instances) > INSTANCE_CACHE:
+            del self._instances[next(iter(self._instances))]
+        return found
 
     def _instance(self, client: ir.Client, target: Target, label: str) -> Instance:
         pkt, src = self._client_packet(client, target.dst, target.dport, target.protocol)
@@ -313,7 +326,15 @@ class Verifier:
             fate = Fate(Disposition.DROPPED, (Hop(self._lb().name, (), "no node passes the health check"),), pkt,
                         reason="the load balancer has no healthy backend")
             return Instance(client, description, (fate,), src, target)
-        return Instance(client, description, self._send(client, pkt, target.entry_node), src, target)
+        if not target.lb_source_ranges:
+            return Instance(client, description, self._send(client, pkt, target.entry_node), src, target)
+        admitted = z3.Or([self._in(src, net) for net in target.lb_source_ranges if net.version == target.dst.version]
+                         or [z3.BoolVal(False)])
+        refused = Fate(Disposition.DROPPED, (Hop(self._lb().name, (), "source not in loadBalancerSourceRanges"),),
+                       pkt.evolve(conds=pkt.conds + (z3.Not(admitted),)),
+                       reason="the load balancer refuses sources outside loadBalancerSourceRanges")
+        forwarded = self._send(client, pkt.evolve(conds=pkt.conds + (admitted,)), target.entry_node)
+        return Instance(client, description, (refused,) + forwarded, src, target)
 
 
 def _hostport(ip: ir.IPAddress, port: int) -> str:

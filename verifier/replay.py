@@ -104,8 +104,19 @@ def replays(concrete: ConcreteCluster, ce) -> str:
         return ""
     packet = tracer.Packet.of(ce.src, str(target.dst), target.protocol.lower, target.dport, sport=ce.sport or 40000)
     want = outcome_key(ce.fate.disposition, ce.fate.pod, ce.seen)
-    got = {outcome_key(j.disposition, j.pod, j.src) for j in concrete.journeys(ce.instance.client, packet,
-                                                                                 target.entry_node)}
+    got = {outcome_key(j.disposition, j.pod, j.src) for j in _journeys_via_lb(concrete, ce.instance.client, packet,
+                                                                               target)}
     if want in got:
         return ""
     return f"the model's path ends {want}, the concrete tracer's paths end {sorted(got, key=str)}"
+
+
+def _journeys_via_lb(concrete: ConcreteCluster, client: ir.Client, packet: tracer.Packet, target) -> list[Journey]:
+    """Journeys of a packet that may first pass the cloud load balancer: it has no backend when no node
+    passes the health check, and refuses sources outside the ranges it enforces itself."""
+    if target.load_balancer is not None and target.entry_node is None:
+        return [Journey(Disposition.DROPPED, (), packet.src, packet.dst, packet.dport, reason="no healthy backend")]
+    if target.lb_source_ranges and not any(packet.src in net for net in target.lb_source_ranges
+                                           if net.version == packet.src.version):
+        return [Journey(Disposition.DROPPED, (), packet.src, packet.dst, packet.dport, reason="refused by the LB")]
+    return concrete.journeys(client, packet, target.entry_node)

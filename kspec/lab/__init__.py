@@ -183,12 +183,14 @@ def _steer(lab, client: ir.Client, target) -> None:
     the cluster, as the model has it."""
     lab.unroute_vips()
     node_ips = {ip for node in lab.cluster.nodes for ip in node.ips}
-    if client.kind is not ir.ClientKind.EXTERNAL or target.dst in node_ips:
+    if client.kind is not ir.ClientKind.EXTERNAL:
         return
-    if target.load_balancer is not None:
+    if target.lb_source_ranges:  # a node-port-style LB: it filters sources before the node sees them
+        lab.refuse_sources(target.dst, target.dport, target.protocol.lower, target.lb_source_ranges)
+    if target.load_balancer is not None and target.dst not in node_ips:
         lb_style = lab.cluster.load_balancers[0].style if lab.cluster.load_balancers else ir.LoadBalancerStyle.VIP_KEPT
         lab.route_vip(target.dst, target.entry_node, through_lb=lb_style is ir.LoadBalancerStyle.VIP_KEPT)
-    elif target.entry_node is not None:
+    elif target.entry_node is not None and target.dst not in node_ips:
         lab.route_vip(target.dst, target.entry_node, through_lb=False)
 
 

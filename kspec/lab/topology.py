@@ -276,6 +276,7 @@ class Lab:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     vip_routes: set[ipaddress.IPv4Address] = field(default_factory=set)
+    lb_filter: bool = False  # the router drops sources a node-port-style LB would refuse (this probe)
 
     @property
     def prefix(self) -> str:
@@ -506,10 +507,24 @@ class Lab:
         self.vip_routes.add(vip)
 
     def unroute_vips(self) -> None:
-        """The router forgets every VIP again (traffic from inside the cluster must not reach the LB)."""
+        """The router forgets every VIP again (traffic from inside the cluster must not reach the LB), and any
+        source filter a node-port-style load balancer had."""
         for vip in sorted(self.vip_routes):
             run(["ip", "-n", self.net, "route", "del", f"{vip}/32"], check=False)
         self.vip_routes.clear()
+        if self.lb_filter:
+            in_ns(self.net, ["iptables-restore"], stdin="*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", check=False)
+            self.lb_filter = False
+
+    def refuse_sources(self, dst: ipaddress.IPv4Address, dport: int, proto: str, admitted) -> None:
+        """A load balancer that rewrites to nodeIP:nodePort enforces loadBalancerSourceRanges itself: the
+        router (the lab's stand-in for it on that path) drops other sources for this probe's destination."""
+        lines = ["*filter", ":FORWARD ACCEPT [0:0]"]
+        match = f"-d {dst}/32 -p {proto} -m {proto} --dport {dport}"
+        lines += [f"-A FORWARD {match} -s {net} -j ACCEPT" for net in admitted if net.version == 4]
+        lines += [f"-A FORWARD {match} -j DROP", "COMMIT"]
+        in_ns(self.net, ["iptables-restore"], stdin="\n".join(lines) + "\n")
+        self.lb_filter = True
 
     # --------------------------------------------------------------------------------- teardown
 

@@ -27,19 +27,9 @@ def _failures(results) -> list[str]:
             for r in results if not r.as_expected or r.replay_error]
 
 
-def _known_false_alarm(cluster: ir.Cluster, result) -> bool:
-    """Found by this suite, not fixed yet: with a load balancer that rewrites to nodeIP:nodePort (style
-    nodeport), loadBalancerSourceRanges are the cloud load balancer's to enforce (kube-proxy's KUBE-FW only sees
-    VIP traffic), but the model's load balancer forwards every source, so the built-in reports a violation."""
-    lb_style = cluster.load_balancers[0].style if cluster.load_balancers else ir.LoadBalancerStyle.VIP_KEPT
-    return (result.check.name.startswith("builtin: loadBalancerSourceRanges")
-            and lb_style is ir.LoadBalancerStyle.NODE_PORT)
-
-
 @given(ks.clusters(max_nodes=3, max_services=2))
 def test_builtin_properties_hold_where_the_docs_say_they_must(cluster: ir.Cluster) -> None:
-    results = [r for r in verify(cluster, (), builtins=True, timeout_ms=TIMEOUT_MS)
-               if not _known_false_alarm(cluster, r)]
+    results = verify(cluster, (), builtins=True, timeout_ms=TIMEOUT_MS)
     assert not _failures(results), "\n".join(_failures(results))
 
 

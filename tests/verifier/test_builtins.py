@@ -51,3 +51,23 @@ def test_source_ranges_admit_exactly_the_listed_sources():
 def test_cluster_policy_gets_no_local_builtin():
     c = cluster(ir.TrafficPolicy.CLUSTER, ir.ServiceType.NODE_PORT)
     assert not any("Local" in chk.name for chk in builtin_checks(c))
+
+
+def test_a_nodeport_style_load_balancer_enforces_source_ranges_itself():
+    """With style nodeport the VIP never reaches kube-proxy's KUBE-FW: the cloud LB filters (found by the
+    property suite as a false alarm of the source-range built-in)."""
+    base = cluster(ir.TrafficPolicy.CLUSTER, ir.ServiceType.LOAD_BALANCER)
+    svc = replace(base.services[0], load_balancer_source_ranges=(ipaddress.ip_network("203.0.113.0/25"),))
+    c = replace(base, services=(svc,), load_balancers=(ir.LoadBalancer("cloud", ir.LoadBalancerStyle.NODE_PORT),))
+    results = [r for r in verify(c, (), builtins=True) if "SourceRanges" in r.check.name]
+    assert [r.verdict for r in results] == [Verdict.PROVED]
+
+
+def test_a_source_refused_by_the_load_balancer_replays():
+    base = cluster(ir.TrafficPolicy.CLUSTER, ir.ServiceType.LOAD_BALANCER)
+    svc = replace(base.services[0], load_balancer_source_ranges=(ipaddress.ip_network("203.0.113.0/25"),))
+    c = replace(base, services=(svc,), load_balancers=(ir.LoadBalancer("cloud", ir.LoadBalancerStyle.NODE_PORT),))
+    [result] = verify(c, (ir.Check("all delivered", ("internet",), ir.Destination("nodeport", ir.Via.LOAD_BALANCER),
+                                   ir.Delivered()),))
+    assert result.verdict is Verdict.VIOLATED and result.replay_error == ""
+    assert result.counterexample.fate.disposition.value == "dropped"
