@@ -30,11 +30,21 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    check: str
-    client: ir.Client
-    target: Target
-    description: str
+    check: ir.Check
+    instance: Instance  # the model's paths, for traces when the kernel disagrees
     outcomes: frozenset[Outcome]
+
+    @property
+    def client(self) -> ir.Client:
+        return self.instance.client
+
+    @property
+    def target(self) -> Target:
+        return self.instance.target
+
+    @property
+    def description(self) -> str:
+        return self.instance.description
 
 
 def probes(cluster: ir.Cluster, verifier: Verifier) -> list[Probe]:
@@ -44,15 +54,15 @@ def probes(cluster: ir.Cluster, verifier: Verifier) -> list[Probe]:
         for inst in verifier.instances(check):
             if inst.target is None or not z3.is_bv_value(inst.client_src):
                 continue
-            found.append(Probe(check.name, inst.client, inst.target, inst.description, outcomes(inst)))
+            found.append(Probe(check, inst, outcomes(inst)))
     return found
 
 
 def outcomes(inst: Instance) -> frozenset[Outcome]:
-    return frozenset(o for fate in inst.fates if (o := _outcome(fate)) is not None)
+    return frozenset(o for fate in inst.fates if (o := fate_outcome(fate)) is not None)
 
 
-def _outcome(fate: Fate) -> Outcome | None:
+def fate_outcome(fate: Fate) -> Outcome | None:
     solver = z3.Solver()
     solver.add(fate.cond)
     if solver.check() != z3.sat:

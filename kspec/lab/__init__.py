@@ -56,24 +56,14 @@ def cleanup(include_live: bool = False):
 
 
 def predictions(cluster: ir.Cluster):
-    """[(check, Instance, predicted outcomes)] for every instance the lab can send (as ``predict.probes``),
-    keeping the instance for its traces."""
-    import z3
-
+    """The model's prediction for every probe the lab can send (``verifier.predict.probes``)."""
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
-    from kspec.verifier.predict import outcomes
+    from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
     family = ir.IPFamily.V4
-    verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, family), family))
-    found = []
-    for check in cluster.checks:
-        for inst in verifier.instances(check):
-            if inst.target is None or not z3.is_bv_value(inst.client_src):
-                continue
-            found.append((check, inst, outcomes(inst)))
-    return found
+    return probes(cluster, Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, family), family)))
 
 
 def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
@@ -102,7 +92,8 @@ def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
         report.timings["build"] = time.monotonic() - started
         _check_node_endpoints(lab, report)
         probes_started = time.monotonic()
-        for check, inst, predicted in planned:
+        for planned_probe in planned:
+            check, inst, predicted = planned_probe.check, planned_probe.instance, planned_probe.outcomes
             say(f"probe {inst.description}")
             report.results.append(_probe(lab, check, inst, predicted))
         if report.results:

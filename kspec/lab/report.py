@@ -76,12 +76,12 @@ class ProbeResult:
 
     def traces(self) -> str:
         """Both sides of a disagreement: the model's paths and what the kernel did."""
-        from kspec.verifier.predict import _outcome
+        from kspec.verifier.predict import fate_outcome
         from kspec.verifier.render import step_lines
 
         lines = [f"probe {self.description}  [{self.check}]", "  predicted (model):"]
         for fate in self.fates:
-            outcome = _outcome(fate)
+            outcome = fate_outcome(fate)
             if outcome is None:
                 continue
             lines += ["    " + line for line in step_lines(fate)]
