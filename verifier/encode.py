@@ -40,6 +40,7 @@ class SymPacket:
     """A class of packets: concrete where kube-proxy's rules make it so, symbolic elsewhere."""
 
     src: z3.BitVecRef  # symbolic until masqueraded
+    src_value: IPAddress | None  # the same source as a Python address when it is concrete (no Z3 needed)
     sport: z3.BitVecRef
     dst: IPAddress
     dport: int
@@ -119,10 +120,8 @@ class NodeModel:
         if isinstance(match, (rs.Comment, rs.Nfacct)):
             return True
         if isinstance(match, rs.Source):
-            if z3.is_bv_value(pkt.src):  # a concrete source needs no solver
-                if pkt.src.size() != (32 if match.network.version == 4 else 128):
-                    return match.negated
-                inside = pkt.src.as_long() & int(match.network.netmask) == int(match.network.network_address)
+            if pkt.src_value is not None:  # a concrete source needs no solver
+                inside = pkt.src_value.version == match.network.version and pkt.src_value in match.network
                 return inside != match.negated
             return _neg(self.in_network(pkt.src, match.network), match.negated)
         if isinstance(match, rs.Destination):
@@ -163,6 +162,8 @@ class NodeModel:
             return None  # only LOCAL is modelled (all kube-proxy uses)
         if match.direction is rs.AddrDir.DST:
             return (pkt.dst in self.local_ips) != match.negated
+        if pkt.src_value is not None:
+            return (pkt.src_value in self.local_ips) != match.negated
         is_local = z3.Or([pkt.src == self.ip_const(ip) for ip in self.local_ips if ip.version == pkt.dst.version]
                          or [z3.BoolVal(False)])
         return _neg(is_local, match.negated)
@@ -333,4 +334,4 @@ def _hostport(ip: IPAddress, port: int) -> str:
 def symbolic_packet(width: int, src: IPAddress | None, **fields) -> SymPacket:
     """A packet whose source is ``src`` (or any address, when None) and whose source port is any port."""
     src_term = z3.BitVec("src", width) if src is None else z3.BitVecVal(int(src), width)
-    return SymPacket(src=src_term, sport=z3.BitVec("sport", 16), **fields)
+    return SymPacket(src=src_term, src_value=src, sport=z3.BitVec("sport", 16), **fields)

@@ -193,7 +193,7 @@ class ClusterNetwork:
             ipaddress.IPv6Address(old.as_long()) if z3.is_bv_value(old) else "client")
         note = f"src: {shown} -> {new_src}"
         last = pkt.steps[-1] if pkt.steps else Step("nat", "POSTROUTING", None)
-        return pkt.evolve(src=z3.BitVecVal(int(new_src), pkt.src.size()), masq_src=new_src,
+        return pkt.evolve(src=z3.BitVecVal(int(new_src), pkt.src.size()), src_value=new_src, masq_src=new_src,
                        steps=pkt.steps[:-1] + (replace(last, note=note),))
 
     def _deliver(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], owner) -> list[Fate]:
