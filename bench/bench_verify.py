@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def measure(services: int, endpoints: int, nodes: int) -> dict:
         "p50_slice_ms": 1000 * statistics.median(per_slice),
         "p95_slice_ms": 1000 * per_slice[int(0.95 * (len(per_slice) - 1))],
         "verdicts": verdicts,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -87,13 +89,13 @@ def main() -> None:
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     header = ("services", "eps", "nodes", "rules lines", "parse lines/s", "models s", "checks", "prove s",
-              "s/node", "p50 slice ms", "p95 slice ms", "verdicts")
+              "s/node", "p50 slice ms", "p95 slice ms", "peak MB", "verdicts")
     print(" | ".join(header))
     for r in rows:
         print(" | ".join(str(x) for x in (
             r["services"], r["endpoints"], r["nodes"], r["lines"], f"{r['parse_lines_per_s']:,.0f}",
             f"{r['models_s']:.2f}", r["checks"], f"{r['prove_s']:.2f}", f"{r['per_node_s']:.2f}",
-            f"{r['p50_slice_ms']:.2f}", f"{r['p95_slice_ms']:.2f}", r["verdicts"])))
+            f"{r['p50_slice_ms']:.2f}", f"{r['p95_slice_ms']:.2f}", f"{r['peak_mb']:.0f}", r["verdicts"])))
     print(f"targets: parse >= {TARGETS['parse_lines_per_s']:,} lines/s; 1k x 2 < {TARGETS['small_per_node_s']} s/node; "
           f"10k x 10 < {TARGETS['large_per_node_s']} s/node; p50 slice < {TARGETS['p50_slice_ms']} ms")
 

@@ -17,8 +17,7 @@ def dispatch_chain(out: Restore, ctx: NodeContext, view: PortView, chain: str,
                    eps: tuple[EndpointView, ...]) -> None:
     out.nat.declare(chain)
     key = ("dispatch", chain, tuple(ep.sep for ep in eps))
-    for line in ctx.shared_lines(key, lambda: _dispatch_lines(view, chain, eps, ctx.large_cluster)):
-        out.nat.add_line(chain, line)
+    out.nat.add_lines(chain, ctx.shared_lines(key, lambda: _dispatch_lines(view, chain, eps, ctx.large_cluster)))
 
 
 def _dispatch_lines(view: PortView, chain: str, eps: tuple[EndpointView, ...], large_cluster: bool) -> list[str]:
@@ -40,8 +39,7 @@ def _dispatch_lines(view: PortView, chain: str, eps: tuple[EndpointView, ...], l
 def sep_chains(out: Restore, ctx: NodeContext, view: PortView) -> None:
     for ep in view.reachable:
         out.nat.declare(ep.sep)
-        for line in ctx.shared_lines(("sep", ep.sep), lambda: _sep_lines(view, ep, ctx.large_cluster)):
-            out.nat.add_line(ep.sep, line)
+        out.nat.add_lines(ep.sep, ctx.shared_lines(("sep", ep.sep), lambda: _sep_lines(view, ep, ctx.large_cluster)))
 
 
 def _sep_lines(view: PortView, ep: EndpointView, large_cluster: bool) -> list[str]:

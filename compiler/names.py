@@ -17,14 +17,17 @@ PER_SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE
 
 
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648
+_PAIRS = [a + b for a in _BASE32 for b in _BASE32]  # every 10-bit group as its two characters
 
 
 @lru_cache(maxsize=None)
 def _hash(text: str) -> str:
     # The first 16 base32 characters encode exactly the first 10 bytes (80 bits) of the digest. Python's
-    # base64.b32encode is a pure-Python loop, so the 16 five-bit groups are read off an integer instead.
+    # base64.b32encode is a pure-Python loop, so the 80 bits are read off an integer, 10 at a time.
     bits = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
-    return "".join(_BASE32[(bits >> shift) & 31] for shift in range(75, -1, -5))
+    return (_PAIRS[bits >> 70] + _PAIRS[(bits >> 60) & 1023] + _PAIRS[(bits >> 50) & 1023]
+            + _PAIRS[(bits >> 40) & 1023] + _PAIRS[(bits >> 30) & 1023] + _PAIRS[(bits >> 20) & 1023]
+            + _PAIRS[(bits >> 10) & 1023] + _PAIRS[bits & 1023])
 
 
 def port_hash(port_name: str, protocol: str) -> str:

@@ -193,7 +193,7 @@ def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily, name:
         for ep_port in ep.ports:
             if ep_port.name != port.name or ep_port.protocol is not port.protocol or not ep_port.port:
                 continue
-            address = address or str(ep.ip)
+            address = address or _address_text(ep.ip)
             text = f"[{address}]:{ep_port.port}" if ep.ip.version == 6 else f"{address}:{ep_port.port}"
             view = EndpointView(ep.ip, ep_port.port, ep.node, ep.ready, ep.serving, ep.terminating, text,
                                 names.sep_chain(name, protocol, text), address)
@@ -230,3 +230,11 @@ def categorise(info: ServicePortInfo, node: str) -> PortView:
         return PortView(info, cluster, local, cluster, has_endpoints)
     union = {ep.text: ep for ep in cluster + local}
     return PortView(info, cluster, local, tuple(union[text] for text in sorted(union)), has_endpoints)
+
+
+def _address_text(ip: ir.IPAddress) -> str:
+    """str(ip), faster for IPv4 (a 10k-Service cluster formats 100k endpoint addresses per compile)."""
+    if ip.version == 4:
+        n = int(ip)
+        return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+    return str(ip)

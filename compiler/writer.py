@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 TABLES = ("filter", "nat")
+_OWNED_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 LAST_RULE_MARKER = "must be the last rule"
 _SORTED_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES")
 
@@ -29,6 +30,13 @@ class Table:
         else:
             found.append(line)
 
+    def add_lines(self, chain: str, lines: list[str]) -> None:
+        found = self.rules.get(chain)
+        if found is None:
+            self.rules[chain] = list(lines)
+        else:
+            found.extend(lines)
+
     def delete(self, chain: str) -> None:
         self.chains.append(chain)
         self.deleted.append(chain)
@@ -43,6 +51,21 @@ class Restore:
 
     def table(self, name: str) -> Table:
         return getattr(self, name)
+
+    def extend(self, other: "Restore") -> None:
+        """Append everything ``other`` holds, as if it had been emitted here."""
+        for name in TABLES:
+            mine, theirs = self.table(name), other.table(name)
+            mine.chains += theirs.chains
+            mine.deleted += theirs.deleted
+            for chain, lines in theirs.rules.items():
+                found = mine.rules.get(chain)
+                if found is not None:
+                    found.extend(lines)
+                elif chain.startswith(_OWNED_PREFIXES):
+                    mine.rules[chain] = lines  # a per-service chain: nobody else appends, so share, don't copy
+                else:
+                    mine.rules[chain] = list(lines)
 
     def render(self) -> str:
         return "".join(_render_table(name, self.table(name)) for name in TABLES)
