@@ -92,11 +92,17 @@ class ClusterNetwork:
             self.pods_by_ip.setdefault(pod.ip, pod)
         # Interface numbering: the spec's pods in order, then pods known only from endpoints.
         self._pod_number = {ip: i for i, ip in enumerate(self.pods_by_ip)}
+        self._owner: dict = {}
 
     # ------------------------------------------------------------------------------- addressing
 
     def node_of(self, ip: ir.IPAddress) -> tuple[str, str] | None:
         """(node, "local"|"pods") owning ``ip`` as an own address or inside its pod CIDR."""
+        if ip not in self._owner:
+            self._owner[ip] = self._find_owner(ip)
+        return self._owner[ip]
+
+    def _find_owner(self, ip: ir.IPAddress) -> tuple[str, str] | None:
         for node in self.cluster.nodes:
             if ip in self.models[node.name].local_ips:
                 return node.name, "local"

@@ -103,6 +103,9 @@ class Verifier:
     # --------------------------------------------------------------------------------- checking
 
     def check(self, check: ir.Check) -> CheckResult:
+        """One Z3 query for the whole check: is there a packet, on any feasible path of any instance, for
+        which the property fails? unsat: proved. sat: the most telling violating path becomes the
+        counterexample. unknown: said so, with Z3's reason."""
         try:
             instances = list(self.instances(check))
         except LookupError as exc:
@@ -110,25 +113,44 @@ class Verifier:
         if not instances:
             return CheckResult(check, Verdict.UNKNOWN, reason="the check covers no packet (no client and "
                                "destination of the check exist together)")
-        unknown_reason = ""
-        counterexamples: list[Counterexample] = []
+        candidates = []  # (instance, fate, path condition and negated property)
+        unknown_fates = []
         for inst in instances:
             for fate in inst.fates:
-                answer, model, why = self._violation(check, inst, fate)
-                if answer == z3.sat:
-                    counterexamples.append(self._counterexample(inst, fate, model))
-                elif answer == z3.unknown:
-                    unknown_reason = unknown_reason or f"Z3 gave up ({why}) on {inst.description}"
-                elif fate.disposition is Disposition.UNKNOWN and not unknown_reason and self._feasible(fate.cond):
-                    # The property is refuted nowhere, but this path's fate is not known.
-                    unknown_reason = fate.reason
-        if counterexamples:
-            # The most telling counterexample crosses the most nodes (e.g. SNAT on a node without the endpoint).
-            best = max(counterexamples, key=lambda ce: len(ce.fate.hops))
+                negated = _not(self.holds(check.prop, fate, inst))
+                if fate.disposition is Disposition.UNKNOWN:
+                    unknown_fates.append(fate)
+                if negated is False:  # the property holds on this whole path, whatever the packet
+                    continue
+                candidates.append((inst, fate, fate.cond if negated is True else z3.And(fate.cond, negated)))
+        solver = self._solver()
+        solver.add(z3.Or([term for _, _, term in candidates]) if candidates else z3.BoolVal(False))
+        answer = solver.check()
+        if answer == z3.unknown:
+            return CheckResult(check, Verdict.UNKNOWN, len(instances),
+                               reason=f"Z3 gave up ({solver.reason_unknown()})")
+        if answer == z3.sat:
+            best = self._counterexample_from(candidates)
             return CheckResult(check, Verdict.VIOLATED, len(instances), best, replay_error=self._replay(best))
-        if unknown_reason:
-            return CheckResult(check, Verdict.UNKNOWN, len(instances), reason=unknown_reason)
+        # Proved on every known path; a feasible path whose fate the model does not know makes it unknown.
+        reason = next((f.reason for f in unknown_fates if self._feasible(f.cond)), "")
+        if reason:
+            return CheckResult(check, Verdict.UNKNOWN, len(instances), reason=reason)
         return CheckResult(check, Verdict.PROVED, len(instances))
+
+    def _counterexample_from(self, candidates) -> "Counterexample":
+        """The violating path that crosses the most nodes (e.g. SNAT on a node without the endpoint)."""
+        for inst, fate, term in sorted(candidates, key=lambda c: -len(c[1].hops)):
+            solver = self._solver()
+            solver.add(term)
+            if solver.check() == z3.sat:
+                return self._counterexample(inst, fate, solver.model())
+        raise AssertionError("Z3 found a violation of the whole check but of none of its paths")
+
+    def _solver(self) -> z3.Solver:
+        solver = z3.Solver()
+        solver.set("timeout", self.timeout_ms)
+        return solver
 
     def _replay(self, ce: "Counterexample") -> str:
         from kspec.verifier.replay import ConcreteCluster, replays
@@ -136,18 +158,6 @@ class Verifier:
         if self._concrete is None:
             self._concrete = ConcreteCluster(self.net)
         return replays(self._concrete, ce)
-
-    def _violation(self, check: ir.Check, inst: Instance, fate: Fate):
-        """Z3's answer to "is there a packet on this path that violates the property?"."""
-        negated = z3.simplify(z3.Not(self.holds(check.prop, fate, inst)))
-        if z3.is_false(negated):  # Z3's simplifier already proves the property on this whole path
-            return z3.unsat, None, ""
-        solver = z3.Solver()
-        solver.set("timeout", self.timeout_ms)
-        solver.add(fate.cond, negated)
-        answer = solver.check()
-        model = solver.model() if answer == z3.sat else None
-        return answer, model, solver.reason_unknown() if answer == z3.unknown else ""
 
     def _feasible(self, cond: z3.BoolRef) -> bool:
         solver = z3.Solver()
@@ -164,33 +174,40 @@ class Verifier:
 
     # ------------------------------------------------------------------------------- semantics
 
-    def holds(self, prop: ir.Prop, fate: Fate, inst: Instance) -> z3.BoolRef:
+    def holds(self, prop: ir.Prop, fate: Fate, inst: Instance) -> "bool | z3.BoolRef":
+        """Whether ``prop`` holds on ``fate``'s path: a Python bool where the path decides it, a Z3 term where
+        it depends on the symbolic packet (e.g. the source of "any external host")."""
         d = fate.disposition
         if isinstance(prop, ir.Delivered):
-            return z3.BoolVal(d is Disposition.DELIVERED)
+            return d is Disposition.DELIVERED
         if isinstance(prop, ir.Dropped):
-            return z3.BoolVal(d is Disposition.DROPPED)
+            return d is Disposition.DROPPED
         if isinstance(prop, ir.Rejected):
-            return z3.BoolVal(d is Disposition.REJECTED)
+            return d is Disposition.REJECTED
         if isinstance(prop, ir.SourceIsClient):
+            if z3.is_bv_value(fate.source_seen) and z3.is_bv_value(inst.client_src):
+                return fate.source_seen.as_long() == inst.client_src.as_long()
             return fate.source_seen == inst.client_src
         if isinstance(prop, ir.SourceInNodes):
+            if z3.is_bv_value(fate.source_seen):
+                address = ipaddress.IPv4Address if self.width == 32 else ipaddress.IPv6Address
+                return address(fate.source_seen.as_long()) in self._node_addresses()
             return z3.Or([fate.source_seen == z3.BitVecVal(int(ip), self.width) for ip in self._node_addresses()]
                          or [z3.BoolVal(False)])
         if isinstance(prop, ir.EndpointIn):
-            return z3.BoolVal(fate.pod is not None and (fate.pod.key in prop.pods or fate.pod.name in prop.pods))
+            return fate.pod is not None and (fate.pod.key in prop.pods or fate.pod.name in prop.pods)
         if isinstance(prop, ir.StaysOnNode):
-            return z3.BoolVal(fate.node is not None and fate.node == fate.hops[0].node)
+            return fate.node is not None and fate.node == fate.hops[0].node
         if isinstance(prop, SourceInRanges):
             return z3.Or([self._in(inst.client_src, net) for net in prop.ranges] or [z3.BoolVal(False)])
         if isinstance(prop, ir.Not):
-            return z3.Not(self.holds(prop.operand, fate, inst))
+            return _not(self.holds(prop.operand, fate, inst))
         if isinstance(prop, ir.And):
-            return z3.And(self.holds(prop.left, fate, inst), self.holds(prop.right, fate, inst))
+            return _and(self.holds(prop.left, fate, inst), self.holds(prop.right, fate, inst))
         if isinstance(prop, ir.Or):
-            return z3.Or(self.holds(prop.left, fate, inst), self.holds(prop.right, fate, inst))
+            return _not(_and(_not(self.holds(prop.left, fate, inst)), _not(self.holds(prop.right, fate, inst))))
         if isinstance(prop, ir.Implies):
-            return z3.Implies(self.holds(prop.left, fate, inst), self.holds(prop.right, fate, inst))
+            return _not(_and(self.holds(prop.left, fate, inst), _not(self.holds(prop.right, fate, inst))))
         raise TypeError(f"unknown property {prop!r}")
 
     def _node_addresses(self) -> list[ir.IPAddress]:
@@ -339,3 +356,19 @@ class Verifier:
 
 def _hostport(ip: ir.IPAddress, port: int) -> str:
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+# Boolean connectives over "a Python bool when decided, else a Z3 term".
+
+def _not(value):
+    return (not value) if isinstance(value, bool) else z3.Not(value)
+
+
+def _and(left, right):
+    if left is False or right is False:
+        return False
+    if left is True:
+        return right
+    if right is True:
+        return left
+    return z3.And(left, right)
