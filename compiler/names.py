@@ -20,8 +20,7 @@ _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648
 _PAIRS = [a + b for a in _BASE32 for b in _BASE32]  # every 10-bit group as its two characters
 
 
-@lru_cache(maxsize=None)
-def _hash(text: str) -> str:
+def _name(text: str) -> str:
     # The first 16 base32 characters encode exactly the first 10 bytes (80 bits) of the digest. Python's
     # base64.b32encode is a pure-Python loop, so the 80 bits are read off an integer, 10 at a time.
     bits = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
@@ -30,10 +29,14 @@ def _hash(text: str) -> str:
             + _PAIRS[(bits >> 10) & 1023] + _PAIRS[bits & 1023])
 
 
+_hash = lru_cache(maxsize=None)(_name)  # service-port names recur (every node, every chain kind)
+
+
 def port_hash(port_name: str, protocol: str) -> str:
     """The suffix shared by a service port's chains; ``port_name`` is ``ns/name[:port]``."""
     return _hash(port_name + protocol)
 
 
 def sep_chain(port_name: str, protocol: str, endpoint: str) -> str:
-    return "KUBE-SEP-" + _hash(port_name + protocol + endpoint)
+    # Not through _hash's cache: every endpoint string is new, and the cache would only grow.
+    return "KUBE-SEP-" + _name(port_name + protocol + endpoint)

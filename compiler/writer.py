@@ -71,12 +71,6 @@ class Restore:
         return "".join(_render_table(name, self.table(name)) for name in TABLES)
 
 
-def chain_order(chain: str) -> tuple[int, str]:
-    if chain in _SORTED_CHAINS:
-        return (_SORTED_CHAINS.index(chain), "")
-    return (2, chain) if chain.startswith("KUBE-") else (3, chain)
-
-
 def service_of(rule: str) -> str:
     """The service a KUBE-SERVICES/KUBE-NODEPORTS rule belongs to: its comment up to a space or colon."""
     match = re.search(r'--comment "?([^ :"]*)', rule)
@@ -91,12 +85,24 @@ def _sorted_rules(chain: str, rules: list[str]) -> list[str]:
     return sorted(rest, key=service_of) + last
 
 
+def ordered_chains(chains) -> list[str]:
+    """kube-proxy's test order: KUBE-NODEPORTS, KUBE-SERVICES, other KUBE-* chains, then the rest, each group
+    sorted by name (plain sorts, no key function: a node has 100k+ chains)."""
+    names = set(chains)
+    kube = sorted(c for c in names if c.startswith("KUBE-") and c not in _SORTED_CHAINS)
+    other = sorted(c for c in names if not c.startswith("KUBE-"))
+    return [c for c in _SORTED_CHAINS if c in names] + kube + other
+
+
 def _render_table(name: str, table: Table) -> str:
-    chains = sorted(dict.fromkeys(table.chains + list(table.rules)), key=chain_order)
+    chains = ordered_chains(table.chains + list(table.rules))
     lines = [f"*{name}"]
     lines += [f":{chain} - [0:0]" for chain in chains]
+    rules = table.rules
     for chain in chains:
-        lines += _sorted_rules(chain, table.rules.get(chain, []))
-    lines += [f"-X {chain}" for chain in sorted(table.deleted, key=chain_order)]
+        found = rules.get(chain)
+        if found:
+            lines += _sorted_rules(chain, found)
+    lines += [f"-X {chain}" for chain in ordered_chains(table.deleted)]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
