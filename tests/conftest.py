@@ -69,3 +69,35 @@ settings.register_profile("dev", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
                       or ("ci" if os.environ.get("CI", "").lower() == "true" else "default"))
+
+
+# ----------------------------------------------------------------- conformance scoreboard
+# The corpus tests are parametrised per case; this tallies them per kind so every run says "how many of
+# how many" of kube-proxy's own expectations kspec meets.
+
+_SCOREBOARD = {
+    "test_compiler_corpus.py::test_full_dump": "full dumps (expected.iptables)",
+    "test_compiler_corpus.py::test_chain": "chain checks (expected_chains.json)",
+    "test_compiler_corpus.py::test_assertions": "assertion groups (assertions.json)",
+    "test_flows.py::test_unit_tracer_flows": "flow cases (246 flows), kube-proxy's unit-test tracer semantics",
+    "test_flows.py::test_full_tracer_agrees": "flow cases (246 flows), full concrete tracer",
+    "test_flows_z3.py::test_flows_in_z3_model": "flow cases (246 flows), Z3 model",
+    "test_k8s_objects.py::test_objects_compile_to_kube_proxys_ruleset": "full-sync cases written as Kubernetes objects",
+}
+_tally: dict[str, list[int]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call" and not (report.when == "setup" and report.skipped):
+        return
+    for prefix, kind in _SCOREBOARD.items():
+        if prefix in report.nodeid:
+            passed, total = _tally.setdefault(kind, [0, 0])
+            _tally[kind] = [passed + report.passed, total + 1]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _tally:
+        terminalreporter.section("kube-proxy conformance corpus")
+        for kind, (passed, total) in _tally.items():
+            terminalreporter.write_line(f"{passed}/{total} {kind}")
