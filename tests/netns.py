@@ -24,6 +24,8 @@ import subprocess
 from contextlib import contextmanager
 from typing import Iterator
 
+from kspec.lab.topology import tool_path
+
 PREFIX = "kspec-test-"
 _serial = itertools.count()
 _NFACCT_NAME = re.compile(r"--nfacct-name (\S+)")
@@ -34,19 +36,14 @@ def skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (ip netns add, iptables in a network namespace)"
     missing = [tool for tool in ("ip", "iptables-restore", "ip6tables-restore", "iptables-save")
-               if shutil.which(tool, path=_path()) is None]
+               if shutil.which(tool, path=tool_path()) is None]
     if missing:
         return f"missing {', '.join(missing)} (Debian: apt-get install iproute2 iptables; scripts/test does it)"
     return None
 
 
-def _path() -> str:
-    # iptables lives in /usr/sbin, which a non-login environment may leave off PATH.
-    return os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-
-
 def _run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, input=stdin, capture_output=True, text=True, env={**os.environ, "PATH": _path()})
+    return subprocess.run(args, input=stdin, capture_output=True, text=True, env={**os.environ, "PATH": tool_path()})
 
 
 def namespaces() -> list[str]:
@@ -94,7 +91,7 @@ def ensure_nfacct(ns: str, names: list[str]) -> None:
     """Create the named nfacct counters in ``ns`` unless they exist (counters are per namespace)."""
     if not names:
         return
-    if shutil.which("nfacct", path=_path()) is None:
+    if shutil.which("nfacct", path=tool_path()) is None:
         raise RuntimeError("the rules use -m nfacct but the nfacct tool is missing (Debian: apt-get install nfacct)")
     listed = _run(["ip", "netns", "exec", ns, "nfacct", "list"]).stdout
     for name in names:
