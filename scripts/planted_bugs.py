@@ -7,7 +7,7 @@ prob: a wrong statistic probability; masq: the MASQUERADE rule dropped; hash: a 
 hook: hook order changed in the concrete tracer; printer: the printer forgets `not serving`; utf8: decode
 without its UTF-8 guard; k8s: ingest ignores the EndpointSlice serving condition; local: nondeterministic
 endpoint order."""
-import sys, os, time, re, importlib
+import sys, os, time, re
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.chdir(ROOT)

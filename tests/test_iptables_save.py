@@ -9,8 +9,7 @@ import pytest
 
 from kspec import ruleset as rs
 from kspec.diagnostics import KspecError, Severity
-from kspec.ingest.iptables_save import _RuleParser, _fast_rule, parse_iptables_save, parse_iptables_save_file, \
-    tokenize
+from kspec.ingest.iptables_save import _RuleParser, _fast_rule, parse_iptables_save, tokenize
 from tests.conftest import CORPUS, corpus_cases
 from tests.netns import iptables_restore, skip_reason, throwaway_netns
 

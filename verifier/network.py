@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import z3
 
 from kspec import ir
-from kspec.verifier.encode import ACCEPT, DROP, REJECT, UNKNOWN, NodeModel, Step, SymPacket, masquerade_pending
+from kspec.verifier.encode import ACCEPT, DROP, REJECT, NodeModel, Step, SymPacket, masquerade_pending
 
 MAX_HOPS = 4  # a packet crosses at most entry node -> endpoint node; more means a routing loop
 

@@ -11,7 +11,7 @@ import pytest
 
 from kspec.compiler import compile_node
 from kspec.ingest.conformance import load_case
-from tests.conftest import CORPUS, corpus_cases, require_corpus
+from tests.conftest import corpus_cases, require_corpus
 
 
 def _compile(case: Path) -> str:

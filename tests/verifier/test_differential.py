@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import z3
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from kspec import ir, strategies as ks
