@@ -140,11 +140,13 @@ class Verifier:
 
     def _counterexample_from(self, candidates) -> "Counterexample":
         """The violating path that crosses the most nodes (e.g. SNAT on a node without the endpoint)."""
+        ephemeral = z3.UGE(z3.BitVec("sport", 16), 1024)  # show a source port a client would really use
         for inst, fate, term in sorted(candidates, key=lambda c: -len(c[1].hops)):
-            solver = self._solver()
-            solver.add(term)
-            if solver.check() == z3.sat:
-                return self._counterexample(inst, fate, solver.model())
+            for extra in (ephemeral, z3.BoolVal(True)):
+                solver = self._solver()
+                solver.add(term, extra)
+                if solver.check() == z3.sat:
+                    return self._counterexample(inst, fate, solver.model())
         raise AssertionError("Z3 found a violation of the whole check but of none of its paths")
 
     def _solver(self) -> z3.Solver:
