@@ -93,14 +93,25 @@ class NodeModel:
 
     def __post_init__(self) -> None:
         self._solver = z3.Solver()
-        self._fresh = 0
         self._index: dict = {}
         self._sliced: dict = {}
         self._chains: dict = {}
+        self._feasibility: dict[int, tuple[z3.BoolRef, bool]] = {}
 
     # ------------------------------------------------------------------------------ feasibility
 
     def feasible(self, cond: z3.BoolRef) -> bool:
+        # Z3 hash-conses terms: equal conditions share an id, so a verdict is remembered exactly. The term is
+        # kept with its verdict: Z3 reuses the id of a term once nothing refers to it.
+        key = cond.get_id()
+        found = self._feasibility.get(key)
+        if found is None:
+            if len(self._feasibility) >= SLICE_CACHE:
+                self._feasibility.clear()
+            found = self._feasibility[key] = (cond, self._decide(cond))
+        return found[1]
+
+    def _decide(self, cond: z3.BoolRef) -> bool:
         simplified = z3.simplify(cond)
         if z3.is_true(simplified):
             return True
@@ -112,10 +123,6 @@ class NodeModel:
         self._solver.pop()
         return result != z3.unsat  # unknown keeps the path: never prune what was not refuted
 
-    def fresh_choice(self, what: str) -> z3.BoolRef:
-        self._fresh += 1
-        return z3.Bool(f"{self.name}.{what}.{self._fresh}")
-
     # ----------------------------------------------------------------------------------- guards
 
     def ip_const(self, ip: IPAddress) -> z3.BitVecRef:
@@ -126,47 +133,54 @@ class NodeModel:
         return (term & z3.BitVecVal(mask, self.width)) == z3.BitVecVal(int(net.network_address), self.width)
 
     def guard(self, match: rs.Match, pkt: SymPacket) -> bool | z3.BoolRef | None:
-        """True/False when decided concretely, a Z3 term when it depends on symbolic fields, None when the
-        model does not know this match."""
-        if isinstance(match, (rs.Comment, rs.Nfacct)):
-            return True
-        if isinstance(match, rs.Source):
-            if pkt.src_value is not None:  # a concrete source needs no solver
-                inside = pkt.src_value.version == match.network.version and pkt.src_value in match.network
-                return inside != match.negated
-            return _neg(self.in_network(pkt.src, match.network), match.negated)
-        if isinstance(match, rs.Destination):
-            return (pkt.dst in match.network if pkt.dst.version == match.network.version else False) != match.negated
-        if isinstance(match, rs.Protocol):
-            return (match.name in (pkt.proto, "all")) != match.negated
-        if isinstance(match, rs.Port):
-            if match.module != pkt.proto:
-                return False
-            if match.direction is rs.PortDir.DPORT:
-                return match.contains(pkt.dport)
-            inside = z3.And(z3.UGE(pkt.sport, match.low), z3.ULE(pkt.sport, match.high))
-            return _neg(inside, match.negated)
-        if isinstance(match, rs.MarkMatch):
-            return match.matches(pkt.mark)
-        if isinstance(match, rs.AddrType):
-            return self._addrtype(match, pkt)
-        if isinstance(match, rs.Statistic):
-            return Fresh(_neg(self.fresh_choice("statistic"), match.negated))
-        if isinstance(match, rs.Recent):
-            if match.mode is rs.RecentMode.SET:
-                return not match.negated
-            # Whether an earlier packet of this client set the entry is unknown history: either may hold.
-            return Fresh(_neg(self.fresh_choice(f"recent.{match.name}"), match.negated))
-        if isinstance(match, rs.Conntrack):
-            states = {rs.CtState.NEW} | ({rs.CtState.DNAT} if pkt.dnat else set())
-            return bool(states & match.states) != match.negated
-        # No interface (a packet the node sends has no input interface) is the empty name, as in the kernel:
-        # `-i veth+` does not match it and `! -i veth+` does (xt: nulldevname; nft: meta iifname "").
-        if isinstance(match, rs.InInterface):
-            return match.matches(pkt.in_iface or "")
-        if isinstance(match, rs.OutInterface):
-            return match.matches(pkt.out_iface or "")
-        return None
+        """True/False when decided concretely, a Z3 term when it depends on symbolic fields, ``CHOICE`` for an
+        unconstrained random choice, None when the model does not know this match."""
+        decide = _GUARDS.get(type(match))
+        return None if decide is None else decide(self, match, pkt)
+
+    def _source(self, match: rs.Source, pkt: SymPacket):
+        if pkt.src_value is not None:  # a concrete source needs no solver
+            inside = pkt.src_value.version == match.network.version and pkt.src_value in match.network
+            return inside != match.negated
+        return _neg(self.in_network(pkt.src, match.network), match.negated)
+
+    def _destination(self, match: rs.Destination, pkt: SymPacket):
+        return (pkt.dst in match.network if pkt.dst.version == match.network.version else False) != match.negated
+
+    def _protocol(self, match: rs.Protocol, pkt: SymPacket):
+        return (match.name in (pkt.proto, "all")) != match.negated
+
+    def _port(self, match: rs.Port, pkt: SymPacket):
+        if match.module != pkt.proto:
+            return False
+        if match.direction is rs.PortDir.DPORT:
+            return match.contains(pkt.dport)
+        inside = z3.And(z3.UGE(pkt.sport, match.low), z3.ULE(pkt.sport, match.high))
+        return _neg(inside, match.negated)
+
+    def _mark(self, match: rs.MarkMatch, pkt: SymPacket):
+        return match.matches(pkt.mark)
+
+    def _statistic(self, match: rs.Statistic, pkt: SymPacket):
+        return CHOICE
+
+    def _recent(self, match: rs.Recent, pkt: SymPacket):
+        if match.mode is rs.RecentMode.SET:
+            return not match.negated
+        # Whether an earlier packet of this client set the entry is unknown history: either may hold.
+        return CHOICE
+
+    def _conntrack(self, match: rs.Conntrack, pkt: SymPacket):
+        states = {rs.CtState.NEW} | ({rs.CtState.DNAT} if pkt.dnat else set())
+        return bool(states & match.states) != match.negated
+
+    # No interface (a packet the node sends has no input interface) is the empty name, as in the kernel:
+    # `-i veth+` does not match it and `! -i veth+` does (xt: nulldevname; nft: meta iifname "").
+    def _in_interface(self, match: rs.InInterface, pkt: SymPacket):
+        return match.matches(pkt.in_iface or "")
+
+    def _out_interface(self, match: rs.OutInterface, pkt: SymPacket):
+        return match.matches(pkt.out_iface or "")
 
     def _addrtype(self, match: rs.AddrType, pkt: SymPacket) -> bool | z3.BoolRef | None:
         if set(match.types) - {rs.AddrKind.LOCAL}:
@@ -206,11 +220,11 @@ class NodeModel:
         for rule in self._candidates(table, chain, pkt):
             still = []
             for path in live:
-                for taken, cont in self._match(rule, path):
-                    if taken is not None:
-                        yield from self._target(table, rule, taken, depth, still)
-                    if cont is not None:
-                        still.append(cont)
+                taken, cont = self._match(rule, path)
+                if taken is not None:
+                    yield from self._target(table, rule, taken, depth, still)
+                if cont is not None:
+                    still.append(cont)
             live = still
             if not live:
                 return
@@ -245,33 +259,34 @@ class NodeModel:
             found = self._sliced[key] = [chain.rules[i] for i in sorted(positions)]
         return found
 
-    def _match(self, rule: rs.Rule, pkt: SymPacket) -> Iterator[tuple[SymPacket | None, SymPacket | None]]:
+    def _match(self, rule: rs.Rule, pkt: SymPacket) -> tuple[SymPacket | None, SymPacket | None]:
         """Split ``pkt`` into the part the rule matches and the part that goes on to the next rule."""
-        cond, fresh = [], []
+        cond, choice = [], False
         for match in rule.matches:
-            g = self.guard(match, pkt)
+            decide = _GUARDS.get(type(match))
+            g = None if decide is None else decide(self, match, pkt)
             if g is None:
-                yield pkt.evolve(unknown=f"unsupported match {type(match).__name__} at {rule.origin}"), None
-                return
+                return pkt.evolve(unknown=f"unsupported match {type(match).__name__} at {rule.origin}"), None
             if g is False:
-                yield None, pkt
-                return
-            if isinstance(g, Fresh):
-                fresh.append(g.term)
+                return None, pkt
+            if g is CHOICE:
+                choice = True
             elif g is not True:
                 cond.append(g)
-        if not cond and not fresh:
-            yield pkt, None
-            return
-        guards = cond + fresh
-        both = guards[0] if len(guards) == 1 else z3.And(guards)
+        if choice:
+            # A random choice (statistic, recent history) nothing else constrains: whatever the packet, the
+            # rule may match or not. The matching side adds only the other guards; the other side adds
+            # nothing. (Exact, and no Z3 variable per choice: a choice never decides a property.)
+            if not cond:
+                return pkt, pkt
+            taken = pkt.evolve(conds=pkt.conds + (_conj(cond),))
+            return (taken if self.feasible(taken.cond) else None), pkt
+        if not cond:
+            return pkt, None
+        both = _conj(cond)
         taken = pkt.evolve(conds=pkt.conds + (both,))
         rest = pkt.evolve(conds=pkt.conds + (z3.Not(both),))
-        if not cond:
-            # Only fresh, unconstrained choices: both sides are as feasible as the path itself already is.
-            yield taken, rest
-            return
-        yield (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
+        return (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
 
     def _target(self, table: str, rule: rs.Rule, pkt: SymPacket, depth: int, cont: list
                 ) -> Iterator[tuple[SymPacket, str | None]]:
@@ -312,6 +327,28 @@ class NodeModel:
             yield pkt.evolve(unknown=f"unsupported target {type(target).__name__} at {rule.origin}"), UNKNOWN
 
 
+def _true(model: "NodeModel", match, pkt: SymPacket) -> bool:
+    return True
+
+
+# How each kind of match is decided; a kind missing here makes the path's fate unknown (never assumed).
+_GUARDS = {
+    rs.Comment: _true,
+    rs.Nfacct: _true,
+    rs.Source: NodeModel._source,
+    rs.Destination: NodeModel._destination,
+    rs.Protocol: NodeModel._protocol,
+    rs.Port: NodeModel._port,
+    rs.MarkMatch: NodeModel._mark,
+    rs.AddrType: NodeModel._addrtype,
+    rs.Statistic: NodeModel._statistic,
+    rs.Recent: NodeModel._recent,
+    rs.Conntrack: NodeModel._conntrack,
+    rs.InInterface: NodeModel._in_interface,
+    rs.OutInterface: NodeModel._out_interface,
+}
+
+
 def _destination_index(chain: rs.Chain) -> dict[tuple, list[int]]:
     """Rule positions grouped by (exact -d address or None, exact --dport or None), non-negated only."""
     index: dict[tuple, list[int]] = {}
@@ -325,11 +362,11 @@ def _destination_index(chain: rs.Chain) -> dict[tuple, list[int]]:
     return index
 
 
-@dataclass(frozen=True, slots=True)
-class Fresh:
-    """A guard on a fresh choice variable (statistic, recent history) that nothing else constrains."""
+CHOICE = object()  # a guard that a random choice decides (see NodeModel._match)
 
-    term: z3.BoolRef
+
+def _conj(terms: list[z3.BoolRef]) -> z3.BoolRef:
+    return terms[0] if len(terms) == 1 else z3.And(terms)
 
 
 # MASQUERADE takes the address of the outgoing interface, which the network model (not the rules) knows.

@@ -99,6 +99,7 @@ class Verifier:
         self.width = 32 if self.family is ir.IPFamily.V4 else 128
         self._concrete = None
         self._instances: dict[tuple, Instance] = {}
+        self._outside: z3.BoolRef | None = None  # the "any external host" constraint, built once
 
     # --------------------------------------------------------------------------------- checking
 
@@ -244,7 +245,9 @@ class Verifier:
         pkt = symbolic_packet(self.width, src, dst=dst, dport=dport, proto=proto.lower)
         if src is None:
             # "Any external host": every address the cluster does not own itself.
-            pkt = pkt.evolve(conds=(z3.Not(z3.Or([self._in(pkt.src, net) for net in self._cluster_ranges()])),))
+            if self._outside is None:
+                self._outside = z3.Not(z3.Or([self._in(pkt.src, net) for net in self._cluster_ranges()]))
+            pkt = pkt.evolve(conds=(self._outside,))
         return pkt, pkt.src
 
     def _in(self, term: z3.BitVecRef, net: ir.IPNetwork) -> z3.BoolRef:
