@@ -52,7 +52,7 @@ def probes(cluster: ir.Cluster, verifier: Verifier) -> list[Probe]:
     found = []
     for check in cluster.checks:
         for inst in verifier.instances(check):
-            if inst.target is None or not z3.is_bv_value(inst.client_src):
+            if inst.target is None or inst.client_address is None:
                 continue
             found.append(Probe(check, inst, outcomes(inst)))
     return found

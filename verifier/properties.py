@@ -61,6 +61,7 @@ class Instance:
     fates: tuple[Fate, ...]
     client_src: z3.BitVecRef
     target: Target | None = None
+    client_address: ir.IPAddress | None = None  # the same as a Python address, unless "any external host"
 
 
 @dataclass
@@ -188,13 +189,12 @@ class Verifier:
         if isinstance(prop, ir.Rejected):
             return d is Disposition.REJECTED
         if isinstance(prop, ir.SourceIsClient):
-            if z3.is_bv_value(fate.source_seen) and z3.is_bv_value(inst.client_src):
-                return fate.source_seen.as_long() == inst.client_src.as_long()
+            if fate.packet.src_value is not None and inst.client_address is not None:
+                return fate.packet.src_value == inst.client_address
             return fate.source_seen == inst.client_src
         if isinstance(prop, ir.SourceInNodes):
-            if z3.is_bv_value(fate.source_seen):
-                address = ipaddress.IPv4Address if self.width == 32 else ipaddress.IPv6Address
-                return address(fate.source_seen.as_long()) in self._node_addresses()
+            if fate.packet.src_value is not None:
+                return fate.packet.src_value in self._node_addresses()
             return z3.Or([fate.source_seen == z3.BitVecVal(int(ip), self.width) for ip in self._node_addresses()]
                          or [z3.BoolVal(False)])
         if isinstance(prop, ir.EndpointIn):
@@ -347,16 +347,17 @@ class Verifier:
         if target.load_balancer is not None and target.entry_node is None:
             fate = Fate(Disposition.DROPPED, (Hop(self._lb().name, (), "no node passes the health check"),), pkt,
                         reason="the load balancer has no healthy backend")
-            return Instance(client, description, (fate,), src, target)
+            return Instance(client, description, (fate,), src, target, pkt.src_value)
         if not target.lb_source_ranges:
-            return Instance(client, description, self._send(client, pkt, target.entry_node), src, target)
+            return Instance(client, description, self._send(client, pkt, target.entry_node), src, target,
+                            pkt.src_value)
         admitted = z3.Or([self._in(src, net) for net in target.lb_source_ranges if net.version == target.dst.version]
                          or [z3.BoolVal(False)])
         refused = Fate(Disposition.DROPPED, (Hop(self._lb().name, (), "source not in loadBalancerSourceRanges"),),
                        pkt.evolve(conds=pkt.conds + (z3.Not(admitted),)),
                        reason="the load balancer refuses sources outside loadBalancerSourceRanges")
         forwarded = self._send(client, pkt.evolve(conds=pkt.conds + (admitted,)), target.entry_node)
-        return Instance(client, description, (refused,) + forwarded, src, target)
+        return Instance(client, description, (refused,) + forwarded, src, target, pkt.src_value)
 
 
 def _hostport(ip: ir.IPAddress, port: int) -> str:
