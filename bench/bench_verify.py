@@ -4,7 +4,8 @@
 
 For each size (services x endpoints per service) it prints: lines parsed per second, time to build the
 per-node models, time to prove every built-in property over the whole cluster, that time per node, and the
-p50/p95 time per Service slice (all built-in checks of one Service). Targets from the issue: parse
+p50/p95 time per Service slice (all built-in checks of one Service, over every node) and that per node (a
+Service's checks enter once per node). Targets from the issue: parse
 >= 200k lines/s; 1k x 2 under 1 s per node; 10k x 10 under 60 s per node, p50 per slice under 5 ms.
 Each size runs in a child process so memory and caches do not leak between sizes. Times are CPU time of
 that one process (time.process_time), so other load on the machine does not inflate them.
@@ -67,6 +68,8 @@ def measure(services: int, endpoints: int, nodes: int) -> dict:
         "parse_lines_per_s": lines / parse_s, "models_s": models_s, "checks": len(checks),
         "prove_s": prove_s, "per_node_s": (prove_s + models_s) / nodes,
         "p50_slice_ms": 1000 * statistics.median(per_slice),
+        # A Service's built-in checks enter the cluster once per node: its slice on one node.
+        "p50_node_slice_ms": 1000 * statistics.median(per_slice) / nodes,
         "p95_slice_ms": 1000 * per_slice[int(0.95 * (len(per_slice) - 1))],
         "verdicts": verdicts,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -89,13 +92,14 @@ def main() -> None:
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     header = ("services", "eps", "nodes", "rules lines", "parse lines/s", "models s", "checks", "prove s",
-              "s/node", "p50 slice ms", "p95 slice ms", "peak MB", "verdicts")
+              "s/node", "p50 slice ms", "p95 slice ms", "p50 slice/node ms", "peak MB", "verdicts")
     print(" | ".join(header))
     for r in rows:
         print(" | ".join(str(x) for x in (
             r["services"], r["endpoints"], r["nodes"], r["lines"], f"{r['parse_lines_per_s']:,.0f}",
             f"{r['models_s']:.2f}", r["checks"], f"{r['prove_s']:.2f}", f"{r['per_node_s']:.2f}",
-            f"{r['p50_slice_ms']:.2f}", f"{r['p95_slice_ms']:.2f}", f"{r['peak_mb']:.0f}", r["verdicts"])))
+            f"{r['p50_slice_ms']:.2f}", f"{r['p95_slice_ms']:.2f}", f"{r['p50_node_slice_ms']:.2f}",
+            f"{r['peak_mb']:.0f}", r["verdicts"])))
     print(f"targets: parse >= {TARGETS['parse_lines_per_s']:,} lines/s; 1k x 2 < {TARGETS['small_per_node_s']} s/node; "
           f"10k x 10 < {TARGETS['large_per_node_s']} s/node; p50 slice < {TARGETS['p50_slice_ms']} ms")
 

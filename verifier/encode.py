@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 import z3
 
@@ -207,29 +206,29 @@ class NodeModel:
         return results
 
     def walk_chain(self, table: str, chain_name: str, pkt: SymPacket, depth: int
-              ) -> Iterator[tuple[SymPacket, str | None]]:
-        """Yields (path, verdict); verdict None means the chain was left (end or RETURN)."""
+                   ) -> list[tuple[SymPacket, str | None]]:
+        """Every (path, verdict) in the order netfilter would meet them; verdict None means the chain was
+        left (its end, or RETURN)."""
         if depth > 64:
-            yield pkt.evolve(unknown=f"chain nesting deeper than 64 at {chain_name}"), UNKNOWN
-            return
+            return [(pkt.evolve(unknown=f"chain nesting deeper than 64 at {chain_name}"), UNKNOWN)]
         chain = self._chain(table, chain_name)
         if chain is None:
-            yield pkt, None
-            return
+            return [(pkt, None)]
+        out: list[tuple[SymPacket, str | None]] = []
         live = [pkt]
         for rule in self._candidates(table, chain, pkt):
-            still = []
+            still: list[SymPacket] = []
             for path in live:
                 taken, cont = self._match(rule, path)
                 if taken is not None:
-                    yield from self._target(table, rule, taken, depth, still)
+                    self._target(table, rule, taken, depth, still, out)
                 if cont is not None:
                     still.append(cont)
             live = still
             if not live:
-                return
-        for path in live:
-            yield path, None
+                return out
+        out += [(path, None) for path in live]
+        return out
 
     def _chain(self, table: str, name: str) -> rs.Chain | None:
         key = (table, name)
@@ -288,43 +287,44 @@ class NodeModel:
         rest = pkt.evolve(conds=pkt.conds + (z3.Not(both),))
         return (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
 
-    def _target(self, table: str, rule: rs.Rule, pkt: SymPacket, depth: int, cont: list
-                ) -> Iterator[tuple[SymPacket, str | None]]:
+    def _target(self, table: str, rule: rs.Rule, pkt: SymPacket, depth: int, cont: list, out: list) -> None:
+        """Apply the rule's target: packets that go on to the next rule into ``cont``, ended ones (with their
+        verdict, or None for a RETURN) into ``out``."""
         if pkt.unknown:
-            yield pkt, UNKNOWN
+            out.append((pkt, UNKNOWN))
             return
         target = rule.target
         step = Step(table, rule.chain, rule)
-        if isinstance(target, rs.Empty):
+        kind = type(target)
+        if kind is rs.Empty:
             cont.append(pkt.with_step(step))
-        elif isinstance(target, (rs.Jump, rs.Goto)):
+        elif kind is rs.Jump or kind is rs.Goto:
             for path, verdict in self.walk_chain(table, target.chain, pkt.with_step(step), depth + 1):
                 if verdict is not None:
-                    yield path, verdict
-                elif isinstance(target, rs.Goto):
-                    yield path, None  # a goto returns to our caller
+                    out.append((path, verdict))
+                elif kind is rs.Goto:
+                    out.append((path, None))  # a goto returns to our caller
                 else:
                     cont.append(path)
-        elif isinstance(target, rs.Return):
-            yield pkt.with_step(step), None
-        elif isinstance(target, rs.Accept):
-            yield pkt.with_step(step), ACCEPT
-        elif isinstance(target, rs.Drop):
-            yield pkt.with_step(step), DROP
-        elif isinstance(target, rs.Reject):
-            yield pkt.with_step(step), REJECT
-        elif isinstance(target, rs.MarkTarget):
+        elif kind is rs.Return:
+            out.append((pkt.with_step(step), None))
+        elif kind in _VERDICTS:
+            out.append((pkt.with_step(step), _VERDICTS[kind]))
+        elif kind is rs.MarkTarget:
             new = target.apply(pkt.mark)
             cont.append(pkt.with_step(replace(step, note=f"mark: {pkt.mark:#x} -> {new:#x}"), mark=new))
-        elif isinstance(target, rs.Dnat):
+        elif kind is rs.Dnat:
             dst = target.ip or pkt.dst
             dport = target.port or pkt.dport
             note = f"dst: {_hostport(pkt.dst, pkt.dport)} -> {_hostport(dst, dport)}"
-            yield pkt.with_step(replace(step, note=note), dst=dst, dport=dport, dnat=True), ACCEPT
-        elif isinstance(target, (rs.Masquerade, rs.Snat)):
-            yield pkt.with_step(step, masq_src=getattr(target, "ip", None) or _MASQ_PENDING), ACCEPT
+            out.append((pkt.with_step(replace(step, note=note), dst=dst, dport=dport, dnat=True), ACCEPT))
+        elif kind is rs.Masquerade or kind is rs.Snat:
+            out.append((pkt.with_step(step, masq_src=getattr(target, "ip", None) or _MASQ_PENDING), ACCEPT))
         else:
-            yield pkt.evolve(unknown=f"unsupported target {type(target).__name__} at {rule.origin}"), UNKNOWN
+            out.append((pkt.evolve(unknown=f"unsupported target {kind.__name__} at {rule.origin}"), UNKNOWN))
+
+
+_VERDICTS = {rs.Accept: ACCEPT, rs.Drop: DROP, rs.Reject: REJECT}
 
 
 def _true(model: "NodeModel", match, pkt: SymPacket) -> bool:
