@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import z3
 
@@ -88,7 +88,6 @@ class Counterexample:
     src: str  # the client's address in this counterexample
     sport: int
     seen: str  # the source address the receiver sees (client_address)
-    choices: tuple[str, ...] = field(default=())
 
 
 class Verifier:
@@ -132,7 +131,7 @@ class Verifier:
             return CheckResult(check, Verdict.UNKNOWN, len(instances),
                                reason=f"Z3 gave up ({solver.reason_unknown()})")
         if answer == z3.sat:
-            best = self._counterexample_from(candidates)
+            best = self._counterexample_from(candidates, solver.model())
             return CheckResult(check, Verdict.VIOLATED, len(instances), best, replay_error=self._replay(best))
         # Proved on every known path; a feasible path whose fate the model does not know makes it unknown.
         reason = next((f.reason for f in unknown_fates if self._feasible(f.cond)), "")
@@ -140,8 +139,9 @@ class Verifier:
             return CheckResult(check, Verdict.UNKNOWN, len(instances), reason=reason)
         return CheckResult(check, Verdict.PROVED, len(instances))
 
-    def _counterexample_from(self, candidates) -> "Counterexample":
-        """The violating path that crosses the most nodes (e.g. SNAT on a node without the endpoint)."""
+    def _counterexample_from(self, candidates, model: z3.ModelRef) -> "Counterexample":
+        """The violating path that crosses the most nodes (e.g. SNAT on a node without the endpoint); failing
+        that (a per-path query timed out), the path the whole query's model satisfies."""
         ephemeral = z3.UGE(z3.BitVec("sport", 16), 1024)  # show a source port a client would really use
         for inst, fate, term in sorted(candidates, key=lambda c: -len(c[1].hops)):
             for extra in (ephemeral, z3.BoolVal(True)):
@@ -149,7 +149,8 @@ class Verifier:
                 solver.add(term, extra)
                 if solver.check() == z3.sat:
                     return self._counterexample(inst, fate, solver.model())
-        raise AssertionError("Z3 found a violation of the whole check but of none of its paths")
+        inst, fate, _ = next(c for c in candidates if z3.is_true(model.eval(c[2], model_completion=True)))
+        return self._counterexample(inst, fate, model)
 
     def _solver(self) -> z3.Solver:
         solver = z3.Solver()
@@ -164,17 +165,15 @@ class Verifier:
         return replays(self._concrete, ce)
 
     def _feasible(self, cond: z3.BoolRef) -> bool:
-        solver = z3.Solver()
-        solver.set("timeout", self.timeout_ms)
+        solver = self._solver()
         solver.add(cond)
         return solver.check() != z3.unsat
 
     def _counterexample(self, inst: Instance, fate: Fate, model: z3.ModelRef) -> Counterexample:
         value = lambda term: model.eval(term, model_completion=True).as_long()  # noqa: E731
         address = ipaddress.IPv4Address if self.width == 32 else ipaddress.IPv6Address
-        choices = tuple(f"{d.name()}={model[d]}" for d in model.decls() if d.name() not in ("src", "sport"))
         return Counterexample(inst, fate, str(address(value(inst.client_src))), value(z3.BitVec("sport", 16)),
-                              str(address(value(fate.source_seen))), choices)
+                              str(address(value(fate.source_seen))))
 
     # ------------------------------------------------------------------------------- semantics
 
