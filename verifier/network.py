@@ -15,7 +15,6 @@ gateway (first address of its pod CIDR, as cni0/cbr0 has) towards its own pods.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from dataclasses import dataclass, replace
 
 import z3
@@ -194,10 +193,7 @@ class ClusterNetwork:
         new_src = pod_gateway(node_ir, self.family) if to_own_pod else node_ir.primary_ip(self.family)
         if new_src is None:
             return pkt.evolve(unknown=f"{node} has no address to masquerade with", masq_src=None)
-        old = pkt.src
-        shown = ipaddress.ip_address(old.as_long()) if z3.is_bv_value(old) and old.size() == 32 else (
-            ipaddress.IPv6Address(old.as_long()) if z3.is_bv_value(old) else "client")
-        note = f"src: {shown} -> {new_src}"
+        note = f"src: {pkt.src_value or 'client'} -> {new_src}"
         last = pkt.steps[-1] if pkt.steps else Step("nat", "POSTROUTING", None)
         return pkt.evolve(src=z3.BitVecVal(int(new_src), pkt.src.size()), src_value=new_src, masq_src=new_src,
                        steps=pkt.steps[:-1] + (replace(last, note=note),))

@@ -100,6 +100,7 @@ class Verifier:
         self._concrete = None
         self._instances: dict[tuple, Instance] = {}
         self._outside: z3.BoolRef | None = None  # the "any external host" constraint, built once
+        self._node_addrs: frozenset[ir.IPAddress] | None = None
 
     # --------------------------------------------------------------------------------- checking
 
@@ -194,7 +195,7 @@ class Verifier:
         if isinstance(prop, ir.SourceInNodes):
             if fate.packet.src_value is not None:
                 return fate.packet.src_value in self._node_addresses()
-            return z3.Or([fate.source_seen == z3.BitVecVal(int(ip), self.width) for ip in self._node_addresses()]
+            return z3.Or([fate.source_seen == z3.BitVecVal(int(ip), self.width) for ip in sorted(self._node_addresses())]
                          or [z3.BoolVal(False)])
         if isinstance(prop, ir.EndpointIn):
             return fate.pod is not None and (fate.pod.key in prop.pods or fate.pod.name in prop.pods)
@@ -212,14 +213,13 @@ class Verifier:
             return _not(_and(self.holds(prop.left, fate, inst), _not(self.holds(prop.right, fate, inst))))
         raise TypeError(f"unknown property {prop!r}")
 
-    def _node_addresses(self) -> list[ir.IPAddress]:
-        addrs = []
-        for node in self.cluster.nodes:
-            addrs += [ip for ip in node.ips if ir.IPFamily.of(ip) is self.family]
-            gateway = pod_gateway(node, self.family)
-            if gateway is not None:
-                addrs.append(gateway)
-        return addrs
+    def _node_addresses(self) -> frozenset[ir.IPAddress]:
+        """Every address a node can masquerade with: its own, and the pod gateway it holds for its pods."""
+        if self._node_addrs is None:
+            addrs = {ip for node in self.cluster.nodes for ip in node.ips if ir.IPFamily.of(ip) is self.family}
+            addrs |= {gw for node in self.cluster.nodes if (gw := pod_gateway(node, self.family)) is not None}
+            self._node_addrs = frozenset(addrs)
+        return self._node_addrs
 
     # ------------------------------------------------------------------------------- instances
 
