@@ -1,6 +1,6 @@
 """Verification-speed benchmark: parse rate of rulesets, and the time to prove the built-in property set.
 
-    python bench/bench_verify.py [--sizes 1000x2,10000x10] [--nodes 10] [--per-node-only]
+    python bench/bench_verify.py [--sizes 1000x2,10000x10] [--nodes 10]
 
 For each size (services x endpoints per service) it prints: lines parsed per second, time to build the
 per-node models, time to prove every built-in property over the whole cluster, that time per node, and the
@@ -41,9 +41,12 @@ def measure(services: int, endpoints: int, nodes: int) -> dict:
     cluster = make_cluster(services, endpoints, nodes)
     texts = compile_cluster(cluster)
     text = next(iter(texts.values()))
-    start = time.process_time()
-    parse_iptables_save(text, "bench.rules")
-    parse_s = time.process_time() - start
+    parse_s = float("inf")
+    for _ in range(3):  # best of three, as timeit does; timed while the result is alive (freeing is not parsing)
+        start = time.process_time()
+        ruleset = parse_iptables_save(text, "bench.rules")
+        parse_s = min(parse_s, time.process_time() - start)
+        del ruleset
     lines = text.count("\n")
 
     checks = builtin_checks(cluster)

@@ -428,6 +428,15 @@ def _restore_table(base: Table | None, incoming: Table, flush_builtins: bool) ->
 # builds the identical object (no __post_init__ or defaults involved).
 _SET_RULE = tuple(Rule.__dict__[name].__set__ for name in ("chain", "matches", "target", "origin", "text"))
 _SET_ORIGIN = (Origin.__dict__["file"].__set__, Origin.__dict__["line"].__set__)
+_SET_CHAIN = tuple(Chain.__dict__[name].__set__ for name in ("name", "policy", "rules", "declared"))
+
+
+def new_origin(file: str, line: int) -> Origin:
+    """``Origin(file, line)``, faster."""
+    origin = object.__new__(Origin)
+    _SET_ORIGIN[0](origin, file)
+    _SET_ORIGIN[1](origin, line)
+    return origin
 
 
 def new_rule(chain: str, matches: tuple, target: Target, file: str, line: int, text: str) -> Rule:
@@ -443,3 +452,14 @@ def new_rule(chain: str, matches: tuple, target: Target, file: str, line: int, t
     set_origin(rule, origin)
     set_text(rule, text)
     return rule
+
+
+def new_chain(name: str, policy: Policy | None, rules: tuple[Rule, ...], declared: Origin | None) -> Chain:
+    """``Chain(name, policy, rules, declared=declared)``, faster (see ``new_rule``)."""
+    chain = object.__new__(Chain)
+    set_name, set_policy, set_rules, set_declared = _SET_CHAIN
+    set_name(chain, name)
+    set_policy(chain, policy)
+    set_rules(chain, rules)
+    set_declared(chain, declared)
+    return chain

@@ -48,9 +48,16 @@ class _LineError(Exception):
 def tokenize(line: str) -> list[str]:
     """Split one line into words the way iptables-restore does: whitespace separates, a double-quoted
     string is one word (quotes removed, ``\\"`` and ``\\\\`` unescaped inside)."""
-    if '"' not in line and "\\" not in line:
-        return line.split()
     if "\\" not in line:
+        if '"' not in line:
+            return line.split()
+        head, quote, rest = line.partition('"')
+        quoted, quote, tail = rest.partition('"')
+        if quote and '"' not in tail and (not head or head[-1].isspace()) and (not tail or tail[0].isspace()):
+            words = head.split()  # one quoted word standing alone: kube-proxy's comments
+            words.append(quoted)
+            words += tail.split()
+            return words
         fast = _split_simple_quotes(line)
         if fast is not None:
             return fast
@@ -111,10 +118,51 @@ def _columns(line: str) -> list[int]:
 # ------------------------------------------------------------------------------------------ values
 
 
+# Bulk constructors for the many unique IPv4 values of a dump (a pod IP per endpoint rule). ipaddress'
+# constructors validate and dispatch on the argument type: about half the cost of a rule's matches. These
+# build the same objects from inet_pton's already-validated bytes, and check at import that they still do
+# (ipaddress internals could change); if not, the public constructors are used.
+_new = object.__new__
+_IPv4Address, _IPv4Network = ipaddress.IPv4Address, ipaddress.IPv4Network
+_ALL_ONES = _IPv4Address(0xFFFFFFFF)
+
+
+def _fast_ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
+    address = _new(_IPv4Address)
+    address._ip = int.from_bytes(packed, "big")
+    return address
+
+
+def _fast_ipv4_host(packed: bytes) -> ipaddress.IPv4Network:
+    """The /32 network of ``packed``, as ``IPv4Network(packed)`` builds it."""
+    address = _new(_IPv4Address)
+    address._ip = int.from_bytes(packed, "big")
+    network = _new(_IPv4Network)
+    fields = network.__dict__
+    fields["network_address"] = address
+    fields["netmask"] = _ALL_ONES
+    fields["_prefixlen"] = 32
+    fields["hosts"] = [address].copy  # IPv4Network sets a per-object hosts() for /32
+    return network
+
+
+def _bulk_constructors_are_exact() -> bool:
+    packed = socket.inet_pton(socket.AF_INET, "192.0.2.7")
+    fast, slow = _fast_ipv4_host(packed), _IPv4Network(packed)
+    return (_fast_ipv4_address(packed) == _IPv4Address(packed) and fast == slow and hash(fast) == hash(slow)
+            and vars(fast).keys() == vars(slow).keys() and fast.hosts() == slow.hosts()
+            and str(fast) == str(slow) and fast.with_prefixlen == slow.with_prefixlen)
+
+
+if not _bulk_constructors_are_exact():  # pragma: no cover - a future Python's ipaddress
+    _fast_ipv4_address, _fast_ipv4_host = _IPv4Address, _IPv4Network
+
+
 def _network(word: str, at: int) -> rs.IPNetwork:
-    if "/" not in word and ":" not in word:
+    host = word[:-3] if word.endswith("/32") else word  # iptables-save writes every host as a /32
+    if "/" not in host and ":" not in host:
         try:  # fast path for the many unique pod IPs of a dump: inet_pton is strict dotted-quad
-            return ipaddress.IPv4Network(socket.inet_pton(socket.AF_INET, word))
+            return _fast_ipv4_host(socket.inet_pton(socket.AF_INET, host))
         except OSError:
             pass
     if "," in word:
@@ -127,7 +175,7 @@ def _network(word: str, at: int) -> rs.IPNetwork:
 
 def _address(word: str) -> rs.IPAddress:
     try:
-        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, word))
+        return _fast_ipv4_address(socket.inet_pton(socket.AF_INET, word))
     except OSError:
         return ipaddress.ip_address(word)
 
@@ -407,11 +455,15 @@ class _RuleParser:
     collected per module instance and built at the end of the line (also cached).
     """
 
-    __slots__ = ("pairs", "cache")
+    __slots__ = ("pairs", "cache", "bases", "comments", "matches", "targets")
 
     def __init__(self) -> None:
         self.pairs: dict = {}  # (word, value, neg, module, protocol, target) -> classification
         self.cache: dict = {}  # group words / target words -> built objects
+        self.bases: dict = {}  # fast path: (option, value, negated) -> base match
+        self.comments: dict = {}  # fast path: comment text -> Comment
+        self.matches: dict = {}  # fast path: a rule's match text -> matches
+        self.targets: dict = {}  # fast path: a rule's target text -> target
 
     def parse(self, words: list[str], start: int) -> tuple[tuple[rs.Match, ...], rs.Target, list[str]]:
         # Hot loop, kept flat on purpose: every branch consumes its words.
@@ -594,90 +646,150 @@ _EMPTY = rs.Empty()
 # error — goes through _RuleParser, which has the full rules and precise diagnostics; the fast path returns
 # None to ask for that. tests/test_iptables_save.py checks that both paths agree on every corpus line.
 
-_F_PAIR, _F_MODULE, _F_NOT, _F_JUMP, _F_TOPT, _F_MODE = range(6)
-_FAST_OWNER: dict[str, str | None] = {  # option -> module that must be the current one (None: base match)
-    **{word: None for word in _BASE_OPTIONS},
+_F_PAIR, _F_BASE, _F_MODULE, _F_NOT, _F_MODE = range(5)
+_FAST_OWNER: dict[str, str] = {  # module option -> module that must be the current one
     "--comment": "comment", "--ctstate": "conntrack", "--mark": "mark", "--src-type": "addrtype",
     "--dst-type": "addrtype", "--nfacct-name": "nfacct", "--dport": "port", "--sport": "port",
 }
 _FAST_CODE: dict[str, int] = {
-    **{word: _F_PAIR for word in _FAST_OWNER}, "-m": _F_MODULE, "!": _F_NOT, "-j": _F_JUMP,
-    "--to-destination": _F_TOPT, "--reject-with": _F_TOPT, "--set-xmark": _F_TOPT, "--or-mark": _F_TOPT,
-    "--xor-mark": _F_TOPT, "--mode": _F_MODE,
+    **{word: _F_BASE for word in _BASE_OPTIONS}, **{word: _F_PAIR for word in _FAST_OWNER},
+    "-m": _F_MODULE, "!": _F_NOT, "--mode": _F_MODE,
 }
 _FAST_TOPT_TARGET = {"--to-destination": "DNAT", "--reject-with": "REJECT", "--set-xmark": "MARK",
                      "--or-mark": "MARK", "--xor-mark": "MARK"}
 _FAST_MODULES = frozenset({"comment", "conntrack", "mark", "addrtype", "nfacct", "tcp", "udp", "sctp",
                            "statistic"})
 _PORT_MODULES = frozenset({"tcp", "udp", "sctp"})
-_NOT_FAST = (False, None)
+_BARE_TARGETS = frozenset({"ACCEPT", "DROP", "RETURN", "REJECT", "MASQUERADE"})
+_NOT_BARE_TARGETS = _UNSUPPORTED_TARGETS | (_TARGET_OPTIONS.keys() - _BARE_TARGETS)
 
 
-def _fast_pair(word: str, val: str, neg: bool, module: str | None) -> tuple[bool, rs.Match | None]:
-    """(is a base match, match) for an option the fast path knows; (False, None) means 'use the full
-    parser' (wrong module, implicit module, bad value: it will say what is wrong)."""
+def _fast_pair(word: str, val: str, neg: bool, module: str | None) -> rs.Match | None:
+    """The match of a module option the fast path knows; None means 'use the full parser' (wrong module,
+    implicit module, bad value: it will say what is wrong)."""
     owner = _FAST_OWNER[word]
     try:
-        if owner is None:
-            return True, _base_match(_BASE_OPTIONS[word], val, neg, 0)
         if owner == "comment" and module == "comment":
-            return False, rs.Comment(val)
+            return rs.Comment(val)
         if owner != module and not (owner == "port" and module in _PORT_MODULES):
-            return _NOT_FAST
-        return False, _BUILDERS[module](module, [(word, val, neg, 0)])[0]
+            return None
+        return _BUILDERS[module](module, [(word, val, neg, 0)])[0]
     except _LineError:
-        return _NOT_FAST
+        return None
 
 
-def _fast_rule(words: list[str], parser: _RuleParser) -> tuple[tuple[rs.Match, ...], rs.Target] | None:
-    """(matches, target) of an '-A CHAIN ...' line, or None when the line needs the full parser."""
-    cache, targets = parser.pairs, parser.cache
+def _fast_base(word: str, val: str, neg: bool) -> rs.Match | None:
+    try:
+        return _base_match(_BASE_OPTIONS[word], val, neg, 0)
+    except _LineError:
+        return None
+
+
+def _fast_rule(line: str, start: int, parser: _RuleParser) -> tuple[tuple[rs.Match, ...], rs.Target] | None:
+    """(matches, target) of the rule body ``line[start:]`` (after '-A CHAIN '), or None when it needs the
+    full parser.
+
+    A dump repeats its match texts and targets far more than its lines: every endpoint's DNAT rule has
+    '-m tcp -p tcp', a Service's statistic cascade the same few probabilities. So the body is cut at its
+    last ' -j ' and each half is looked up whole before it is parsed. The cut is exact when the target half
+    has no quote or backslash: a ' -j ' inside a quoted comment would leave the closing quote in it.
+    """
+    cut = line.rfind(" -j ", start - 1)
+    if cut < 0:
+        return None  # no target, a goto, or a long option name: the full parser
+    match_text, target_text = line[start:cut], line[cut + 4:]
+    matches = parser.matches.get(match_text)
+    if matches is None:
+        matches = _fast_matches(match_text, parser)
+        if matches is None:
+            return None
+        parser.matches[match_text] = matches
+    target = parser.targets.get(target_text)
+    if target is None:
+        target = _fast_target(target_text, parser)
+        if target is None:
+            return None
+        parser.targets[target_text] = target
+    return matches, target
+
+
+def _fast_target(text: str, parser: _RuleParser) -> rs.Target | None:
+    """The target of '-j NAME' or '-j NAME OPTION VALUE' (DNAT, REJECT, MARK), else None."""
+    if '"' in text or "\\" in text:
+        return None
+    words = text.split()
+    try:
+        if len(words) == 1:
+            name = words[0]
+            if name in _NOT_BARE_TARGETS:
+                return None  # needs its option, or is unsupported: the full parser says which
+            return parser._target(name, [], 0) if name in _TARGET_OPTIONS else rs.Jump(name)
+        if len(words) == 3 and _FAST_TOPT_TARGET.get(words[1]) == words[0]:
+            if words[0] == "DNAT":  # a new endpoint on most of these lines
+                return rs.Dnat(*_host_port(words[2], 0))
+            return _build_target(words[0], [(words[1], words[2], False, 0)], 0)
+    except _LineError:
+        pass
+    return None
+
+
+def _fast_matches(text: str, parser: _RuleParser) -> tuple[rs.Match, ...] | None:
+    """The matches of a rule body without its target, or None when the full parser must read it.
+
+    Hot loop, kept flat on purpose: one dict lookup classifies a word, one more finds its parsed value.
+    Caches: ``bases`` (option, value, negated) -> base match, ``pairs`` (option, value, negated, module)
+    -> match, ``comments`` text -> Comment. A failed build is not cached: the full parser reports it.
+    """
+    pairs, bases, comments = parser.pairs, parser.bases, parser.comments
     base: list = []
     ext: list = []
-    module = target = None
+    module = None
     neg = False
-    i, n = 2, len(words)
     try:
+        words = tokenize(text) if '"' in text or "\\" in text else text.split()
+        i, n = 0, len(words)
         while i < n:
             word = words[i]
-            code = _FAST_CODE.get(word)
-            if code == _F_PAIR:
-                key = (word, words[i + 1], neg, module)
-                hit = cache.get(key)
-                if hit is None:
-                    hit = cache[key] = _fast_pair(word, words[i + 1], neg, module)
-                if hit[1] is None:
-                    return None
-                (base if hit[0] else ext).append(hit[1])
-            elif code == _F_MODULE:
+            code = _FAST_CODE[word]  # KeyError: a word the fast path does not know
+            if code == _F_MODULE:
                 module = words[i + 1]
-                if module not in _FAST_MODULES or neg:
+                if neg or module not in _FAST_MODULES:
                     return None
+                if module == "comment" and words[i + 2] == "--comment":  # kube-proxy's most common pair
+                    val = words[i + 3]
+                    hit = comments.get(val)
+                    if hit is None:
+                        hit = comments[val] = rs.Comment(val)
+                    ext.append(hit)
+                    i += 4
+                    continue
+                i += 2
+                continue
+            if code == _F_BASE:
+                key = (word, words[i + 1], neg)
+                hit = bases.get(key)
+                if hit is None:
+                    hit = _fast_base(word, words[i + 1], neg)
+                    if hit is None:
+                        return None
+                    bases[key] = hit
+                base.append(hit)
+            elif code == _F_PAIR:
+                key = (word, words[i + 1], neg, module)
+                hit = pairs.get(key)
+                if hit is None:
+                    hit = _fast_pair(word, words[i + 1], neg, module)
+                    if hit is None:
+                        return None
+                    pairs[key] = hit
+                ext.append(hit)
             elif code == _F_NOT:
                 if neg:
                     return None
                 neg = True
                 i += 1
                 continue
-            elif code == _F_JUMP:
-                val = words[i + 1]
-                if target is not None or neg:
-                    return None
-                target = targets.get(val)
-                if target is None:
-                    if val in _UNSUPPORTED_TARGETS or val in _TARGET_OPTIONS and val not in _BARE_TARGETS:
-                        target = val  # needs its option (handled below) or the full parser
-                    else:
-                        target = parser._target(val, [], i + 1)
-            elif code == _F_TOPT:
-                if target != _FAST_TOPT_TARGET[word] or neg or i + 2 != n:
-                    return None  # the one option of DNAT/REJECT/MARK, and the last words of the line
-                key = (target, word, words[i + 1])
-                hit = targets.get(key)
-                if hit is None:
-                    hit = targets[key] = _build_target(target, [(word, words[i + 1], False, i + 1)], i)
-                target = hit
-            elif code == _F_MODE:  # statistic: '--mode random [!] --probability P'
+            else:  # _F_MODE, statistic: '--mode random [!] --probability P'
                 if module != "statistic" or neg or words[i + 1] != "random":
                     return None
                 j = i + 2
@@ -686,31 +798,25 @@ def _fast_rule(words: list[str], parser: _RuleParser) -> tuple[tuple[rs.Match, .
                 if words[j] != "--probability":
                     return None
                 key = ("statistic", words[j + 1], pneg)
-                hit = cache.get(key)
+                hit = pairs.get(key)
                 if hit is None:
-                    hit = cache[key] = _build_statistic("statistic", [
+                    hit = pairs[key] = _build_statistic("statistic", [
                         ("--mode", "random", False, i + 1), ("--probability", words[j + 1], pneg, j + 1)])[0]
                 ext.append(hit)
                 i = j
-            else:
-                return None
             neg = False
             i += 2
-    except (IndexError, _LineError):
-        return None  # let the full parser report it
-    if neg or target.__class__ is str:
-        return None  # dangling '!', or a target without its option
+    except (KeyError, IndexError, _LineError):
+        return None  # let the full parser read it (and report what is wrong)
+    if neg:
+        return None  # dangling '!'
     if len(base) > 1:
         base.sort(key=_BASE_RANK_OF)
-    return (*base, *ext), (target or _EMPTY)
-
-
-_BARE_TARGETS = frozenset({"ACCEPT", "DROP", "RETURN", "REJECT", "MASQUERADE"})
+    return (*base, *ext)
 
 
 def _BASE_RANK_OF(match: rs.Match) -> int:
     return _BASE_RANK[match.__class__]
-
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -741,11 +847,12 @@ class _TableBuilder:
         return entry[1] if entry is not None else None
 
     def build(self) -> rs.Table:
-        chains = tuple(rs.Chain(name, policy, tuple(rules), declared=origin)
-                       for name, (policy, rules, origin) in self.chains.items())
+        chains = tuple([rs.new_chain(name, policy, tuple(rules), origin)
+                        for name, (policy, rules, origin) in self.chains.items()])
         return rs.Table(self.name, chains, tuple(self.deleted))
 
 
+_JUMP_TARGETS = frozenset({rs.Jump, rs.Goto})
 _COMMANDS = {"-A": "A", "--append": "A", "-I": "I", "--insert": "I", "-N": "N", "--new-chain": "N",
              "-X": "X", "--delete-chain": "X", "-P": "P", "--policy": "P", "-F": "F", "--flush": "F"}
 
@@ -762,27 +869,31 @@ class _Parser:
         self.warnings: list[Diagnostic] = []
 
     def run(self) -> rs.Ruleset:
-        file, rules = self.file, self.rules
+        file, rules, new_rule, new_origin = self.file, self.rules, rs.new_rule, rs.new_origin
+        chains = None  # the open table's chains; re-read after every line the slow path handles
         for number, line in enumerate(self.text.splitlines(), 1):
-            if line[:3] == "-A " and self.table is not None:  # fast path: most lines of a dump
-                words = tokenize(line)
-                chain = self.table.chains.get(words[1]) if len(words) > 1 else None
-                parsed = _fast_rule(words, rules) if chain is not None else None
-                if parsed is not None:
-                    chain[1].append(rs.new_rule(words[1], parsed[0], parsed[1], file, number, line))
-                    continue
-            elif line[:1] == ":" and self.table is not None:
-                words = line[1:].split()
-                if len(words) == 3 and words[1] == "-" and words[2][:1] == "[" and \
-                        words[0] not in self.table.chains and not self.table.deleted:
-                    self.table.chains[words[0]] = [None, [], rs.Origin(file, number)]  # new user chain
-                    continue
+            if chains is not None:  # fast paths: rule and chain lines of kube-proxy text and of dumps
+                head = line[:3]
+                if head == "-A ":
+                    space = line.find(" ", 3)
+                    name = line[3:space]
+                    chain = chains.get(name) if space > 3 else None
+                    parsed = _fast_rule(line, space + 1, rules) if chain is not None else None
+                    if parsed is not None:
+                        chain[1].append(new_rule(name, parsed[0], parsed[1], file, number, line))
+                        continue
+                elif head[:1] == ":" and line.endswith(" - [0:0]"):  # a new user chain
+                    name = line[1:-8]
+                    if name not in chains and " " not in name and name and not self.table.deleted:
+                        chains[name] = [None, [], new_origin(file, number)]
+                        continue
             if len(self.errors) >= _MAX_ERRORS:
                 break
             try:
                 self._line(line, number)
             except _LineError as err:
                 self._error(line, number, err)
+            chains = self.table.chains if self.table is not None else None
         if self.table is not None and len(self.errors) < _MAX_ERRORS:
             self.errors.append(Diagnostic(Span(self.file, self.table.origin.line, 1),
                                           f"table '{self.table.name}' has no COMMIT"))
@@ -916,10 +1027,11 @@ class _Parser:
         """iptables-restore refuses a jump to a chain that does not exist; so do we (a verifier would
         otherwise be tracing a ruleset the kernel never accepted)."""
         for table in self.tables:
+            names = {chain.name for chain in table.chains}
             for chain in table.chains:
                 for rule in chain.rules:
                     target = rule.target
-                    if isinstance(target, (rs.Jump, rs.Goto)) and target.chain not in table:
+                    if target.__class__ in _JUMP_TARGETS and target.chain not in names:
                         line = self.text.splitlines()[rule.origin.line - 1]
                         words = tokenize(line)
                         index = len(words) - 1 - words[::-1].index(target.chain) if target.chain in words else 0

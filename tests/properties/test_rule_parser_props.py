@@ -1,0 +1,108 @@
+"""The iptables-save parser's fast path (memoised match and target texts, cut at the last ' -j ') against its
+full parser, on generated rule lines: options in any order, negations, quoted comments that hold ' -j ',
+'-m' or escapes, targets in the middle, unknown words. The fast path may decline a line (None) but must never
+build anything other than what the full parser builds, nor accept a line the full parser rejects."""
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kspec.ingest.iptables_save import _LineError, _RuleParser, _fast_rule, tokenize
+
+COMMENTS = st.sampled_from([
+    "ns/svc:p80", '"ns/svc:p80 cluster IP"', '"a -j KUBE-MARK-MASQ"', '"x -m tcp --dport 1"', '"tail -j"',
+    '"ns/svc -> 10.0.0.1:80"', '""', '"q \\" -j Y"', '"glued"x', "two words",
+])
+ADDRESSES = st.sampled_from(["10.0.0.1", "10.0.0.0/8", "10.0.0.1/32", "fd00::1", "10.0.0.1/8",
+                             "300.1.1.1", "host.example", "10.1.2.3,10.1.2.4"])
+MATCHES = st.one_of(
+    st.builds("{} {}".format, st.sampled_from(["-s", "-d", "! -s", "! -d"]), ADDRESSES),
+    st.sampled_from(["-p tcp", "-p udp", "! -p sctp", "-i eth0", "! -i veth+", "-o lo", "! -o cni0"]),
+    COMMENTS.map("-m comment --comment {}".format),
+    st.sampled_from(["-m tcp --dport 80", "-m tcp -p tcp", "-m udp --dport 53:54", "-m tcp ! --dport 1",
+                     "-m sctp --sport 9"]),
+    st.sampled_from(["0.5000000000", "0.33333333349", "1.0000000000"]).map(
+        "-m statistic --mode random --probability {}".format),
+    st.sampled_from(["-m mark --mark 0x4000/0x4000", "-m mark ! --mark 0x8000/0x8000", "-m mark --mark 0x1"]),
+    st.sampled_from(["-m addrtype --dst-type LOCAL", "-m addrtype ! --src-type LOCAL", "-m nfacct --nfacct-name ct",
+                     "-m conntrack --ctstate INVALID", "-m conntrack ! --ctstate NEW,ESTABLISHED"]),
+)
+NOISE = st.sampled_from([
+    "--dport 80", "-m tcp --dport http", "-m statistic --mode nth --every 2", "-m statistic --mode random ! "
+    "--probability 0.5", "-m statistic --mode random --probability x", "-m mark --mark z", "-m state --state NEW",
+    "-m addrtype --dst-type NOPE", "-m recent --name X --rcheck --seconds 10 --reap", "-m frob --x 1", "!", "! !",
+    "--comment loose", "junk", "-m comment ! --comment x", "-p", "-j Y", "--to-destination 1.2.3.4",
+])
+TARGETS = st.sampled_from([
+    "-j KUBE-SVC-X", "-j KUBE-MARK-MASQ", "-j ACCEPT", "-j DROP", "-j RETURN", "-j REJECT",
+    "-j REJECT --reject-with icmp-port-unreachable", "-j DNAT --to-destination 10.0.0.1:80",
+    "-j DNAT --to-destination [fd00::1]:80", "-j MARK --or-mark 0x4000", "-j MARK --set-xmark 0x4000/0x4000",
+    "-j MASQUERADE",
+])
+ODD_TARGETS = st.sampled_from([
+    "", "-j DNAT", "-j DNAT --to-destination 10.0.0.1:80-90", "-j MARK --or-mark 0x1/0x1",
+    "-j MASQUERADE --random-fully", "-j LOG", "-g KUBE-SVC-X", "-j", "-j X Y", '-j "KUBE-SVC-X"',
+])
+
+
+@st.composite
+def rule_lines(draw) -> str:
+    """Mostly well-formed kube-proxy-like lines, a fifth of them with one odd word, target or order."""
+    parts = draw(st.lists(MATCHES, max_size=6))
+    odd = draw(st.integers(0, 9))
+    if odd == 0:
+        parts.insert(draw(st.integers(0, len(parts))), draw(NOISE))
+    target = draw(ODD_TARGETS if odd == 1 else TARGETS)
+    position = draw(st.integers(0, len(parts))) if odd == 2 else len(parts)  # a target mid-line
+    if target:
+        parts.insert(position, target)
+    sep = "  " if odd == 3 else " "
+    return sep.join(["-A", "KUBE-SEP-X", *parts])
+
+
+def fast_parse(line: str, parser: _RuleParser):
+    """The fast path as the parser's line loop calls it (only for '-A CHAIN ' with a body)."""
+    space = line.find(" ", 3)
+    return _fast_rule(line, space + 1, parser) if space > 3 else None
+
+
+def full_parse(line: str):
+    """What the full parser builds, or None when it rejects the line."""
+    try:
+        matches, target, _ = _RuleParser().parse(tokenize(line), 2)
+    except _LineError:
+        return None
+    return matches, target
+
+
+@given(rule_lines())
+def test_fast_path_builds_what_the_full_parser_builds(line: str) -> None:
+    full, parser = full_parse(line), _RuleParser()
+    for _ in ("cold", "warm"):  # the second time the line's texts are memoised
+        fast = fast_parse(line, parser)
+        assert fast is None or fast == full, (line, fast, full)
+
+
+@given(st.lists(rule_lines(), min_size=2, max_size=8))
+def test_memoised_texts_do_not_leak_between_lines(lines: list[str]) -> None:
+    """One parser over many lines (as in a dump): a text memoised from one line answers only for itself."""
+    parser = _RuleParser()
+    for line in lines:
+        fast = fast_parse(line, parser)
+        assert fast is None or fast == full_parse(line), line
+
+
+def test_the_fast_path_is_taken_on_kube_proxy_lines() -> None:
+    """Not vacuous: the common kube-proxy shapes go through the fast path."""
+    parser = _RuleParser()
+    for line in [
+        '-A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 '
+        '--dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O',
+        "-A KUBE-SVC-X -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-Y",
+        "-A KUBE-SEP-Y -s 10.180.0.1 -j KUBE-MARK-MASQ",
+        "-A KUBE-SEP-Y -m tcp -p tcp -j DNAT --to-destination 10.180.0.1:80",
+        '-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp '
+        "--dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O",
+    ]:
+        fast = fast_parse(line, parser)
+        assert fast is not None and fast == full_parse(line), line
