@@ -6,8 +6,6 @@ normalise to (``writer``). Everything is a pure function of the IR.
 """
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from kspec import ir
@@ -16,6 +14,7 @@ from kspec.compiler.context import NodeContext
 from kspec.compiler.names import FILTER_FIXED, NAT_FIXED, PER_SERVICE_PREFIXES
 from kspec.compiler.nodeview import PortView, ServicePortInfo, categorise, service_ports
 from kspec.compiler.writer import Restore
+from kspec.heap import collector_paused
 
 __all__ = ["SyncState", "compile_node", "compile_cluster", "service_ports"]
 
@@ -42,29 +41,16 @@ FULL_SYNC = SyncState()
 def compile_node(cluster: ir.Cluster, node: str, family: ir.IPFamily = ir.IPFamily.V4, *,
                  sync: SyncState | None = None) -> str:
     """The restore input for ``node``, normalised as kube-proxy's unit tests normalise it."""
-    with _gc_paused():
+    with collector_paused():
         return _compile(cluster, service_ports(cluster, family), cluster.node(node), family, sync or FULL_SYNC, {})
 
 
 def compile_cluster(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, str]:
     """Every node's restore input; the service analysis and the node-independent chains are shared."""
-    with _gc_paused():
+    with collector_paused():
         infos = service_ports(cluster, family)
         shared: dict = {}
         return {node.name: _compile(cluster, infos, node, family, FULL_SYNC, shared) for node in cluster.nodes}
-
-
-@contextmanager
-def _gc_paused():
-    """Compiling allocates hundreds of thousands of small, acyclic objects; the cycle collector would scan
-    them over and over (a third of the time at 10k Services) and find nothing to free."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _compile(cluster: ir.Cluster, infos: list[ServicePortInfo], node: ir.Node, family: ir.IPFamily,

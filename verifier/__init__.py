@@ -9,12 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from kspec import ir
+from kspec.heap import collector_paused
 
 
 def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
                 rules: dict[str, "str | Path"] | None = None) -> dict:
     """One NodeModel per node; ``rules`` maps node names to the restore/save text (or a file holding it) to
     use instead of compiling, e.g. a real node's ``iptables-save`` dump."""
+    with collector_paused():  # a bulk build: every model lives as long as the verification
+        return _node_models(cluster, family, rules)
+
+
+def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str | Path"] | None) -> dict:
     from kspec.compiler import compile_cluster
     from kspec.compiler.context import NodeContext
     from kspec.ingest.iptables_save import parse_iptables_save

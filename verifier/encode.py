@@ -58,7 +58,11 @@ class SymPacket:
         return z3.And(self.conds) if self.conds else z3.BoolVal(True)
 
     def with_step(self, step: Step, **changes) -> "SymPacket":
-        return self.evolve(steps=self.steps + (step,), **changes)
+        new = _copy_packet(self)
+        new.steps = self.steps + (step,)
+        for name, value in changes.items():
+            setattr(new, name, value)
+        return new
 
     def evolve(self, **changes) -> "SymPacket":
         """A copy with ``changes`` (the hot path of the model: no ``dataclasses.replace`` overhead). Packets are
@@ -95,6 +99,7 @@ class NodeModel:
         self._index: dict = {}
         self._sliced: dict = {}
         self._chains: dict = {}
+        self._steps: dict[int, Step] = {}  # id(rule) -> its Step, made once
         self._feasibility: dict[int, tuple[z3.BoolRef, bool]] = {}
 
     # ------------------------------------------------------------------------------ feasibility
@@ -170,8 +175,9 @@ class NodeModel:
         return CHOICE
 
     def _conntrack(self, match: rs.Conntrack, pkt: SymPacket):
-        states = {rs.CtState.NEW} | ({rs.CtState.DNAT} if pkt.dnat else set())
-        return bool(states & match.states) != match.negated
+        # A new connection, DNATed when a rule already rewrote its destination (no reply traffic is modelled).
+        states = _NEW_DNAT if pkt.dnat else _NEW
+        return (not states.isdisjoint(match.states)) != match.negated
 
     # No interface (a packet the node sends has no input interface) is the empty name, as in the kernel:
     # `-i veth+` does not match it and `! -i veth+` does (xt: nulldevname; nft: meta iifname "").
@@ -294,7 +300,9 @@ class NodeModel:
             out.append((pkt, UNKNOWN))
             return
         target = rule.target
-        step = Step(table, rule.chain, rule)
+        step = self._steps.get(id(rule))  # rules live as long as the model, so their ids are stable
+        if step is None:
+            step = self._steps[id(rule)] = Step(table, rule.chain, rule)
         kind = type(target)
         if kind is rs.Empty:
             cont.append(pkt.with_step(step))
@@ -325,6 +333,7 @@ class NodeModel:
 
 
 _VERDICTS = {rs.Accept: ACCEPT, rs.Drop: DROP, rs.Reject: REJECT}
+_NEW, _NEW_DNAT = frozenset({rs.CtState.NEW}), frozenset({rs.CtState.NEW, rs.CtState.DNAT})
 
 
 def _true(model: "NodeModel", match, pkt: SymPacket) -> bool:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import z3
 
 from kspec import ir
+from kspec.heap import heap_frozen
 from kspec.verifier.encode import symbolic_packet
 from kspec.verifier.network import ClusterNetwork, Disposition, Fate, Hop, pod_gateway
 
@@ -101,6 +103,7 @@ class Verifier:
         self._instances: dict[tuple, Instance] = {}
         self._outside: z3.BoolRef | None = None  # the "any external host" constraint, built once
         self._node_addrs: frozenset[ir.IPAddress] | None = None
+        self._solver: z3.Solver | None = None  # see _query
 
     # --------------------------------------------------------------------------------- checking
 
@@ -108,6 +111,10 @@ class Verifier:
         """One Z3 query for the whole check: is there a packet, on any feasible path of any instance, for
         which the property fails? unsat: proved. sat: the most telling violating path becomes the
         counterexample. unknown: said so, with Z3's reason."""
+        with heap_frozen():  # the node models, and what earlier checks left, are not garbage
+            return self._check(check)
+
+    def _check(self, check: ir.Check) -> CheckResult:
         try:
             instances = list(self.instances(check))
         except LookupError as exc:
@@ -125,14 +132,14 @@ class Verifier:
                 if negated is False:  # the property holds on this whole path, whatever the packet
                     continue
                 candidates.append((inst, fate, fate.cond if negated is True else z3.And(fate.cond, negated)))
-        solver = self._solver()
-        solver.add(z3.Or([term for _, _, term in candidates]) if candidates else z3.BoolVal(False))
-        answer = solver.check()
+        with self._query(z3.Or([term for _, _, term in candidates]) if candidates else z3.BoolVal(False)) as solver:
+            answer = solver.check()
+            gave_up = solver.reason_unknown() if answer == z3.unknown else ""
+            model = solver.model() if answer == z3.sat else None
         if answer == z3.unknown:
-            return CheckResult(check, Verdict.UNKNOWN, len(instances),
-                               reason=f"Z3 gave up ({solver.reason_unknown()})")
+            return CheckResult(check, Verdict.UNKNOWN, len(instances), reason=f"Z3 gave up ({gave_up})")
         if answer == z3.sat:
-            best = self._counterexample_from(candidates, solver.model())
+            best = self._counterexample_from(candidates, model)
             return CheckResult(check, Verdict.VIOLATED, len(instances), best, replay_error=self._replay(best))
         # Proved on every known path; a feasible path whose fate the model does not know makes it unknown.
         reason = next((f.reason for f in unknown_fates if self._feasible(f.cond)), "")
@@ -146,17 +153,25 @@ class Verifier:
         ephemeral = z3.UGE(z3.BitVec("sport", 16), 1024)  # show a source port a client would really use
         for inst, fate, term in sorted(candidates, key=lambda c: -len(c[1].hops)):
             for extra in (ephemeral, z3.BoolVal(True)):
-                solver = self._solver()
-                solver.add(term, extra)
-                if solver.check() == z3.sat:
-                    return self._counterexample(inst, fate, solver.model())
+                with self._query(term, extra) as solver:
+                    if solver.check() == z3.sat:
+                        return self._counterexample(inst, fate, solver.model())
         inst, fate, _ = next(c for c in candidates if z3.is_true(model.eval(c[2], model_completion=True)))
         return self._counterexample(inst, fate, model)
 
-    def _solver(self) -> z3.Solver:
-        solver = z3.Solver()
-        solver.set("timeout", self.timeout_ms)
-        return solver
+    @contextmanager
+    def _query(self, *terms: z3.BoolRef):
+        """The verifier's one solver with ``terms`` asserted in a scope of their own, popped on the way out. A
+        fresh solver per question would cost more (about 1 ms) than most of kube-proxy's questions."""
+        if self._solver is None:
+            self._solver = z3.Solver()
+            self._solver.set("timeout", self.timeout_ms)
+        self._solver.push()
+        try:
+            self._solver.add(*terms)
+            yield self._solver
+        finally:
+            self._solver.pop()
 
     def _replay(self, ce: "Counterexample") -> str:
         from kspec.verifier.replay import ConcreteCluster, replays
@@ -166,9 +181,8 @@ class Verifier:
         return replays(self._concrete, ce)
 
     def _feasible(self, cond: z3.BoolRef) -> bool:
-        solver = self._solver()
-        solver.add(cond)
-        return solver.check() != z3.unsat
+        with self._query(cond) as solver:
+            return solver.check() != z3.unsat
 
     def _counterexample(self, inst: Instance, fate: Fate, model: z3.ModelRef) -> Counterexample:
         value = lambda term: model.eval(term, model_completion=True).as_long()  # noqa: E731

@@ -17,13 +17,13 @@ above 200k lines/s on kube-proxy dumps.
 """
 from __future__ import annotations
 
-import gc
 import ipaddress
 import math
 import socket
 from pathlib import Path
 
 from kspec.diagnostics import Diagnostic, KspecError, Severity
+from kspec.heap import collector_paused
 from kspec.ir import Span
 from kspec import ruleset as rs
 
@@ -1054,15 +1054,8 @@ def parse_iptables_save(text: str, file: str = "<iptables>", *, require_declared
     to ``warnings`` when a list is given.
     """
     parser = _Parser(text, file, require_declared_jumps)
-    # Bulk load: every object created here lives as long as the ruleset, so the cyclic GC's scans (which
-    # grow with the heap) only cost time — about half of it on a 200k-line dump.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():  # a bulk load: everything made here lives as long as the ruleset
         result = parser.run()
-    finally:
-        if enabled:
-            gc.enable()
     if warnings is not None:
         warnings.extend(parser.warnings)
     return result
