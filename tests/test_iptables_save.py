@@ -9,7 +9,7 @@ import pytest
 
 from kspec import ruleset as rs
 from kspec.diagnostics import KspecError, Severity
-from kspec.ingest.iptables_save import _RuleParser, _fast_rule, parse_iptables_save, tokenize
+from kspec.ingest.iptables_save import RuleParser, _fast_rule, parse_iptables_save, tokenize
 from tests.conftest import CORPUS, corpus_cases
 from tests.netns import iptables_restore, skip_reason, throwaway_netns
 
@@ -49,7 +49,7 @@ def test_fast_path_agrees_with_full_parser():
     """Every corpus rule line: the fast path either declines or builds exactly what the full parser builds."""
     if not DUMPS:
         pytest.skip(f"corpus not found at {CORPUS}")
-    fast, full, lines, used = _RuleParser(), _RuleParser(), 0, 0
+    fast, full, lines, used = RuleParser(), RuleParser(), 0, 0
     for path in _files():
         for line in path.read_text().splitlines():
             if line.startswith("-A "):
@@ -234,6 +234,27 @@ def test_errors_are_collected_not_skipped():
     assert "f.rules:7:4: error: chain 'Y' is not declared in table 'filter'" in lines
     assert "f.rules:8:9: error: jump to undeclared chain 'NOWHERE' in table 'filter'" in lines
     assert "f.rules:9:1: error: unsupported command '-D'" in lines
+
+
+def test_a_shared_memo_parses_as_a_fresh_parser_does():
+    """The nodes of a cluster are parsed with one RuleParser: same rulesets, same origins, objects shared, and
+    a bad line in a later text is still reported where it is (failures are never memoised)."""
+    base = _files()[0].read_text()
+    other = base.replace("10.180.0.1", "10.180.0.201")  # a node whose endpoint differs
+    bad = "*filter\n:X - [0:0]\n-A X -m tcp -p tcp --dport 80 -j ACCEPT\n-A X -m tcp -p tcp --foo 1 -j ACCEPT\nCOMMIT\n"
+    memo = RuleParser()
+    kwargs = dict(require_declared_jumps=False)
+    first, second = (parse_iptables_save(t, "n.rules", memo=memo, **kwargs) for t in (base, other))
+    assert first == parse_iptables_save(base, "n.rules", **kwargs)
+    assert second == parse_iptables_save(other, "n.rules", **kwargs)
+    assert [r.origin for r in second.rules()] == [r.origin for r in parse_iptables_save(other, "n.rules", **kwargs).rules()]
+    fast = [(a, b) for a, b in zip(first.rules(), second.rules())
+            if a.text == b.text and a.matches and _fast_rule(a.text, a.text.index(" ", 3) + 1, RuleParser())]
+    assert fast and all(a.matches is b.matches for a, b in fast)  # the fast path's texts: parsed once, shared
+    parse_iptables_save(bad.replace("--foo 1 ", ""), "ok.rules", memo=memo)
+    with pytest.raises(KspecError) as info:
+        parse_iptables_save(bad, "f.rules", memo=memo)
+    assert str(info.value) == "f.rules:4:20: error: unsupported match '--foo'"
 
 
 def test_structure_errors():

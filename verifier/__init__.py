@@ -23,23 +23,25 @@ def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
 def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str | Path"] | None) -> dict:
     from kspec.compiler import compile_cluster
     from kspec.compiler.context import NodeContext
-    from kspec.ingest.iptables_save import parse_iptables_save
+    from kspec.ingest.iptables_save import RuleParser, parse_iptables_save
     from kspec.verifier.encode import NodeModel
     from kspec.verifier.network import pod_gateway
     from kspec.verifier.tracer import kube_proxy_state
 
     texts = compile_cluster(cluster, family) if not rules or set(rules) != {n.name for n in cluster.nodes} else {}
     models = {}
+    memo = RuleParser()  # nodes have nearly the same rules: each text is parsed once for the whole cluster
     for node in cluster.nodes:
         local = NodeContext(node, family, cluster.proxy, False)
         if rules and node.name in rules:
             source = rules[node.name]
             if isinstance(source, Path):
-                ruleset = parse_iptables_save(source.read_text(encoding="utf-8", errors="replace"), str(source))
+                ruleset = parse_iptables_save(source.read_text(encoding="utf-8", errors="replace"), str(source),
+                                              memo=memo)
             else:
-                ruleset = parse_iptables_save(source, f"{node.name}.rules")
+                ruleset = parse_iptables_save(source, f"{node.name}.rules", memo=memo)
         else:
-            ruleset = kube_proxy_state(texts[node.name], f"{node.name}.rules", local.localhost_node_ports)
+            ruleset = kube_proxy_state(texts[node.name], f"{node.name}.rules", local.localhost_node_ports, memo)
         width = 32 if family is ir.IPFamily.V4 else 128
         # The kernel's LOCAL addresses: the node's own, loopback, and the pod gateway it holds for its pods.
         gateway = pod_gateway(node, family)

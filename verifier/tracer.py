@@ -35,13 +35,15 @@ __all__ = [
 # ============================================================================ kube-proxy's built-in jumps
 
 
-def kube_proxy_state(restore_text: str, file: str = "<restore>", has_kube_firewall: bool = True) -> rs.Ruleset:
+def kube_proxy_state(restore_text: str, file: str = "<restore>", has_kube_firewall: bool = True,
+                     memo=None) -> rs.Ruleset:
     """The node's tables after kube-proxy's start-up jumps (``compiler.basechains``) and one
-    ``iptables-restore --noflush`` of ``restore_text`` (what the kernel holds after a full sync)."""
+    ``iptables-restore --noflush`` of ``restore_text`` (what the kernel holds after a full sync). ``memo``: a
+    ``RuleParser`` shared between the nodes of one cluster (see ``parse_iptables_save``)."""
     from kspec.compiler.basechains import base_rules
 
-    base = parse_iptables_save(base_rules(has_kube_firewall, declare_targets=True), "<kube-proxy jumps>")
-    return base.restore(parse_iptables_save(restore_text, file, require_declared_jumps=False),
+    base = parse_iptables_save(base_rules(has_kube_firewall, declare_targets=True), "<kube-proxy jumps>", memo=memo)
+    return base.restore(parse_iptables_save(restore_text, file, require_declared_jumps=False, memo=memo),
                         flush_declared_builtins=False)
 
 

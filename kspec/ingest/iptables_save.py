@@ -11,9 +11,9 @@ naming ``file:line:column`` (``unsupported match '--foo'``), never skipped: a ve
 a match would answer for a different ruleset. Errors are collected and raised together as one
 ``KspecError``.
 
-Speed: a hand-written tokenizer (``str.split`` with a fast path for kube-proxy's quoting) and a cache of
-parsed option groups (the same comment/protocol/port/target words recur on many lines) keep CPython well
-above 200k lines/s on kube-proxy dumps.
+Speed: a rule's match text and target text are memoised whole (a dump repeats them far more than its lines),
+parsed option pairs are cached, IPv4 values are built from ``inet_pton`` bytes, and the cycle collector is
+paused: about 4-5 us per line on kube-proxy rulesets and kernel dumps (``bench/parse_speed.py``).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from kspec.heap import collector_paused
 from kspec.ir import Span
 from kspec import ruleset as rs
 
-__all__ = ["parse_iptables_save", "parse_iptables_save_file", "tokenize"]
+__all__ = ["RuleParser", "parse_iptables_save", "parse_iptables_save_file", "tokenize"]
 
 _MAX_ERRORS = 50
 
@@ -447,8 +447,12 @@ _GROUP_MODULES = frozenset({"recent", "statistic"})  # options that only mean so
 _K_BASE, _K_MATCH, _K_GROUP, _K_TARGET, _K_LATE = range(5)
 
 
-class _RuleParser:
+class RuleParser:
     """Parses the words of one ``-A``/``-I`` line after the chain name into (matches, target).
+
+    Its caches hold only what follows from the words themselves (no file, line or position), so one
+    RuleParser can serve several parses: the nodes of one cluster have nearly the same rules, and a shared
+    RuleParser parses each of them after the first mostly from its caches (``parse_iptables_save(memo=)``).
 
     Speed: each (option, value, negated, current module, protocol, target) combination is classified once
     and cached; a warm line costs one tuple and one dict lookup per option. Options of recent/statistic are
@@ -641,10 +645,11 @@ _EMPTY = rs.Empty()
 
 # ------------------------------------------------------------------------------------------ fast path
 # The common lines of kube-proxy text and iptables-save dumps (comment/protocol/address/port/mark/addrtype/
-# conntrack/nfacct/statistic matches; jumps, ACCEPT/DROP/RETURN/REJECT/DNAT/MARK targets) are parsed by a
-# tighter loop that classifies each (option, value) pair through one cache lookup. Anything else — and every
-# error — goes through _RuleParser, which has the full rules and precise diagnostics; the fast path returns
-# None to ask for that. tests/test_iptables_save.py checks that both paths agree on every corpus line.
+# conntrack/nfacct/statistic matches; jumps, ACCEPT/DROP/RETURN/REJECT/DNAT/MARK targets) are looked up whole
+# (match text, target text), else parsed by a tighter loop that classifies each (option, value) pair through
+# one cache lookup. Anything else — and every error — goes through RuleParser, which has the full rules and
+# precise diagnostics; the fast path returns None to ask for that. Both paths agree on every corpus line
+# (tests/test_iptables_save.py) and on generated odd lines (tests/properties/test_rule_parser_props.py).
 
 _F_PAIR, _F_BASE, _F_MODULE, _F_NOT, _F_MODE = range(5)
 _FAST_OWNER: dict[str, str] = {  # module option -> module that must be the current one
@@ -685,7 +690,7 @@ def _fast_base(word: str, val: str, neg: bool) -> rs.Match | None:
         return None
 
 
-def _fast_rule(line: str, start: int, parser: _RuleParser) -> tuple[tuple[rs.Match, ...], rs.Target] | None:
+def _fast_rule(line: str, start: int, parser: RuleParser) -> tuple[tuple[rs.Match, ...], rs.Target] | None:
     """(matches, target) of the rule body ``line[start:]`` (after '-A CHAIN '), or None when it needs the
     full parser.
 
@@ -713,7 +718,7 @@ def _fast_rule(line: str, start: int, parser: _RuleParser) -> tuple[tuple[rs.Mat
     return matches, target
 
 
-def _fast_target(text: str, parser: _RuleParser) -> rs.Target | None:
+def _fast_target(text: str, parser: RuleParser) -> rs.Target | None:
     """The target of '-j NAME' or '-j NAME OPTION VALUE' (DNAT, REJECT, MARK), else None."""
     if '"' in text or "\\" in text:
         return None
@@ -733,7 +738,7 @@ def _fast_target(text: str, parser: _RuleParser) -> rs.Target | None:
     return None
 
 
-def _fast_matches(text: str, parser: _RuleParser) -> tuple[rs.Match, ...] | None:
+def _fast_matches(text: str, parser: RuleParser) -> tuple[rs.Match, ...] | None:
     """The matches of a rule body without its target, or None when the full parser must read it.
 
     Hot loop, kept flat on purpose: one dict lookup classifies a word, one more finds its parsed value.
@@ -858,11 +863,11 @@ _COMMANDS = {"-A": "A", "--append": "A", "-I": "I", "--insert": "I", "-N": "N", 
 
 
 class _Parser:
-    def __init__(self, text: str, file: str, require_declared_jumps: bool = True):
+    def __init__(self, text: str, file: str, require_declared_jumps: bool = True, memo: RuleParser | None = None):
         self.require_declared_jumps = require_declared_jumps
         self.text = text
         self.file = file
-        self.rules = _RuleParser()
+        self.rules = RuleParser() if memo is None else memo
         self.tables: list[rs.Table] = []
         self.table: _TableBuilder | None = None
         self.errors: list[Diagnostic] = []
@@ -1045,15 +1050,16 @@ class _Parser:
 
 
 def parse_iptables_save(text: str, file: str = "<iptables>", *, require_declared_jumps: bool = True,
-                        warnings: list[Diagnostic] | None = None) -> rs.Ruleset:
+                        warnings: list[Diagnostic] | None = None, memo: RuleParser | None = None) -> rs.Ruleset:
     """Parse restore/save text into a ``Ruleset``; raise ``KspecError`` listing every problem found.
 
     ``require_declared_jumps``: a jump to a chain the text does not declare is an error (iptables-restore
     refuses it), unless the text is a partial ``--noflush`` restore whose targets already exist.
     Warnings (e.g. unquoted multi-word comments, accepted for kube-proxy's fake-iptables text) are appended
-    to ``warnings`` when a list is given.
+    to ``warnings`` when a list is given. ``memo``: a ``RuleParser`` shared with earlier parses of similar
+    rulesets (the same rule texts are then parsed once; the rulesets share the parsed matches and targets).
     """
-    parser = _Parser(text, file, require_declared_jumps)
+    parser = _Parser(text, file, require_declared_jumps, memo)
     with collector_paused():  # a bulk load: everything made here lives as long as the ruleset
         result = parser.run()
     if warnings is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kspec.ingest.iptables_save import _LineError, _RuleParser, _fast_rule, tokenize
+from kspec.ingest.iptables_save import _LineError, RuleParser, _fast_rule, tokenize
 
 COMMENTS = st.sampled_from([
     "ns/svc:p80", '"ns/svc:p80 cluster IP"', '"a -j KUBE-MARK-MASQ"', '"x -m tcp --dport 1"', '"tail -j"',
@@ -60,7 +60,7 @@ def rule_lines(draw) -> str:
     return sep.join(["-A", "KUBE-SEP-X", *parts])
 
 
-def fast_parse(line: str, parser: _RuleParser):
+def fast_parse(line: str, parser: RuleParser):
     """The fast path as the parser's line loop calls it (only for '-A CHAIN ' with a body)."""
     space = line.find(" ", 3)
     return _fast_rule(line, space + 1, parser) if space > 3 else None
@@ -69,7 +69,7 @@ def fast_parse(line: str, parser: _RuleParser):
 def full_parse(line: str):
     """What the full parser builds, or None when it rejects the line."""
     try:
-        matches, target, _ = _RuleParser().parse(tokenize(line), 2)
+        matches, target, _ = RuleParser().parse(tokenize(line), 2)
     except _LineError:
         return None
     return matches, target
@@ -77,7 +77,7 @@ def full_parse(line: str):
 
 @given(rule_lines())
 def test_fast_path_builds_what_the_full_parser_builds(line: str) -> None:
-    full, parser = full_parse(line), _RuleParser()
+    full, parser = full_parse(line), RuleParser()
     for _ in ("cold", "warm"):  # the second time the line's texts are memoised
         fast = fast_parse(line, parser)
         assert fast is None or fast == full, (line, fast, full)
@@ -86,7 +86,7 @@ def test_fast_path_builds_what_the_full_parser_builds(line: str) -> None:
 @given(st.lists(rule_lines(), min_size=2, max_size=8))
 def test_memoised_texts_do_not_leak_between_lines(lines: list[str]) -> None:
     """One parser over many lines (as in a dump): a text memoised from one line answers only for itself."""
-    parser = _RuleParser()
+    parser = RuleParser()
     for line in lines:
         fast = fast_parse(line, parser)
         assert fast is None or fast == full_parse(line), line
@@ -94,7 +94,7 @@ def test_memoised_texts_do_not_leak_between_lines(lines: list[str]) -> None:
 
 def test_the_fast_path_is_taken_on_kube_proxy_lines() -> None:
     """Not vacuous: the common kube-proxy shapes go through the fast path."""
-    parser = _RuleParser()
+    parser = RuleParser()
     for line in [
         '-A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 '
         '--dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O',
