@@ -184,13 +184,19 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if errors:
         raise KspecError(errors)
     rules = None
+    family = _FAMILIES[args.family] if args.family else None
     if args.rules:
         if args.node is None and len(loaded[0][1].nodes) != 1:
             raise KspecError([Diagnostic(None, "--rules needs --node NAME: which node the dump is from")])
         node = _pick_node(loaded[0][1], args.node)
         rules = {node: Path(args.rules)}
+        from kspec.verifier import cluster_families
+
+        if family is None and len(cluster_families(loaded[0][1])) > 1:
+            raise KspecError([Diagnostic(None, "--rules on a dual-stack cluster needs --family ipv4 (an "
+                                               "iptables-save dump) or --family ipv6 (ip6tables-save)")])
     outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,
-                           allow_unknown=allow_unknown, jobs=jobs)
+                           allow_unknown=allow_unknown, jobs=jobs, family=family)
     emit(formats, outs, out, no_color=args.no_color)
     return EXIT_FAILED if any(o.failed for o in outs) else EXIT_OK
 
@@ -338,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--rules", metavar="DUMP", help="check a real node's iptables-save dump instead of the "
                      "compiled rules (with --node)")
     ver.add_argument("--node", help="the node the --rules dump is from")
+    ver.add_argument("--family", choices=sorted(_FAMILIES),
+                     help="verify one IP family (default: every family the cluster's nodes have; a dual-stack "
+                          "check is violated when either family violates it)")
     ver.add_argument("--format", action="append", metavar="NAME[=FILE]",
                      help="report format: human, json, junit, sarif or github; repeat for several, each but one "
                           "with =FILE (default human; [tool.kspec] formats in pyproject.toml)")

@@ -50,19 +50,61 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
     return models
 
 
+def cluster_families(cluster: ir.Cluster) -> tuple[ir.IPFamily, ...]:
+    """The IP families the cluster's nodes have addresses in (IPv4 when no node has one)."""
+    found = tuple(family for family in ir.IPFamily if any(n.primary_ip(family) for n in cluster.nodes))
+    return found or (ir.IPFamily.V4,)
+
+
 def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, timeout_ms: int = 10_000,
-           family: ir.IPFamily = ir.IPFamily.V4, rules: dict[str, "str | Path"] | None = None,
+           family: ir.IPFamily | None = None, rules: dict[str, "str | Path"] | None = None,
            builtins: bool = False):
     """CheckResult for every check (the cluster's own when ``checks`` is None), plus the built-in
-    properties when ``builtins``."""
+    properties when ``builtins``.
+
+    ``family``: verify one IP family; None: every family the cluster's nodes have. A dual-stack cluster is
+    verified once per family (kube-proxy programs iptables and ip6tables apart) and each check's answers are
+    combined: violated in either family is violated, then unknown, else proved; a family in which the check
+    covers no packet (an IPv4-only Service, an IPv6 client) has no say. Built-ins are per family, and named
+    with it when there are two. ``rules`` (a node's dump) is of one family, so it needs ``family`` then.
+    """
+    families = (family,) if family is not None else cluster_families(cluster)
+    if rules and len(families) > 1:
+        raise ValueError("a dump holds one family's rules: pass family= with rules= for a dual-stack cluster")
+    own = tuple(cluster.checks if checks is None else checks)
+    answers = [_verify_family(cluster, own, f, timeout_ms, rules, builtins, named=len(families) > 1)
+               for f in families]
+    combined = [_combined([results[i] for results in answers]) for i in range(len(own))]
+    return combined + [result for results in answers for result in results[len(own):]]
+
+
+def _verify_family(cluster: ir.Cluster, own: tuple[ir.Check, ...], family: ir.IPFamily, timeout_ms: int,
+                   rules, builtins: bool, named: bool) -> list:
+    from dataclasses import replace
+
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
 
-    todo = tuple(cluster.checks if checks is None else checks)
+    todo = own
     if builtins:
-        todo += builtin_checks(cluster, family)
+        extra = builtin_checks(cluster, family)
+        todo += tuple(replace(c, name=f"{c.name} ({family.value})") for c in extra) if named else extra
         cluster = with_builtin_clients(cluster)
     network = ClusterNetwork(cluster, node_models(cluster, family, rules), family)
     verifier = Verifier(cluster, network, timeout_ms)
     return [verifier.check(check) for check in todo]
+
+
+def _combined(results: list):
+    """One check's answer from its answers per family (see ``verify``)."""
+    from dataclasses import replace
+
+    from kspec.verifier.properties import Verdict
+
+    live = [r for r in results if r.instances] or results[:1]
+    for verdict in (Verdict.VIOLATED, Verdict.UNKNOWN):
+        found = next((r for r in live if r.verdict is verdict), None)
+        if found is not None:
+            return found
+    return replace(live[0], instances=sum(r.instances for r in live))

@@ -35,9 +35,10 @@ def with_builtin_clients(cluster: ir.Cluster) -> ir.Cluster:
 def builtin_checks(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4) -> tuple[ir.Check, ...]:
     checks: list[ir.Check] = []
     for svc in cluster.services:
-        if svc.type is ir.ServiceType.EXTERNAL_NAME or not svc.cluster_ips or not svc.ports:
-            continue
-        checks += _cluster_ip_checks(cluster, svc)
+        if svc.type is ir.ServiceType.EXTERNAL_NAME or not svc.ports or \
+                not any(ir.IPFamily.of(ip) is family for ip in svc.cluster_ips):
+            continue  # not proxied in this family (kube-proxy follows the Service's ipFamilies)
+        checks += _cluster_ip_checks(cluster, svc, family)
         if svc.external_traffic_policy is ir.TrafficPolicy.LOCAL and svc.type in (
                 ir.ServiceType.NODE_PORT, ir.ServiceType.LOAD_BALANCER):
             checks += _local_policy_checks(cluster, svc, family)
@@ -53,11 +54,12 @@ def _check(name: str, clients: tuple[str, ...], dest: ir.Destination, prop, svc:
     return ir.Check(f"builtin: {name}", clients, dest, prop, ir.Expectation.HOLDS, span=svc.span)
 
 
-def _cluster_ip_checks(cluster: ir.Cluster, svc: ir.Service) -> list[ir.Check]:
+def _cluster_ip_checks(cluster: ir.Cluster, svc: ir.Service, family: ir.IPFamily) -> list[ir.Check]:
     checks = []
-    ready = any(ep.ready or (ep.serving and ep.terminating) for ep in svc.endpoints)
+    endpoints = [ep for ep in svc.endpoints if ir.IPFamily.of(ep.ip) is family]
+    ready = any(ep.ready or (ep.serving and ep.terminating) for ep in endpoints)
     dest = ir.Destination(svc.key, ir.Via.CLUSTER_IP)
-    for pod in cluster.pods:
+    for pod in (p for p in cluster.pods if ir.IPFamily.of(p.ip) is family):
         # kube-proxy masquerades on purpose when a pod reaches itself through its own Service (hairpin).
         keeps = ir.Implies(ir.Delivered(), ir.Or(ir.SourceIsClient(), ir.EndpointIn((pod.key,))))
         checks.append(_check(f"ClusterIP traffic from {pod.key} is not SNATed: {svc.key}",
@@ -67,13 +69,13 @@ def _cluster_ip_checks(cluster: ir.Cluster, svc: ir.Service) -> list[ir.Check]:
     nodes = tuple(node_client(n) for n in cluster.nodes)
     if ready:
         checks.append(_check(f"every node reaches the Service: {svc.key}", nodes, dest, ir.Delivered(), svc))
-    elif not svc.endpoints:
+    elif not endpoints:
         checks.append(_check(f"a Service without endpoints rejects: {svc.key}", nodes, dest, ir.Rejected(), svc))
     return checks
 
 
-def _draining(svc: ir.Service, node: str) -> bool:
-    local = [ep for ep in svc.endpoints if ep.node == node]
+def _draining(svc: ir.Service, node: str, family: ir.IPFamily) -> bool:
+    local = [ep for ep in svc.endpoints if ep.node == node and ir.IPFamily.of(ep.ip) is family]
     return bool(local) and not any(ep.ready for ep in local) and any(ep.serving and ep.terminating for ep in local)
 
 
@@ -91,7 +93,7 @@ def _local_policy_checks(cluster: ir.Cluster, svc: ir.Service, family: ir.IPFami
             if node.name in healthy:
                 checks.append(_check(f"{node.name} passes its health check and delivers: {svc.key}",
                                      (ANY_EXTERNAL,), dest, ir.Delivered(), svc))
-            elif _draining(svc, node.name):
+            elif _draining(svc, node.name, family):
                 # kube-proxy's /healthz counts ready endpoints only, so a node whose local endpoints are all
                 # terminating fails the check (the LB drains it) while its rules still deliver to them.
                 checks.append(replace(_check(

@@ -241,6 +241,8 @@ class Verifier:
         clients = [c for c in self.cluster.clients if not check.clients or c.name in check.clients]
         service = self._service(check.destination.service)
         for client in clients:
+            if not self._speaks(client):
+                continue  # e.g. an IPv4 client in the IPv6 verifier: it sends nothing of this family
             for port in service.ports:
                 if check.destination.port not in (None, port.name, str(port.port)):
                     continue
@@ -275,6 +277,14 @@ class Verifier:
             ranges += [ipaddress.ip_network(ip) for ip in node.ips if ip.version == loopback.version]
         return ranges
 
+    def _speaks(self, client: ir.Client) -> bool:
+        """Whether ``client`` has an address of this verifier's family ("any external host" always has)."""
+        if client.ip is not None:
+            return ir.IPFamily.of(client.ip) is self.family
+        if client.kind is ir.ClientKind.NODE and client.node:
+            return self.cluster.node(client.node).primary_ip(self.family) is not None
+        return True
+
     def _client_ip(self, client: ir.Client) -> ir.IPAddress | None:
         if client.ip is not None:
             return client.ip
@@ -303,31 +313,33 @@ class Verifier:
         proto = port.protocol
         name = f"{svc.key}:{port.name or port.port}"
         make = lambda dst, dport, entry, lb=None: Target(dst, dport, proto, entry, lb, name)  # noqa: E731
+        mine = lambda ip: ip is not None and ir.IPFamily.of(ip) is self.family  # noqa: E731
+        if not any(mine(ip) for ip in svc.cluster_ips):
+            return  # kube-proxy programs a Service only in the families of its cluster IPs (its ipFamilies)
         if dest.via is ir.Via.CLUSTER_IP:
-            for ip in svc.cluster_ips:
-                if ir.IPFamily.of(ip) is self.family:
-                    yield make(ip, port.port, None), f"{name} cluster IP {ip}:{port.port}"
+            for ip in filter(mine, svc.cluster_ips):
+                yield make(ip, port.port, None), f"{name} cluster IP {ip}:{port.port}"
         elif dest.via is ir.Via.NODE_PORT:
             if not port.node_port:
                 raise LookupError(f"{name} has no node port")
             nodes = [self.cluster.node(dest.node)] if dest.node else list(self.cluster.nodes)
             for node in nodes:
                 ip = node.primary_ip(self.family)
-                yield make(ip, port.node_port, node.name), f"{node.name} {ip}:{port.node_port} ({name})"
+                if ip is not None:
+                    yield make(ip, port.node_port, node.name), f"{node.name} {ip}:{port.node_port} ({name})"
         elif dest.via is ir.Via.EXTERNAL_IP:
-            for ip in svc.external_ips:
+            for ip in filter(mine, svc.external_ips):
                 for node in self.cluster.nodes:
                     yield make(ip, port.port, node.name), f"external IP {ip}:{port.port} via {node.name} ({name})"
         elif dest.via is ir.Via.LOAD_BALANCER:
-            for ingress in svc.load_balancer_ingress:
+            for ingress in (i for i in svc.load_balancer_ingress if mine(i.ip)):
                 for node_name in self._lb_backends(svc) or (None,):
                     if node_name is None:
                         yield make(ingress.ip, port.port, None, ingress.ip), f"LB {ingress.ip}:{port.port} ({name})"
                     elif self._lb().style is ir.LoadBalancerStyle.VIP_KEPT:
                         yield (make(ingress.ip, port.port, node_name, ingress.ip),
                                f"LB {ingress.ip}:{port.port} -> {node_name} ({name})")
-                    else:
-                        ip = self.cluster.node(node_name).primary_ip(self.family)
+                    elif (ip := self.cluster.node(node_name).primary_ip(self.family)) is not None:
                         target = replace(make(ip, port.node_port, node_name, ingress.ip),
                                          lb_source_ranges=svc.load_balancer_source_ranges)
                         yield target, f"LB {ingress.ip}:{port.port} -> {node_name} {ip}:{port.node_port} ({name})"

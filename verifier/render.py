@@ -30,7 +30,8 @@ def ending(fate: Fate, seen: str) -> str:
 
 def counterexample_text(ce: Counterexample) -> str:
     fate = ce.fate
-    head = (f"  packet  {ce.src}:{ce.sport} -> {fate.hops[0].node if fate.hops else '?'}  "
+    source = f"[{ce.src}]:{ce.sport}" if ":" in ce.src else f"{ce.src}:{ce.sport}"  # IPv6 in brackets
+    head = (f"  packet  {source} -> {fate.hops[0].node if fate.hops else '?'}  "
             f"({ce.instance.description})")
     return "\n".join([head] + step_lines(fate) + [ending(fate, ce.seen)])
 

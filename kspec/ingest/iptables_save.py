@@ -833,13 +833,13 @@ class _TableBuilder:
     def __init__(self, name: str, origin: rs.Origin):
         self.name = name
         self.origin = origin
-        self.chains: dict[str, list] = {}  # name -> [policy, rules, declared origin]
+        self.chains: dict[str, list] = {}  # name -> [policy, rules, declared origin, name]
         self.deleted: list[str] = []
 
     def declare(self, chain: str, policy: rs.Policy | None, origin: rs.Origin) -> None:
         entry = self.chains.get(chain)
         if entry is None:
-            self.chains[chain] = [policy, [], origin]
+            self.chains[chain] = [policy, [], origin, chain]
         else:  # re-declaring flushes, as iptables-restore does
             entry[0], entry[1], entry[2] = policy or entry[0], [], origin
         if chain in self.deleted:
@@ -848,12 +848,12 @@ class _TableBuilder:
     def rules_of(self, chain: str) -> list | None:
         entry = self.chains.get(chain)
         if entry is None and rs.is_builtin(self.name, chain):
-            entry = self.chains[chain] = [None, [], None]  # built-ins always exist
+            entry = self.chains[chain] = [None, [], None, chain]  # built-ins always exist
         return entry[1] if entry is not None else None
 
     def build(self) -> rs.Table:
         chains = tuple([rs.new_chain(name, policy, tuple(rules), origin)
-                        for name, (policy, rules, origin) in self.chains.items()])
+                        for name, (policy, rules, origin, _) in self.chains.items()])
         return rs.Table(self.name, chains, tuple(self.deleted))
 
 
@@ -884,13 +884,13 @@ class _Parser:
                     name = line[3:space]
                     chain = chains.get(name) if space > 3 else None
                     parsed = _fast_rule(line, space + 1, rules) if chain is not None else None
-                    if parsed is not None:
-                        chain[1].append(new_rule(name, parsed[0], parsed[1], file, number, line))
+                    if parsed is not None:  # the rule shares its chain's name (one string, not one per rule)
+                        chain[1].append(new_rule(chain[3], parsed[0], parsed[1], file, number, line))
                         continue
                 elif head[:1] == ":" and line.endswith(" - [0:0]"):  # a new user chain
                     name = line[1:-8]
                     if name not in chains and " " not in name and name and not self.table.deleted:
-                        chains[name] = [None, [], new_origin(file, number)]
+                        chains[name] = [None, [], new_origin(file, number), name]
                         continue
             if len(self.errors) >= _MAX_ERRORS:
                 break

@@ -8,22 +8,25 @@ from typing import TextIO
 from kspec.report import Outcome, outcomes, parse_format, render, use_color
 
 
-def _verify_one(path: str, cluster, timeout_ms: int, rules, builtins: bool, allow_unknown: bool) -> list[Outcome]:
+def _verify_one(path: str, cluster, timeout_ms: int, rules, builtins: bool, allow_unknown: bool,
+                family=None) -> list[Outcome]:
     from kspec.verifier import verify
 
-    return outcomes(path, verify(cluster, timeout_ms=timeout_ms, rules=rules, builtins=builtins), allow_unknown)
+    results = verify(cluster, timeout_ms=timeout_ms, rules=rules, builtins=builtins, family=family)
+    return outcomes(path, results, allow_unknown)
 
 
 def verify_outcomes(loaded: list[tuple[str, object]], *, timeout_ms: int, rules=None, builtins: bool = True,
-                    allow_unknown: bool = False, jobs: int = 1) -> list[Outcome]:
-    """Outcomes for every (spec, check), in spec order; specs are verified ``jobs`` at a time."""
+                    allow_unknown: bool = False, jobs: int = 1, family=None) -> list[Outcome]:
+    """Outcomes for every (spec, check), in spec order; specs are verified ``jobs`` at a time. ``family``:
+    one IP family, or None for every family each cluster's nodes have (``kspec.verifier.verify``)."""
     if jobs <= 1 or len(loaded) <= 1:
         return [o for path, cluster in loaded
-                for o in _verify_one(path, cluster, timeout_ms, rules, builtins, allow_unknown)]
+                for o in _verify_one(path, cluster, timeout_ms, rules, builtins, allow_unknown, family)]
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=min(jobs, len(loaded))) as pool:
-        futures = [pool.submit(_verify_one, path, cluster, timeout_ms, rules, builtins, allow_unknown)
+        futures = [pool.submit(_verify_one, path, cluster, timeout_ms, rules, builtins, allow_unknown, family)
                    for path, cluster in loaded]
         return [o for future in futures for o in future.result()]
 

@@ -56,6 +56,24 @@ def test_bad_input_exits_2_with_position_and_no_traceback(tmp_path: Path):
     assert compact.stderr.count("\n") == 1
 
 
+def test_verify_an_ipv6_only_spec():
+    run = kspec("verify", str(REPO / "tests" / "data" / "specs" / "ipv6-nodeport.k"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "packet  [2001:db8::79]:" in run.stdout and "client_address=fd00:240::5" in run.stdout
+    assert run.stdout.strip().splitlines()[-1].endswith("1 violated (1 expected), 0 unknown - 0 failures")
+
+
+def test_verify_rules_on_a_dual_stack_cluster_needs_the_family(tmp_path: Path):
+    text = (REPO / "specs" / "nodeport-cluster.k").read_text().replace(
+        "ip 10.240.0.3", "ip 10.240.0.3, fd00:240::3", 1)
+    spec = tmp_path / "dual.k"
+    spec.write_text(text)
+    dump = tmp_path / "node1.rules"
+    dump.write_text("*nat\nCOMMIT\n")
+    run = kspec("verify", "--rules", str(dump), "--node", "node1", str(spec))
+    assert run.returncode == 2 and "--family" in run.stderr, run.stdout + run.stderr
+
+
 def test_usage_error_exits_2():
     assert kspec("verify", "--format", "nonsense").returncode == 2
 

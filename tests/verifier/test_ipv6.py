@@ -99,3 +99,74 @@ def test_ip6tables_save_dump_gives_the_compiled_verdicts(policy):
         from_dump = [(r.check.name, r.verdict) for r in verify(c, checks, family=V6, builtins=True,
                                                                rules={node.name: dump})]
         assert from_dump == compiled, node.name
+
+
+# ---------------------------------------------------------------------------------------------- dual stack
+
+
+def dual_stack(policy: ir.TrafficPolicy) -> ir.Cluster:
+    """Nodes with both families; 'web' is dual-stack (an endpoint of each family on node1), 'legacy' is
+    IPv4 only (kube-proxy programs it in iptables, not ip6tables)."""
+    nodes = tuple(ir.Node(f"node{i}", (ip(f"10.240.0.{2 + i}"), ip(f"fd00:240::{2 + i}")),
+                          (net(f"10.244.{i}.0/24"), net(f"fd00:244:0:{i}::/64"))) for i in (1, 2))
+    port = (ir.ServicePort("", ir.Protocol.TCP, 80, 8080, 30080),)
+    eport = (ir.EndpointPort("", ir.Protocol.TCP, 8080),)
+    web = ir.Service("default", "web", ir.ServiceType.NODE_PORT, (ip("10.96.0.10"), ip("fd00:96::10")), port,
+                     endpoints=(ir.Endpoint(ip("10.244.1.5"), eport, "node1"),
+                                ir.Endpoint(ip("fd00:244:0:1::5"), eport, "node1")),
+                     external_traffic_policy=policy)
+    legacy = ir.Service("default", "legacy", ir.ServiceType.CLUSTER_IP, (ip("10.96.0.20"),),
+                        (ir.ServicePort("", ir.Protocol.TCP, 80, 8080),),
+                        endpoints=(ir.Endpoint(ip("10.244.2.9"), eport, "node2"),))
+    pods = (ir.Pod("default", "client4", "node2", ip("10.244.2.7")),
+            ir.Pod("default", "client6", "node2", ip("fd00:244:0:2::7")))
+    clients = (ir.Client("internet4", ir.ClientKind.EXTERNAL, ip("104.132.1.79")),
+               ir.Client("internet6", ir.ClientKind.EXTERNAL, ip("2001:db8:cafe::79")),
+               ir.Client("client4", ir.ClientKind.POD, pods[0].ip, "node2"),
+               ir.Client("client6", ir.ClientKind.POD, pods[1].ip, "node2"))
+    proxy = ir.ProxyConfig(cluster_cidrs=(net("10.244.0.0/16"), net("fd00:244::/48")))
+    return ir.Cluster("dual", nodes, proxy, pods, (web, legacy), clients)
+
+
+def test_a_dual_stack_check_combines_both_families():
+    c = dual_stack(ir.TrafficPolicy.CLUSTER)
+    via_node2 = D("web", ir.Via.NODE_PORT, node="node2")
+    keeps, pods, legacy = verify(c, (
+        ir.Check("keeps", ("internet4", "internet6"), via_node2, KEEPS),
+        ir.Check("pods", ("client4", "client6"), D("web", ir.Via.CLUSTER_IP), KEEPS),
+        ir.Check("legacy", ("client4", "client6"), D("legacy", ir.Via.CLUSTER_IP), ir.Delivered())))
+    assert keeps.verdict is Verdict.VIOLATED and not keeps.replay_error  # SNAT in both families: one is shown
+    assert pods.verdict is Verdict.PROVED and pods.instances == 2  # one client per family, both proved
+    assert legacy.verdict is Verdict.PROVED and legacy.instances == 1  # IPv4 only: IPv6 has no say
+    # each family alone agrees
+    for family, sender in ((ir.IPFamily.V4, "internet4"), (V6, "internet6")):
+        [alone] = verify(c, (ir.Check("k", (sender,), via_node2, KEEPS),), family=family)
+        assert alone.verdict is Verdict.VIOLATED
+
+
+def test_a_violation_in_one_family_is_a_violation():
+    c = dual_stack(ir.TrafficPolicy.CLUSTER)
+    web = next(s for s in c.services if s.name == "web")
+    from dataclasses import replace
+
+    only4 = replace(web, endpoints=web.endpoints[:1])  # the IPv6 side lost its endpoint: it rejects
+    c = replace(c, services=(only4,) + c.services[1:])
+    [result] = verify(c, (ir.Check("up", ("client4", "client6"), D("web", ir.Via.CLUSTER_IP), ir.Delivered()),))
+    assert result.verdict is Verdict.VIOLATED
+    assert ":" in result.counterexample.src  # the IPv6 client's packet is the counterexample
+
+
+def test_dual_stack_builtins_are_per_family_and_named_so():
+    results = verify(dual_stack(ir.TrafficPolicy.LOCAL), (), builtins=True)
+    names = [r.check.name for r in results]
+    assert all(r.as_expected and not r.replay_error for r in results), \
+        [(r.check.name, r.verdict) for r in results if not r.as_expected]
+    assert any(n.endswith("(IPv4)") for n in names) and any(n.endswith("(IPv6)") for n in names)
+    assert len(names) == len(set(names))
+    assert not any("legacy" in n and n.endswith("(IPv6)") for n in names)  # not proxied in IPv6
+    assert any("legacy" in n and n.endswith("(IPv4)") for n in names)
+
+
+def test_a_dump_of_a_dual_stack_cluster_needs_its_family():
+    with pytest.raises(ValueError, match="family"):
+        verify(dual_stack(ir.TrafficPolicy.CLUSTER), (), rules={"node1": "*nat\nCOMMIT\n"})
