@@ -345,8 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "compiled rules (with --node)")
     ver.add_argument("--node", help="the node the --rules dump is from")
     ver.add_argument("--family", choices=sorted(_FAMILIES),
-                     help="verify one IP family (default: every family the cluster's nodes have; a dual-stack "
-                          "check is violated when either family violates it)")
+                     help="verify one IP family (default: every family the cluster's nodes and Services have; "
+                          "a dual-stack check is violated when either family violates it)")
     ver.add_argument("--format", action="append", metavar="NAME[=FILE]",
                      help="report format: human, json, junit, sarif or github; repeat for several, each but one "
                           "with =FILE (default human; [tool.kspec] formats in pyproject.toml)")

@@ -246,8 +246,9 @@ def test_a_shared_memo_parses_as_a_fresh_parser_does():
     kwargs = dict(require_declared_jumps=False)
     first, second = (parse_iptables_save(t, "n.rules", memo=memo, **kwargs) for t in (base, other))
     assert first == parse_iptables_save(base, "n.rules", **kwargs)
-    assert second == parse_iptables_save(other, "n.rules", **kwargs)
-    assert [r.origin for r in second.rules()] == [r.origin for r in parse_iptables_save(other, "n.rules", **kwargs).rules()]
+    alone = parse_iptables_save(other, "n.rules", **kwargs)
+    assert second == alone
+    assert [r.origin for r in second.rules()] == [r.origin for r in alone.rules()]
     fast = [(a, b) for a, b in zip(first.rules(), second.rules())
             if a.text == b.text and a.matches and _fast_rule(a.text, a.text.index(" ", 3) + 1, RuleParser())]
     assert fast and all(a.matches is b.matches for a, b in fast)  # the fast path's texts: parsed once, shared

@@ -51,9 +51,10 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
 
 
 def cluster_families(cluster: ir.Cluster) -> tuple[ir.IPFamily, ...]:
-    """The IP families the cluster's nodes have addresses in (IPv4 when no node has one)."""
-    found = tuple(family for family in ir.IPFamily if any(n.primary_ip(family) for n in cluster.nodes))
-    return found or (ir.IPFamily.V4,)
+    """The IP families the cluster's nodes or Services have addresses in (IPv4 when none has one)."""
+    addresses = [ip for n in cluster.nodes for ip in n.ips] + [ip for s in cluster.services for ip in s.cluster_ips]
+    found = {ir.IPFamily.of(ip) for ip in addresses}
+    return tuple(family for family in ir.IPFamily if family in found) or (ir.IPFamily.V4,)
 
 
 def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, timeout_ms: int = 10_000,
@@ -62,11 +63,12 @@ def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, t
     """CheckResult for every check (the cluster's own when ``checks`` is None), plus the built-in
     properties when ``builtins``.
 
-    ``family``: verify one IP family; None: every family the cluster's nodes have. A dual-stack cluster is
-    verified once per family (kube-proxy programs iptables and ip6tables apart) and each check's answers are
-    combined: violated in either family is violated, then unknown, else proved; a family in which the check
-    covers no packet (an IPv4-only Service, an IPv6 client) has no say. Built-ins are per family, and named
-    with it when there are two. ``rules`` (a node's dump) is of one family, so it needs ``family`` then.
+    ``family``: verify one IP family; None: every family the cluster's nodes and Services have. A
+    dual-stack cluster is verified once per family (kube-proxy programs iptables and ip6tables apart) and
+    each check's answers are combined: violated in either family is violated, then unknown, else proved; a
+    family in which the check covers no packet (an IPv4-only Service, an IPv6 client) has no say. Built-ins
+    are per family, and named with it when there are two. ``rules`` (a node's dump) is of one family, so it
+    needs ``family`` then.
     """
     families = (family,) if family is not None else cluster_families(cluster)
     if rules and len(families) > 1:

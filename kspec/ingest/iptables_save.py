@@ -76,7 +76,9 @@ def _split_simple_quotes(line: str) -> list[str] | None:
             words += part.split()
             continue
         before, after = parts[i - 1], parts[i + 1]
-        if (before and not before[-1].isspace()) or (after and not after[0].isspace()):
+        glued_before = not before[-1:].isspace() if before else i > 1  # '"a""b"' is one word, 'ab'
+        glued_after = not after[:1].isspace() if after else i < len(parts) - 2
+        if glued_before or glued_after:
             return None
         words.append(part)
     return words
@@ -514,7 +516,9 @@ class RuleParser:
             hit = pairs.get(key)
             if hit is None:
                 hit = self._classify(word, val, neg, module, protocol, target, loaded, i)
-                if hit[0] != _K_LATE:
+                # Late options and implicitly loaded port modules depend on what the line loaded before,
+                # which the key leaves out: not cached.
+                if hit[0] != _K_LATE and not (hit[0] == _K_MATCH and hit[3] is not None):
                     pairs[key] = hit
             kind, arity = hit[0], hit[1]
             if arity and val is None:
@@ -760,6 +764,8 @@ def _fast_matches(text: str, parser: RuleParser) -> tuple[rs.Match, ...] | None:
                 module = words[i + 1]
                 if neg or module not in _FAST_MODULES:
                     return None
+                if module == "statistic" and words[i + 2] != "--mode":
+                    return None  # the full parser knows the other options, and that none is an error
                 if module == "comment" and words[i + 2] == "--comment":  # kube-proxy's most common pair
                     val = words[i + 3]
                     hit = comments.get(val)
@@ -808,6 +814,7 @@ def _fast_matches(text: str, parser: RuleParser) -> tuple[rs.Match, ...] | None:
                     hit = pairs[key] = _build_statistic("statistic", [
                         ("--mode", "random", False, i + 1), ("--probability", words[j + 1], pneg, j + 1)])[0]
                 ext.append(hit)
+                module = "statistic, complete"  # a second --mode/--probability overrides: the full parser
                 i = j
             neg = False
             i += 2
@@ -881,15 +888,16 @@ class _Parser:
                 head = line[:3]
                 if head == "-A ":
                     space = line.find(" ", 3)
-                    name = line[3:space]
-                    chain = chains.get(name) if space > 3 else None
+                    name = line[3:space]  # the full parser unquotes a quoted name; it takes those
+                    chain = chains.get(name) if space > 3 and '"' not in name and "\\" not in name else None
                     parsed = _fast_rule(line, space + 1, rules) if chain is not None else None
                     if parsed is not None:  # the rule shares its chain's name (one string, not one per rule)
                         chain[1].append(new_rule(chain[3], parsed[0], parsed[1], file, number, line))
                         continue
                 elif head[:1] == ":" and line.endswith(" - [0:0]"):  # a new user chain
                     name = line[1:-8]
-                    if name not in chains and " " not in name and name and not self.table.deleted:
+                    if name and name.isprintable() and " " not in name and name not in chains and \
+                            not self.table.deleted:  # no whitespace of any kind in the name
                         chains[name] = [None, [], new_origin(file, number), name]
                         continue
             if len(self.errors) >= _MAX_ERRORS:

@@ -19,7 +19,7 @@ def _verify_one(path: str, cluster, timeout_ms: int, rules, builtins: bool, allo
 def verify_outcomes(loaded: list[tuple[str, object]], *, timeout_ms: int, rules=None, builtins: bool = True,
                     allow_unknown: bool = False, jobs: int = 1, family=None) -> list[Outcome]:
     """Outcomes for every (spec, check), in spec order; specs are verified ``jobs`` at a time. ``family``:
-    one IP family, or None for every family each cluster's nodes have (``kspec.verifier.verify``)."""
+    one IP family, or None for every family each cluster's nodes and Services have (``kspec.verifier.verify``)."""
     if jobs <= 1 or len(loaded) <= 1:
         return [o for path, cluster in loaded
                 for o in _verify_one(path, cluster, timeout_ms, rules, builtins, allow_unknown, family)]

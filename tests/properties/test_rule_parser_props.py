@@ -7,7 +7,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kspec.ingest.iptables_save import _LineError, RuleParser, _fast_rule, tokenize
+from kspec.diagnostics import KspecError
+from kspec.ingest.iptables_save import RuleParser, _fast_rule, _LineError, parse_iptables_save, tokenize
 
 COMMENTS = st.sampled_from([
     "ns/svc:p80", '"ns/svc:p80 cluster IP"', '"a -j KUBE-MARK-MASQ"', '"x -m tcp --dport 1"', '"tail -j"',
@@ -32,6 +33,9 @@ NOISE = st.sampled_from([
     "--probability 0.5", "-m statistic --mode random --probability x", "-m mark --mark z", "-m state --state NEW",
     "-m addrtype --dst-type NOPE", "-m recent --name X --rcheck --seconds 10 --reap", "-m frob --x 1", "!", "! !",
     "--comment loose", "junk", "-m comment ! --comment x", "-p", "-j Y", "--to-destination 1.2.3.4",
+    "-m statistic --mode random --probability 0.5 --mode random --probability 1.0", "-m statistic",
+    "-m statistic -m tcp --dport 80", "-p tcp -m statistic --mode random --probability 0.5 --dport 80",
+    '-m comment --comment "a""b"', '-m comment --comment "a"b', "-m comment --comment a\\ b",
 ])
 TARGETS = st.sampled_from([
     "-j KUBE-SVC-X", "-j KUBE-MARK-MASQ", "-j ACCEPT", "-j DROP", "-j RETURN", "-j REJECT",
@@ -106,3 +110,60 @@ def test_the_fast_path_is_taken_on_kube_proxy_lines() -> None:
     ]:
         fast = fast_parse(line, parser)
         assert fast is not None and fast == full_parse(line), line
+
+
+# ------------------------------------------------------------------------------- whole texts, shared memo
+
+CHAIN_NAMES = st.sampled_from(["KUBE-SEP-X", "KUBE-SVC-Y", '"KUBE-Q"', "KUBE-T\tAB", "KUBE-\u3000W"])
+
+
+@st.composite
+def restore_texts(draw) -> str:
+    """A small nat table: declarations (some with odd names), rule lines into them."""
+    names = draw(st.lists(CHAIN_NAMES, min_size=1, max_size=3, unique=True))
+    lines = ["*nat"] + [f":{name} - [0:0]" for name in names]
+    for _ in range(draw(st.integers(1, 5))):
+        line = draw(rule_lines())
+        lines.append(line.replace("KUBE-SEP-X", draw(st.sampled_from(names)), 1))
+    return "\n".join(lines + ["COMMIT", ""])
+
+
+def _slow(text: str) -> str:
+    """The same text, every line made to take the full parser (counters on rules and declarations)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("-A "):
+            line = "[0:0] " + line
+        elif line.startswith(":"):
+            line = line.replace(" - [0:0]", " - [1:1]")
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _outcome(text: str, memo=None):
+    try:
+        return parse_iptables_save(text, "t.rules", require_declared_jumps=False, memo=memo)
+    except KspecError:
+        return "error"
+
+
+@given(restore_texts())
+def test_whole_texts_parse_as_the_full_parser_reads_them(text: str) -> None:
+    assert _outcome(text) == _outcome(_slow(text)), text
+
+
+@given(st.lists(restore_texts(), min_size=2, max_size=4))
+def test_a_shared_memo_does_not_carry_one_text_into_another(texts: list[str]) -> None:
+    memo = RuleParser()
+    for text in texts:
+        assert _outcome(text, memo) == _outcome(text), text
+
+
+def test_an_implicit_port_module_is_not_carried_between_texts() -> None:
+    """Found in review: a cached 'implicit -m tcp' classification made a later text fail."""
+    a = "*nat\n:C - [0:0]\n-A C -p tcp -m statistic --mode random --probability 0.5 --dport 80 -j C\nCOMMIT\n"
+    b = ("*nat\n:C - [0:0]\n-A C -p tcp -m tcp -m statistic --mode random --probability 0.5 --dport 80 "
+         "--probability 0.3 -j C\nCOMMIT\n")
+    memo = RuleParser()
+    assert _outcome(a, memo) != "error"
+    assert _outcome(b, memo) == _outcome(b) != "error"
