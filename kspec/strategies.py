@@ -22,6 +22,9 @@ clients in ``192.0.2.0/24``.
 
 ``st.from_type(kspec.ir.Cluster)`` (and Node, Pod, Service) work once kspec is installed: the strategies are
 registered through Hypothesis's ``hypothesis`` entry point.
+
+IPv6: ``clusters(...).map(as_ipv6)`` draws the same clusters with every address moved under ``fd00::/96``
+(``10.244.1.5`` becomes ``fd00::af4:105``, a ``/24`` a ``/120``); ``packets`` follows the cluster's family.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ __all__ = [
     "NODE_CIDR", "CLUSTER_CIDR", "SERVICE_CIDR", "LB_CIDR", "EXTERNAL_IP_CIDR", "CLIENT_CIDR",
     "ServiceShape", "ClientPacket", "Readiness",
     "addresses", "networks", "readiness", "nodes", "pods", "service_shapes", "services",
-    "proxy_configs", "props", "checks", "clusters", "packets", "specs",
+    "proxy_configs", "props", "checks", "clusters", "packets", "specs", "as_ipv6",
 ]
 
 NODE_CIDR = ipaddress.ip_network("10.240.0.0/24")
@@ -434,12 +437,19 @@ class ClientPacket:
         return ir.Destination(self.service, self.via, self.port or None, node)
 
 
-def _client_source(client: ir.Client, cluster: ir.Cluster) -> ir.IPAddress | None:
+def _client_source(client: ir.Client, cluster: ir.Cluster, family: ir.IPFamily) -> ir.IPAddress | None:
     if client.ip is not None:
         return client.ip
     if client.kind is ir.ClientKind.NODE and client.node:
-        return cluster.node(client.node).primary_ip(ir.IPFamily.V4)
+        return cluster.node(client.node).primary_ip(family)
     return None
+
+
+def _speaks(client: ir.Client, cluster: ir.Cluster, family: ir.IPFamily) -> bool:
+    if client.kind is ir.ClientKind.EXTERNAL and client.ip is None:
+        return True  # any external host
+    source = _client_source(client, cluster, family)
+    return source is not None and ir.IPFamily.of(source) is family
 
 
 @st.composite
@@ -464,14 +474,47 @@ def packets(draw, cluster: ir.Cluster, vias: Sequence[ir.Via] = tuple(ir.Via)) -
     if not targets or not cluster.clients:
         raise ValueError("packets(cluster) needs a client and a Service with a port")
     svc, port, via, dst, dport, entry = draw(st.sampled_from(targets), label="target")
-    client = draw(st.sampled_from(cluster.clients), label="client")
-    src = _client_source(client, cluster)
+    family = ir.IPFamily.of(dst)
+    senders = [c for c in cluster.clients if _speaks(c, cluster, family)]
+    if not senders:
+        raise ValueError(f"packets(cluster): no client has an {family.value} address")
+    client = draw(st.sampled_from(senders), label="client")
+    src = _client_source(client, cluster, family)
     if src is None:
-        src = draw(addresses(CLIENT_CIDR), label="source")
+        src = draw(addresses(CLIENT_CIDR if family is ir.IPFamily.V4 else _embedded(CLIENT_CIDR)), label="source")
     if client.kind is not ir.ClientKind.EXTERNAL:
         entry = client.node if via is not ir.Via.NODE_PORT else entry
     sport = draw(st.integers(1024, 65535), label="source port")
     return ClientPacket(client, src, sport, dst, dport, port.protocol, via, svc.key, port.name, entry)
+
+
+# ------------------------------------------------------------------------------------------------- IPv6
+
+_IPV6_PREFIX = int(ipaddress.IPv6Address("fd00::"))
+
+
+def _embedded(value):
+    """``value`` (an IPv4 address or network) under ``fd00::/96``."""
+    if isinstance(value, ipaddress.IPv4Network):
+        return ipaddress.IPv6Network((_IPV6_PREFIX | int(value.network_address), 96 + value.prefixlen))
+    return ipaddress.IPv6Address(_IPV6_PREFIX | int(value))
+
+
+def as_ipv6(cluster: ir.Cluster) -> ir.Cluster:
+    """The same cluster with every IPv4 address and network moved under ``fd00::/96`` (same host bits, prefix
+    lengths + 96): an IPv6-only cluster shaped exactly like a drawn IPv4 one, for ``clusters().map(as_ipv6)``."""
+    return _moved(cluster)
+
+
+def _moved(value):
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv4Network)):
+        return _embedded(value)
+    if isinstance(value, tuple):
+        return tuple(_moved(item) for item in value)
+    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
+        changes = {name: _moved(getattr(value, name)) for name, f in value.__dataclass_fields__.items() if f.init}
+        return replace(value, **changes)
+    return value
 
 
 # ------------------------------------------------------------------------------------------------ specs

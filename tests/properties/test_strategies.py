@@ -20,6 +20,16 @@ def test_clusters_round_trip_through_the_dsl(cluster: ir.Cluster) -> None:
     assert again == cluster, text
 
 
+@given(ks.clusters(with_checks=True, proxy=ks.proxy_configs()).map(ks.as_ipv6))
+def test_ipv6_clusters_round_trip_and_hold_no_ipv4_address(cluster: ir.Cluster) -> None:
+    text = format_cluster(cluster)
+    again, _ = parse_text(text, "generated6.k")
+    assert again == cluster, text
+    addresses = [n for n in cluster.nodes for n in n.ips + n.pod_cidrs] + [p.ip for p in cluster.pods] + \
+        [ip for s in cluster.services for ip in s.cluster_ips + tuple(e.ip for e in s.endpoints)]
+    assert addresses and all(a.version == 6 for a in addresses)
+
+
 @given(ks.specs(max_nodes=2))
 def test_specs_are_canonical_text(text: str) -> None:
     assert format_cluster(parse_text(text, "generated.k")[0]) == text

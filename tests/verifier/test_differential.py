@@ -28,8 +28,8 @@ SPECS = sorted((REPO / "specs").glob("*.k"))
 class Both:
     """The model and the concrete tracer over the same compiled rules."""
 
-    def __init__(self, cluster: ir.Cluster):
-        network = ClusterNetwork(cluster, node_models(cluster), ir.IPFamily.V4)
+    def __init__(self, cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4):
+        network = ClusterNetwork(cluster, node_models(cluster, family), family)
         self.verifier = Verifier(cluster, network)
         self.concrete = ConcreteCluster(network)
 
@@ -76,6 +76,17 @@ def test_generated_topologies(data):
     cluster = data.draw(ks.clusters(max_nodes=3, max_services=2))
     assume(any(svc.cluster_ips and svc.ports for svc in cluster.services))  # e.g. only ExternalName
     both = Both(cluster)
+    for _ in range(3):
+        both.compare(data.draw(ks.packets(cluster)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_generated_ipv6_topologies(data):
+    """The same topologies moved into IPv6: ip6tables text, 128-bit Z3 terms, the tracer's IPv6 paths."""
+    cluster = data.draw(ks.clusters(max_nodes=3, max_services=2).map(ks.as_ipv6))
+    assume(any(svc.cluster_ips and svc.ports for svc in cluster.services))
+    both = Both(cluster, ir.IPFamily.V6)
     for _ in range(3):
         both.compare(data.draw(ks.packets(cluster)))
 
