@@ -74,9 +74,11 @@ def write_atomic(path: Path, text: str) -> None:
 def run_compile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.compiler import compile_cluster, compile_node
 
+    from kspec.verifier import cluster_families
+
     cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config)
     report(warnings, err, args.compact)
-    family = _FAMILIES[args.family]
+    family = _FAMILIES[args.family] if args.family else cluster_families(cluster)[0]
     if args.all_nodes:
         if not args.output:
             raise KspecError([Diagnostic(None, "--all-nodes needs -o DIR")])
@@ -330,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--node", help="the node whose rules to print")
     comp.add_argument("--all-nodes", action="store_true", help="compile every node (needs -o DIR)")
     comp.add_argument("-o", "--output", help="output file (or directory with --all-nodes), written atomically")
-    comp.add_argument("--family", choices=sorted(_FAMILIES), default="ipv4", help="IP family (default ipv4)")
+    comp.add_argument("--family", choices=sorted(_FAMILIES),
+                      help="IP family (default: the cluster's, IPv4 when it has both)")
     comp.add_argument("--since", metavar="PREVIOUS",
                       help="emit kube-proxy's partial restore after a change from the cluster in PREVIOUS")
     comp.set_defaults(run=run_compile)

@@ -63,6 +63,15 @@ def test_verify_an_ipv6_only_spec():
     assert run.stdout.strip().splitlines()[-1].endswith("1 violated (1 expected), 0 unknown - 0 failures")
 
 
+def test_compile_an_ipv6_only_spec_gives_ip6tables_rules():
+    run = kspec("compile", str(REPO / "tests" / "data" / "specs" / "ipv6-nodeport.k"), "--node", "node1")
+    assert run.returncode == 0, run.stderr
+    assert "-d fd00:96::239" in run.stdout and "--to-destination [fd00:244:0:1::5]:8080" in run.stdout
+    v4 = kspec("compile", str(REPO / "tests" / "data" / "specs" / "ipv6-nodeport.k"), "--node", "node1",
+               "--family", "ipv4")
+    assert v4.returncode == 0 and "fd00:96::239" not in v4.stdout
+
+
 def test_verify_rules_on_a_dual_stack_cluster_needs_the_family(tmp_path: Path):
     text = (REPO / "specs" / "nodeport-cluster.k").read_text().replace(
         "ip 10.240.0.3", "ip 10.240.0.3, fd00:240::3", 1)
