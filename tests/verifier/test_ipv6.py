@@ -10,8 +10,10 @@ import ipaddress
 import subprocess
 
 import pytest
+from hypothesis import given, settings
 
 from kspec import ir
+from kspec import strategies as ks
 from kspec.compiler import compile_cluster
 from kspec.compiler.basechains import base_rules
 from kspec.verifier import verify
@@ -170,3 +172,26 @@ def test_dual_stack_builtins_are_per_family_and_named_so():
 def test_a_dump_of_a_dual_stack_cluster_needs_its_family():
     with pytest.raises(ValueError, match="family"):
         verify(dual_stack(ir.TrafficPolicy.CLUSTER), (), rules={"node1": "*nat\nCOMMIT\n"})
+
+
+# ------------------------------------------------------------------------------- the same cluster, moved
+
+
+@settings(max_examples=25, deadline=None)
+@given(ks.clusters(max_nodes=3, max_services=2))
+def test_moving_a_cluster_into_ipv6_changes_no_verdict(c: ir.Cluster):
+    """kube-proxy's Service rules mean the same in both families (for what the built-ins ask), so the
+    built-in verdicts of a drawn cluster and of the same cluster under fd00::/96 are equal."""
+    four = [(r.check.name, r.verdict) for r in verify(c, (), builtins=True)]
+    six = [(r.check.name, r.verdict) for r in verify(ks.as_ipv6(c), (), builtins=True)]
+    assert four == six
+
+
+def test_testing_helpers_see_an_ipv6_clusters_builtins():
+    """kspec.testing's named properties on an IPv6 cluster run its IPv6 built-ins (not none at all)."""
+    from kspec import testing
+
+    c = cluster(ir.TrafficPolicy.LOCAL)
+    for name in ("local_keeps_client_ip", "cluster_ip_keeps_pod_ip", "nodes_reach_service"):
+        result = testing.verify(c, name)
+        assert result.results and result.proved, name
