@@ -74,11 +74,9 @@ def write_atomic(path: Path, text: str) -> None:
 def run_compile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.compiler import compile_cluster, compile_node
 
-    from kspec.verifier import cluster_families
-
     cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config)
     report(warnings, err, args.compact)
-    family = _FAMILIES[args.family] if args.family else cluster_families(cluster)[0]
+    family = _FAMILIES[args.family] if args.family else cluster.families()[0]
     if args.all_nodes:
         if not args.output:
             raise KspecError([Diagnostic(None, "--all-nodes needs -o DIR")])
@@ -192,9 +190,7 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise KspecError([Diagnostic(None, "--rules needs --node NAME: which node the dump is from")])
         node = _pick_node(loaded[0][1], args.node)
         rules = {node: Path(args.rules)}
-        from kspec.verifier import cluster_families
-
-        if family is None and len(cluster_families(loaded[0][1])) > 1:
+        if family is None and len(loaded[0][1].families()) > 1:
             raise KspecError([Diagnostic(None, "--rules on a dual-stack cluster needs --family ipv4 (an "
                                                "iptables-save dump) or --family ipv6 (ip6tables-save)")])
     outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,

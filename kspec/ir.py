@@ -393,6 +393,7 @@ class Cluster:
         raise KeyError(name)
 
     def families(self) -> tuple[IPFamily, ...]:
-        """The IP families the cluster's Services use, IPv4 first."""
+        """The IP families the cluster's nodes and Services have addresses in, IPv4 first (IPv4 when none)."""
         seen = {IPFamily.of(ip) for svc in self.services for ip in svc.cluster_ips}
+        seen |= {IPFamily.of(ip) for node in self.nodes for ip in node.ips}
         return tuple(f for f in (IPFamily.V4, IPFamily.V6) if f in seen) or (IPFamily.V4,)

@@ -110,7 +110,7 @@ def verify(cluster: ir.Cluster, what: str | ir.Check | None = None, *, timeout_m
 
 def _verify(cluster: ir.Cluster, what, timeout_ms: int) -> Verification:
 
-    from kspec.verifier import cluster_families, verify as run
+    from kspec.verifier import verify as run
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
 
     if what is None:
@@ -122,7 +122,7 @@ def _verify(cluster: ir.Cluster, what, timeout_ms: int) -> Verification:
         return Verification(what, cluster, run(full, _external_checks(cluster), timeout_ms=timeout_ms))
     if what in PROPERTIES:
         prefix = PROPERTIES[what]
-        every_family = (c for family in cluster_families(cluster) for c in builtin_checks(cluster, family))
+        every_family = (c for family in cluster.families() for c in builtin_checks(cluster, family))
         checks = tuple(c for c in every_family if c.name.startswith(prefix)
                        and (what != "health_check_matches_delivery" or "health check" in c.name))
         return Verification(what, cluster, run(with_builtin_clients(cluster), checks, timeout_ms=timeout_ms))

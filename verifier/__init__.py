@@ -6,6 +6,7 @@ and asks ``properties.Verifier`` about every check.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from kspec import ir
@@ -50,13 +51,6 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
     return models
 
 
-def cluster_families(cluster: ir.Cluster) -> tuple[ir.IPFamily, ...]:
-    """The IP families the cluster's nodes or Services have addresses in (IPv4 when none has one)."""
-    addresses = [ip for n in cluster.nodes for ip in n.ips] + [ip for s in cluster.services for ip in s.cluster_ips]
-    found = {ir.IPFamily.of(ip) for ip in addresses}
-    return tuple(family for family in ir.IPFamily if family in found) or (ir.IPFamily.V4,)
-
-
 def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, timeout_ms: int = 10_000,
            family: ir.IPFamily | None = None, rules: dict[str, "str | Path"] | None = None,
            builtins: bool = False):
@@ -70,7 +64,7 @@ def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, t
     are per family, and named with it when there are two. ``rules`` (a node's dump) is of one family, so it
     needs ``family`` then.
     """
-    families = (family,) if family is not None else cluster_families(cluster)
+    families = (family,) if family is not None else cluster.families()
     if rules and len(families) > 1:
         raise ValueError("a dump holds one family's rules: pass family= with rules= for a dual-stack cluster")
     own = tuple(cluster.checks if checks is None else checks)
@@ -82,8 +76,6 @@ def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, t
 
 def _verify_family(cluster: ir.Cluster, own: tuple[ir.Check, ...], family: ir.IPFamily, timeout_ms: int,
                    rules, builtins: bool, named: bool) -> list:
-    from dataclasses import replace
-
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
@@ -100,8 +92,6 @@ def _verify_family(cluster: ir.Cluster, own: tuple[ir.Check, ...], family: ir.IP
 
 def _combined(results: list):
     """One check's answer from its answers per family (see ``verify``)."""
-    from dataclasses import replace
-
     from kspec.verifier.properties import Verdict
 
     live = [r for r in results if r.instances] or results[:1]

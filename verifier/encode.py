@@ -58,10 +58,8 @@ class SymPacket:
         return z3.And(self.conds) if self.conds else z3.BoolVal(True)
 
     def with_step(self, step: Step, **changes) -> "SymPacket":
-        new = _copy_packet(self)
+        new = self.evolve(**changes)
         new.steps = self.steps + (step,)
-        for name, value in changes.items():
-            setattr(new, name, value)
         return new
 
     def evolve(self, **changes) -> "SymPacket":

@@ -1,8 +1,8 @@
 """The source-IP tutorial's scenarios on an IPv6 cluster: the compiler's ip6tables text, the 128-bit Z3
 model, the concrete replay of every counterexample, and a real ``ip6tables-save`` dump read back.
 
-Same shape as the IPv4 seed cluster: three nodes, the app's one endpoint on node1, a pod client on node2,
-an external client, a process on node3.
+The cluster is the IPv4 seed cluster moved into IPv6 (``kspec.strategies.as_ipv6``): three nodes, the app's
+one endpoint on node1, a pod client on node2, an external client, a process on node3.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from kspec.verifier import verify
 from kspec.verifier.network import Disposition
 from kspec.verifier.properties import Verdict
 from tests.netns import iptables_restore, throwaway_netns
+from tests.verifier import seed_clusters
 
 V6 = ir.IPFamily.V6
 D = ir.Destination
@@ -28,24 +29,8 @@ ip, net = ipaddress.ip_address, ipaddress.ip_network
 
 
 def cluster(policy: ir.TrafficPolicy, typ: ir.ServiceType = ir.ServiceType.NODE_PORT) -> ir.Cluster:
-    nodes = tuple(ir.Node(f"node{i}", (ip(f"fd00:240::{2 + i}"),), (net(f"fd00:244:0:{i}::/64"),))
-                  for i in (1, 2, 3))
-    app = ir.Pod("default", "source-ip-app-0", "node1", ip("fd00:244:0:1::5"), (("run", "source-ip-app"),))
-    busybox = ir.Pod("default", "busybox", "node2", ip("fd00:244:0:2::7"))
-    lb = typ is ir.ServiceType.LOAD_BALANCER
-    service = ir.Service(
-        "default", "nodeport", typ, (ip("fd00:96::239"),), (ir.ServicePort("", ir.Protocol.TCP, 80, 8080, 30080),),
-        selector=(("run", "source-ip-app"),),
-        endpoints=(ir.Endpoint(app.ip, (ir.EndpointPort("", ir.Protocol.TCP, 8080),), "node1",
-                               pod="default/source-ip-app-0"),),
-        external_traffic_policy=policy,
-        load_balancer_ingress=(ir.LoadBalancerIngress(ip("2001:db8:1b::140")),) if lb else (),
-        health_check_node_port=32122 if lb and policy is ir.TrafficPolicy.LOCAL else 0)
-    clients = (ir.Client("internet", ir.ClientKind.EXTERNAL, ip("2001:db8:cafe::79")),
-               ir.Client("busybox", ir.ClientKind.POD, busybox.ip, "node2"),
-               ir.Client("node3proc", ir.ClientKind.NODE, None, "node3"))
-    proxy = ir.ProxyConfig(cluster_cidrs=(net("fd00:244::/48"),))
-    return ir.Cluster("demo6", nodes, proxy, (app, busybox), (service,), clients)
+    """The IPv4 seed cluster with every address moved under fd00::/96."""
+    return ks.as_ipv6(seed_clusters.cluster(policy, typ))
 
 
 def _one(c: ir.Cluster, dest: ir.Destination, prop: ir.Prop, client: str = "internet"):
@@ -56,12 +41,14 @@ def _one(c: ir.Cluster, dest: ir.Destination, prop: ir.Prop, client: str = "inte
 
 @pytest.mark.parametrize("typ", [ir.ServiceType.NODE_PORT, ir.ServiceType.LOAD_BALANCER])
 def test_cluster_policy_hides_the_client_behind_a_node_address(typ):
-    result = _one(cluster(ir.TrafficPolicy.CLUSTER, typ), D("nodeport", ir.Via.NODE_PORT, node="node2"), KEEPS)
+    c = cluster(ir.TrafficPolicy.CLUSTER, typ)
+    result = _one(c, D("nodeport", ir.Via.NODE_PORT, node="node2"), KEEPS)
     assert result.verdict is Verdict.VIOLATED
     fate = result.counterexample.fate
     assert fate.disposition is Disposition.DELIVERED and [h.node for h in fate.hops] == ["node2", "node1"]
-    assert result.counterexample.src == "2001:db8:cafe::79"
-    assert result.counterexample.seen == "fd00:240::4"  # node2's address
+    internet = next(client for client in c.clients if client.name == "internet")
+    assert result.counterexample.src == str(internet.ip) and ":" in result.counterexample.src
+    assert result.counterexample.seen == str(c.node("node2").ips[0])  # node2's address
 
 
 def test_local_policy_keeps_the_client_and_other_nodes_drop():
