@@ -70,3 +70,29 @@ def test_collector_paused_restores_the_collector_as_it_was(enabled: bool):
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_collector_paused_hands_what_it_built_to_the_oldest_generation():
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        with collector_paused():
+            built = [[index] for index in range(5000)]
+        assert gc.get_count()[0] < 5000  # no young collection pending over the build
+        oldest = {id(obj) for obj in gc.get_objects(generation=2)}
+        assert all(id(item) in oldest for item in built)
+        assert gc.get_freeze_count() == 0
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_collector_paused_leaves_an_outer_freeze_alone():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            built = [[index] for index in range(100)]
+        assert gc.get_freeze_count() == frozen
+        assert built
+    finally:
+        gc.unfreeze()
