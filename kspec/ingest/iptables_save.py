@@ -667,7 +667,7 @@ _FAST_CODE: dict[str, int] = {
 _FAST_TOPT_TARGET = {"--to-destination": "DNAT", "--reject-with": "REJECT", "--set-xmark": "MARK",
                      "--or-mark": "MARK", "--xor-mark": "MARK"}
 _FAST_MODULES = frozenset({"comment", "conntrack", "mark", "addrtype", "nfacct", "tcp", "udp", "sctp",
-                           "statistic"})
+                           "statistic", "recent"})
 _PORT_MODULES = frozenset({"tcp", "udp", "sctp"})
 _BARE_TARGETS = frozenset({"ACCEPT", "DROP", "RETURN", "REJECT", "MASQUERADE"})
 _NOT_BARE_TARGETS = _UNSUPPORTED_TARGETS | (_TARGET_OPTIONS.keys() - _BARE_TARGETS)
@@ -766,6 +766,12 @@ def _fast_matches(text: str, parser: RuleParser) -> tuple[rs.Match, ...] | None:
                     return None
                 if module == "statistic" and words[i + 2] != "--mode":
                     return None  # the full parser knows the other options, and that none is an error
+                if module == "recent":  # session affinity: a new --name (the endpoint's chain) on every line
+                    i = _fast_recent(words, i + 2, ext, parser.cache)
+                    if i < 0:
+                        return None
+                    module = "recent, complete"  # a later recent option belongs to the full parser
+                    continue
                 if module == "comment" and words[i + 2] == "--comment":  # kube-proxy's most common pair
                     val = words[i + 3]
                     hit = comments.get(val)
@@ -825,6 +831,30 @@ def _fast_matches(text: str, parser: RuleParser) -> tuple[rs.Match, ...] | None:
     if len(base) > 1:
         base.sort(key=_BASE_RANK_OF)
     return (*base, *ext)
+
+
+def _fast_recent(words: list[str], i: int, ext: list, built: dict) -> int:
+    """Append the Recent match of the options from ``words[i]`` on (up to the next word that is not one of
+    recent's); return the index after them, or -1 for the full parser (none, repeated or negated options, a
+    bad value). ``built`` is RuleParser.cache, keyed as the full parser keys a recent group."""
+    arity = _MODULE_OPTIONS["recent"]
+    opts: list = []
+    n = len(words)
+    while i < n and words[i] in arity:
+        has_value = arity[words[i]]
+        opts.append((words[i], words[i + 1] if has_value else None, False))
+        i += 1 + has_value
+    if not opts or len({opt for opt, _, _ in opts}) != len(opts):
+        return -1
+    key = ("recent", *opts)
+    found = built.get(key)
+    if found is None:
+        try:
+            found = built[key] = _build_recent("recent", [(*opt, 0) for opt in opts])[0]
+        except _LineError:
+            return -1
+    ext.append(found)
+    return i
 
 
 def _BASE_RANK_OF(match: rs.Match) -> int:

@@ -27,6 +27,9 @@ MATCHES = st.one_of(
     st.sampled_from(["-m mark --mark 0x4000/0x4000", "-m mark ! --mark 0x8000/0x8000", "-m mark --mark 0x1"]),
     st.sampled_from(["-m addrtype --dst-type LOCAL", "-m addrtype ! --src-type LOCAL", "-m nfacct --nfacct-name ct",
                      "-m conntrack --ctstate INVALID", "-m conntrack ! --ctstate NEW,ESTABLISHED"]),
+    st.sampled_from(["-m recent --name KUBE-SEP-X --set", "-m recent --name KUBE-SEP-X --rcheck --seconds 10800 "
+                     "--reap", "-m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-X --mask 255.255.255.255 "
+                     "--rsource", "-m recent --update --hitcount 3 --rdest --mask 255.255.0.0"]),
 )
 NOISE = st.sampled_from([
     "--dport 80", "-m tcp --dport http", "-m statistic --mode nth --every 2", "-m statistic --mode random ! "
@@ -36,6 +39,9 @@ NOISE = st.sampled_from([
     "-m statistic --mode random --probability 0.5 --mode random --probability 1.0", "-m statistic",
     "-m statistic -m tcp --dport 80", "-p tcp -m statistic --mode random --probability 0.5 --dport 80",
     '-m comment --comment "a""b"', '-m comment --comment "a"b', "-m comment --comment a\\ b",
+    "-m recent ! --rcheck --name X", "-m recent --name a --name b --set", "-m recent", "-m recent --set --rcheck",
+    "-m recent --seconds x --set", "-m recent --set --name", "-m recent --set -m tcp --dport 80 --reap",
+    "-m recent --remove --mask 300.0.0.0", "-m recent --set --mask fd00::",
 ])
 TARGETS = st.sampled_from([
     "-j KUBE-SVC-X", "-j KUBE-MARK-MASQ", "-j ACCEPT", "-j DROP", "-j RETURN", "-j REJECT",
