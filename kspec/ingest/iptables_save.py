@@ -1060,7 +1060,7 @@ class _Parser:
         matches, target, notes = self.rules.parse(words, start)
         for note in notes:
             self._error(line, number, _LineError(start, note), Severity.WARNING)
-        rule = rs.Rule(chain, matches, target, origin=rs.Origin(self.file, number), text=line)
+        rule = rs.Rule(chain, matches, target, file=self.file, line=number, text=line)
         if position is None:
             rules.append(rule)
         else:
@@ -1075,10 +1075,10 @@ class _Parser:
                 for rule in chain.rules:
                     target = rule.target
                     if target.__class__ in _JUMP_TARGETS and target.chain not in names:
-                        line = self.text.splitlines()[rule.origin.line - 1]
+                        line = self.text.splitlines()[rule.line - 1]
                         words = tokenize(line)
                         index = len(words) - 1 - words[::-1].index(target.chain) if target.chain in words else 0
-                        self._error(line, rule.origin.line, _LineError(
+                        self._error(line, rule.line, _LineError(
                             index, f"jump to undeclared chain '{target.chain}' in table '{table.name}'",
                             ("declare it with ':NAME - [0:0]', or parse with require_declared_jumps=False "
                              "if this is a --noflush restore relying on chains already in the kernel",)))
