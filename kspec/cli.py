@@ -286,7 +286,8 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             report(warnings, err, args.compact)
             progress = (lambda msg: print(f"  {msg}", file=err)) if args.verbose else None
             try:
-                result = run(cluster, keep=args.keep, spec=path, progress=progress)
+                result = run(cluster, keep=args.keep, spec=path, progress=progress,
+                             family=_FAMILIES[args.family] if args.family else None)
             except (LabError, LabUnavailable) as exc:
                 print(f"kspec lab: {path}: {exc}", file=err)
                 return EXIT_BAD_INPUT
@@ -373,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--keep", action="store_true", help="leave the namespaces up and print how to tear them down")
     lab.add_argument("--cleanup", action="store_true", help="remove labs left behind by crashed or --keep runs")
     lab.add_argument("--all", action="store_true", help="with --cleanup: also labs whose kspec still runs")
+    lab.add_argument("--family", choices=sorted(_FAMILIES), help="the IP family of the lab (default: ipv4 when "
+                     "the spec has it, else ipv6)")
     lab.add_argument("-v", "--verbose", action="store_true", help="say what the lab is doing")
     lab.set_defaults(run=run_lab)
 

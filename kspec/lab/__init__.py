@@ -22,7 +22,9 @@ Choices the kernel forced, and limits:
   the cluster, as the model has it. A ``style nodeport`` load balancer is not a NAT box here: the client
   connects to the node IP and node port the model's Target names.
 * With session affinity every try from one client sticks to one endpoint: one predicted endpoint seen is
-  enough. IPv4 only.
+  enough.
+* One family per lab, as kube-proxy runs one proxier per family: IPv4 when the spec has it, else IPv6
+  (``family=`` picks). Pods, clients and Services of the other family are left out.
 """
 from __future__ import annotations
 
@@ -43,10 +45,10 @@ class LabUnavailable(RuntimeError):
     """The lab cannot run on this host (not root, no ip netns...)."""
 
 
-def requirements() -> str | None:
+def requirements(family: ir.IPFamily = ir.IPFamily.V4) -> str | None:
     from kspec.lab.topology import requirements as check
 
-    return check()
+    return check(family)
 
 
 def cleanup(include_live: bool = False):
@@ -55,33 +57,34 @@ def cleanup(include_live: bool = False):
     return clean(include_live)
 
 
-def predictions(cluster: ir.Cluster):
+def predictions(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4):
     """The model's prediction for every probe the lab can send (``verifier.predict.probes``)."""
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
-    family = ir.IPFamily.V4
     return probes(cluster, Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, family), family)))
 
 
 def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
-            progress: Callable[[str], None] | None = None):
-    """Build, probe, compare, tear down (unless ``keep``; always on error or Ctrl-C). A LabReport."""
+            progress: Callable[[str], None] | None = None, family: ir.IPFamily | None = None):
+    """Build, probe, compare, tear down (unless ``keep``; always on error or Ctrl-C). A LabReport.
+    ``family``: which of the cluster's families the lab builds (IPv4 when it has both, as ``kspec compile``)."""
     from kspec.lab import workloads
     from kspec.lab.report import LabReport
     from kspec.lab.topology import Lab, LabError
 
-    reason = requirements()
+    family = family or cluster.families()[0]
+    reason = requirements(family)
     if reason:
         raise LabUnavailable(reason)
     say = progress or (lambda _msg: None)
     report = LabReport(spec or cluster.name)
-    if ir.IPFamily.V4 not in cluster.families():
-        raise LabError("the lab builds IPv4 clusters; this spec has IPv6 Services only")
-    planned = predictions(cluster)
-    lab = Lab(cluster)
+    if family not in cluster.families():
+        raise LabError(f"this spec has no {family.value} nodes or Services to build a lab of")
+    planned = predictions(cluster, family)
+    lab = Lab(cluster, family)
     started = time.monotonic()
     torn_down = False
     try:
@@ -164,7 +167,7 @@ def _client_end(lab, client: ir.Client):
         return (lab.pods.get(pod.key), pod.ip) if pod else (None, None)
     if client.kind is ir.ClientKind.NODE:
         node = lab.cluster.node(client.node)
-        return lab.nodes[node.name], client.ip or node.primary_ip(ir.IPFamily.V4)
+        return lab.nodes[node.name], client.ip or node.primary_ip(lab.family)
     return lab.clients.get(client.name), client.ip
 
 
@@ -195,7 +198,7 @@ def _flush_conntrack(lab) -> None:
             lab.notes.append("conntrack tool missing: connection tracking state is not flushed between probes")
         return
     for ns in lab.nodes.values():
-        in_ns(ns, ["conntrack", "-F"], check=False)
+        in_ns(ns, ["conntrack", "-F", "-f", lab.family.value.lower()], check=False)
 
 
 def _kernel_trace(lab, ns: str, src, target, proto: str) -> str:
@@ -208,11 +211,11 @@ def _kernel_trace(lab, ns: str, src, target, proto: str) -> str:
     _flush_conntrack(lab)
     for node_ns in lab.nodes.values():
         for table in ("filter", "nat"):
-            in_ns(node_ns, ["iptables", "-t", table, "-Z"], check=False)
+            in_ns(node_ns, [lab.iptables(), "-t", table, "-Z"], check=False)
     tries = call_in_ns(ns, lambda: send_batch(proto, str(src), str(target.dst), target.dport, 3))
     lines = ["rerun: " + "; ".join(map(str, tries))]
     for name, node_ns in lab.nodes.items():
-        saved = in_ns(node_ns, ["iptables-save", "-c"], check=False).stdout
+        saved = in_ns(node_ns, [lab.iptables("iptables-save"), "-c"], check=False).stdout
         table = ""
         for line in saved.splitlines():
             if line.startswith("*"):
@@ -220,6 +223,6 @@ def _kernel_trace(lab, ns: str, src, target, proto: str) -> str:
             match = re.match(r"\[(\d+):(\d+)\] (-A .*)", line)
             if match and int(match.group(1)) > 0:
                 lines.append(f"{name} {table:<6} [{match.group(1)} pkts] {match.group(3)}")
-        tracked = in_ns(node_ns, ["conntrack", "-L"], check=False).stdout.strip()
+        tracked = in_ns(node_ns, ["conntrack", "-L", "-f", lab.family.value.lower()], check=False).stdout.strip()
         lines += [f"{name} conntrack {entry}" for entry in tracked.splitlines()]
     return "\n".join(lines)

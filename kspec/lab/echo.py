@@ -2,9 +2,10 @@
 
 ``CONFIG`` is JSON:
 
-* ``{"mode": "echo", "pod": "ns/name", "tcp": [8080], "udp": [53]}``: the classic source-ip app
+* ``{"mode": "echo", "pod": "ns/name", "tcp": [8080], "udp": [53], "addr": "::"}``: the classic source-ip app
   (registry.k8s.io/echoserver): every TCP connection gets an HTTP answer, every UDP datagram a datagram,
-  naming the peer address the pod saw (``client_address=...``) and the pod (``pod=ns/name``).
+  naming the peer address the pod saw (``client_address=...``) and the pod (``pod=ns/name``). It listens on
+  ``addr`` (default ``0.0.0.0``; ``::`` in an IPv6 lab, IPv6 only, so no peer shows as ``::ffff:...``).
 * ``{"mode": "http", "servers": [{"addr": "0.0.0.0", "port": 32122, "paths": {"/healthz": [503, "type",
   "body"]}}]}``: fixed HTTP answers per path (``"*"``: any path): kube-proxy's health-check node ports,
   its ``/healthz`` and its metrics server's ``/proxyMode``.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import socketserver
 import sys
 import threading
@@ -51,7 +53,22 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     request_queue_size = 128
 
 
-def _echo_tcp(pod: str, port: int) -> _Server:
+def _bound(server_class: type, addr: str, port: int, handler: type) -> socketserver.BaseServer:
+    """``server_class`` listening on (addr, port), in addr's family (IPv6 only for an IPv6 address)."""
+    if ":" not in addr:
+        return server_class((addr, port), handler)
+
+    class V6Only(server_class):  # type: ignore[misc, valid-type]
+        address_family = socket.AF_INET6
+
+        def server_bind(self) -> None:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            super().server_bind()
+
+    return V6Only((addr, port), handler)
+
+
+def _echo_tcp(pod: str, port: int, addr: str) -> socketserver.BaseServer:
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             self.request.settimeout(REQUEST_TIMEOUT)
@@ -74,21 +91,21 @@ def _echo_tcp(pod: str, port: int) -> _Server:
             except OSError:
                 pass
 
-    return _Server(("0.0.0.0", port), Handler)
+    return _bound(_Server, addr, port, Handler)
 
 
-def _echo_udp(pod: str, port: int) -> socketserver.UDPServer:
+def _echo_udp(pod: str, port: int, addr: str) -> socketserver.BaseServer:
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             _data, sock = self.request
             sock.sendto(echo_body(pod, self.client_address[0]).encode(), self.client_address)
 
-    server = socketserver.ThreadingUDPServer(("0.0.0.0", port), Handler)
+    server = _bound(socketserver.ThreadingUDPServer, addr, port, Handler)
     server.daemon_threads = True
     return server
 
 
-def _http(addr: str, port: int, paths: dict[str, list]) -> _Server:
+def _http(addr: str, port: int, paths: dict[str, list]) -> socketserver.BaseServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "kube-proxy"
         sys_version = ""
@@ -110,15 +127,16 @@ def _http(addr: str, port: int, paths: dict[str, list]) -> _Server:
         def log_message(self, *args) -> None:
             pass
 
-    return _Server((addr, port), Handler)
+    return _bound(_Server, addr, port, Handler)
 
 
 def main(argv: list[str]) -> int:
     config = json.loads(argv[0])
     servers: list[socketserver.BaseServer] = []
     if config["mode"] == "echo":
-        servers += [_echo_tcp(config["pod"], port) for port in config.get("tcp", [])]
-        servers += [_echo_udp(config["pod"], port) for port in config.get("udp", [])]
+        addr = config.get("addr", "0.0.0.0")
+        servers += [_echo_tcp(config["pod"], port, addr) for port in config.get("tcp", [])]
+        servers += [_echo_udp(config["pod"], port, addr) for port in config.get("udp", [])]
     elif config["mode"] == "http":
         servers += [_http(s["addr"], s["port"], s["paths"]) for s in config["servers"]]
     else:

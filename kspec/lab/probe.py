@@ -2,7 +2,8 @@
 
 All tries of a batch run at once (non-blocking sockets, one selector), each from a fresh ephemeral source
 port, so a batch costs one connect timeout at most. What the kernel did is read off the socket and off the
-ICMP errors the client's namespace received (a raw ICMP socket sees every one):
+ICMP errors the client's namespace received (a raw ICMP or ICMPv6 socket sees every one; ICMPv6 says the same
+things with other numbers: port unreachable is type 1 code 4, no route type 1 code 0):
 
 ==========================  ==================================================================================
 what the client sees        observed outcome
@@ -60,44 +61,57 @@ class Try:
 def send_batch(protocol: str, src: str, dst: str, dport: int, count: int,
                connect_timeout: float = CONNECT_TIMEOUT) -> list[Try]:
     """``count`` simultaneous tries; to be called inside the client's namespace."""
-    icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    v6 = ipaddress.ip_address(dst).version == 6
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    icmp = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
     icmp.setblocking(False)
     try:
         if protocol == "tcp":
-            tries = _tcp(src, dst, dport, count, connect_timeout)
+            tries = _tcp(family, src, dst, dport, count, connect_timeout)
         else:
-            tries = _udp(src, dst, dport, count, connect_timeout)
-        errors = _icmp_errors(icmp, protocol)
+            tries = _udp(family, src, dst, dport, count, connect_timeout)
+        errors = _icmp6_errors(icmp, protocol) if v6 else _icmp_errors(icmp, protocol)
     finally:
         icmp.close()
     return [_with_icmp(t, errors.get(t.sport), protocol) for t in tries]
 
 
-def _with_icmp(attempt: Try, icmp: tuple[int, int, str] | None, protocol: str) -> Try:
-    if attempt.detail.startswith("EPERM") and icmp is not None and icmp[:2] == (3, 3):
+# An ICMP error, as (what, ICMP type and code in words, sender): what is PORT (port unreachable: REJECT's
+# answer, or a closed UDP port) or OTHER (no route, host unreachable, time exceeded...).
+PORT, OTHER = "port", "other"
+
+
+def _with_icmp(attempt: Try, icmp: tuple[str, str, str] | None, protocol: str) -> Try:
+    if attempt.detail.startswith("EPERM") and icmp is not None and icmp[0] == PORT:
         # Refused on the way out of the sender's own node: REJECT in OUTPUT answers with the ICMP itself.
-        return Try(attempt.sport, REJECTED, detail=f"EPERM and ICMP port unreachable from {icmp[2]}")
-    if attempt.result == DROPPED and icmp is not None and icmp[:2] != (3, 3):
+        return Try(attempt.sport, REJECTED, detail=f"EPERM and {icmp[1]} from {icmp[2]}")
+    if attempt.result == DROPPED and icmp is not None and icmp[0] == OTHER:
         # TCP treats net/host unreachable as soft errors and keeps retrying the SYN: the ICMP says why.
-        kind = "time exceeded" if icmp[0] == 11 else f"ICMP unreachable code {icmp[1]}"
-        return Try(attempt.sport, NO_ROUTE, detail=f"{kind} from {icmp[2]}")
+        return Try(attempt.sport, NO_ROUTE, detail=f"{icmp[1]} from {icmp[2]}")
+    if attempt.result == DROPPED and icmp is not None:
+        # A port unreachable the socket missed. Measured over IPv6: the ICMPv6 for the first SYN reaches the
+        # client, yet connect() fails only on the retried SYN's answer a second later (tcp_v6_err keeps a
+        # soft error while the socket is busy, as it is when the whole path runs within the sending call).
+        # The ICMP quoting our packet is the kernel's verdict either way.
+        return Try(attempt.sport, REJECTED if protocol == "tcp" else REFUSED,
+                   detail=f"{icmp[1]} from {icmp[2]}, before the socket saw it")
     if attempt.result != REFUSED:
         return attempt
-    if icmp is not None and icmp[:2] == (3, 3):
+    if icmp is not None and icmp[0] == PORT:
         return Try(attempt.sport, REJECTED if protocol == "tcp" else REFUSED,
-                   detail=f"ICMP port unreachable from {icmp[2]}")
+                   detail=f"{icmp[1]} from {icmp[2]}")
     if protocol == "tcp":
         return Try(attempt.sport, HOST, detail="TCP reset")
     return Try(attempt.sport, REFUSED, detail="connection refused")
 
 
-def _tcp(src: str, dst: str, dport: int, count: int, timeout: float) -> list[Try]:
+def _tcp(family: int, src: str, dst: str, dport: int, count: int, timeout: float) -> list[Try]:
     sel = selectors.DefaultSelector()
     state: dict[socket.socket, dict] = {}
     results: list[Try] = []
     try:
         for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_STREAM)
             sock.bind((src, 0))
             sock.setblocking(False)
             sport = sock.getsockname()[1]
@@ -189,13 +203,13 @@ def _failed(sport: int, code: int) -> Try:
     return Try(sport, "error", detail=errno.errorcode.get(code, str(code)))
 
 
-def _udp(src: str, dst: str, dport: int, count: int, timeout: float) -> list[Try]:
+def _udp(family: int, src: str, dst: str, dport: int, count: int, timeout: float) -> list[Try]:
     sel = selectors.DefaultSelector()
     state: dict[socket.socket, int] = {}
     results: list[Try] = []
     try:
         for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.bind((src, 0))
             sock.setblocking(False)
             sport = sock.getsockname()[1]
@@ -239,9 +253,10 @@ def _udp(src: str, dst: str, dport: int, count: int, timeout: float) -> list[Try
     return results
 
 
-def _icmp_errors(icmp: socket.socket, protocol: str) -> dict[int, tuple[int, int, str]]:
-    """{our source port: (ICMP type, code, sender)} for every ICMP error that quotes one of our packets."""
-    found: dict[int, tuple[int, int, str]] = {}
+def _icmp_errors(icmp: socket.socket, protocol: str) -> dict[int, tuple[str, str, str]]:
+    """{our source port: (PORT or OTHER, the ICMP in words, sender)} for every ICMP error that quotes one of
+    our packets (a raw IPv4 socket reads the IP header too)."""
+    found: dict[int, tuple[str, str, str]] = {}
     want = socket.IPPROTO_TCP if protocol == "tcp" else socket.IPPROTO_UDP
     for _ in range(10_000):
         try:
@@ -260,5 +275,34 @@ def _icmp_errors(icmp: socket.socket, protocol: str) -> dict[int, tuple[int, int
         if inner[9] != want or len(inner) < inner_ihl + 4:
             continue
         sport = struct.unpack("!H", inner[inner_ihl:inner_ihl + 2])[0]
-        found.setdefault(sport, (body[0], body[1], sender))
+        if body[0] == 3 and body[1] == 3:
+            found.setdefault(sport, (PORT, "ICMP port unreachable", sender))
+        else:
+            kind = "time exceeded" if body[0] == 11 else f"ICMP unreachable code {body[1]}"
+            found.setdefault(sport, (OTHER, kind, sender))
+    return found
+
+
+def _icmp6_errors(icmp: socket.socket, protocol: str) -> dict[int, tuple[str, str, str]]:
+    """As ``_icmp_errors`` for ICMPv6: destination unreachable (1) and time exceeded (3). A raw ICMPv6 socket
+    reads from the ICMPv6 header on; the quoted packet starts with its fixed 40-byte IPv6 header (the lab's
+    packets carry no extension headers)."""
+    found: dict[int, tuple[str, str, str]] = {}
+    want = socket.IPPROTO_TCP if protocol == "tcp" else socket.IPPROTO_UDP
+    for _ in range(10_000):
+        try:
+            body, peer = icmp.recvfrom(65536)
+        except (BlockingIOError, InterruptedError):
+            break
+        if len(body) < 8 + 40 + 4 or body[0] not in (1, 3):
+            continue
+        inner = body[8:]
+        if inner[6] != want:
+            continue
+        sport = struct.unpack("!H", inner[40:42])[0]
+        if body[0] == 1 and body[1] == 4:
+            found.setdefault(sport, (PORT, "ICMPv6 port unreachable", peer[0]))
+        else:
+            kind = "time exceeded" if body[0] == 3 else f"ICMPv6 unreachable code {body[1]}"
+            found.setdefault(sport, (OTHER, kind, peer[0]))
     return found

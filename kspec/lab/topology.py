@@ -1,25 +1,32 @@
 """The lab's network: one namespace per node, pod, external client, the network between nodes and the cloud
 load balancer, wired exactly as ``verifier/network.py`` models the cluster.
 
-Address plan (all host addresses /32, all links point to point or one bridge, so nothing depends on
+Address plan (all host addresses /32 or /128, all links point to point or one bridge, so nothing depends on
 subnets the spec does not state):
 
 * ``net``: the network between the nodes and the router to the outside. A bridge ``br0`` joins every node's
   ``eth0`` (and the load balancer's); the namespace itself routes for external clients, each behind its own
-  veth ``c<i>``. Its address ``router`` is a link-local one no spec address collides with.
-* node: ``eth0`` on ``br0`` with the node's IPv4 addresses; routes to the other nodes' addresses and, via
-  them, their pod CIDRs; ``unreachable`` for its own pod CIDR (an address no pod has answers "no route", as
-  the model says); default via the router. Per pod a veth named as ``ClusterNetwork.pod_iface`` names it
-  (``veth<index in cluster.pods>``, or ``<prefix><index>`` with ``detect_local interface_prefix``) holding
-  the pod gateway (pod CIDR + 1, the same /32 on every veth, as cni0 holds it), so that MASQUERADE towards
-  a local pod picks the gateway and towards other nodes the node IP, as the model's MASQUERADE does. With
-  ``detect_local bridge NAME`` the veths are enslaved to a bridge NAME holding the gateway instead.
+  veth ``c<i>``. Its address ``router`` is one no spec address collides with (IPv4 link-local, IPv6
+  unique-local; in IPv6 also on every ``c<i>``, as neighbour discovery answers only for the link's own).
+* node: ``eth0`` on ``br0`` with the node's addresses (of the lab's family, as everything here); routes to
+  the other nodes' addresses and, via them, their pod CIDRs; ``unreachable`` for its own pod CIDR (an
+  address no pod has answers "no route", as the model says); default via the router. Per pod a veth named
+  as ``ClusterNetwork.pod_iface`` names it (``veth<index in cluster.pods>``, or ``<prefix><index>`` with
+  ``detect_local interface_prefix``) holding the pod gateway (pod CIDR + 1, the same host address on every
+  veth, as cni0 holds it), so that MASQUERADE towards a local pod picks the gateway and towards other nodes
+  the node IP, as the model's MASQUERADE does. With ``detect_local bridge NAME`` the veths are enslaved to a
+  bridge NAME holding the gateway instead.
 * pod: ``eth0`` with the pod IP, default via the gateway.
 * external client: ``eth0`` with its IP, default via the router.
 * ``lb``: ``eth0`` on ``br0``; forwards a VIP (routing, no NAT) to the node the probe names.
 
 Nothing is created in, moved through or routed to the root namespace: veths are created directly inside
 their namespaces (``ip link add ... netns A type veth peer ... netns B``).
+
+A lab is IPv4 or IPv6 (``Lab.family``), as kube-proxy runs one proxier per family: the other family's
+addresses are left out. IPv6 differs only where the kernel does: duplicate address detection is off (an
+address would otherwise stay tentative for a second), forwarding is ``net/ipv6/conf/all/forwarding``, ICMPv6
+is rate-limited by ``net/ipv6/icmp/ratelimit``, and the rules load with ``ip6tables-restore``.
 """
 from __future__ import annotations
 
@@ -57,12 +64,17 @@ def tool_path() -> str:
     return os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 
 
-def requirements() -> str | None:
+def iptables(family: ir.IPFamily, tool: str = "iptables") -> str:
+    """``iptables``, ``iptables-restore``... of the family (``ip6tables...`` for IPv6)."""
+    return tool.replace("iptables", "ip6tables", 1) if family is ir.IPFamily.V6 else tool
+
+
+def requirements(family: ir.IPFamily = ir.IPFamily.V4) -> str | None:
     """Why the lab cannot run here (one line), or None."""
     if os.geteuid() != 0:
         return "kspec lab needs root (it creates network namespaces and loads iptables rules into them)"
-    missing = [tool for tool in ("ip", "iptables-restore", "iptables-save", "iptables")
-               if shutil.which(tool, path=tool_path()) is None]
+    tools = ["ip"] + [iptables(family, tool) for tool in ("iptables-restore", "iptables-save", "iptables")]
+    missing = [tool for tool in tools if shutil.which(tool, path=tool_path()) is None]
     if missing:
         return f"kspec lab needs `ip netns` and iptables: missing {', '.join(missing)} (Debian: apt-get install " \
                "iproute2 iptables)"
@@ -204,9 +216,12 @@ def cleanup(include_live: bool = False) -> tuple[list[str], list[str], list[str]
 # after five tries they would look like silent drops. REJECT's ICMP obeys the per-namespace icmp_ratemask.
 _OUTSIDE_RULES = """*filter
 :FORWARD ACCEPT [0:0]
--A FORWARD -o outside -j REJECT --reject-with icmp-net-unreachable
+-A FORWARD -o outside -j REJECT --reject-with {unreachable}
 COMMIT
 """
+_VERSION = {ir.IPFamily.V4: 4, ir.IPFamily.V6: 6}
+_NO_ROUTE_ICMP = {ir.IPFamily.V4: "icmp-net-unreachable", ir.IPFamily.V6: "icmp6-no-route"}
+_FREE_RANGE = {ir.IPFamily.V4: "169.254.253.0/24", ir.IPFamily.V6: "fd6b:7370:6563::/120"}  # fd "kspec"
 
 _FEATURES = (
     ("--random-fully", "MASQUERADE --random-fully needs NF_NAT with fully random port allocation (Linux >= 3.13, "
@@ -236,20 +251,22 @@ def _slug(text: str, limit: int = 24) -> str:
     return re.sub(r"[^A-Za-z0-9-]+", "-", text).strip("-")[:limit] or "x"
 
 
-def _pick_free(cluster: ir.Cluster, count: int) -> list[ipaddress.IPv4Address]:
-    """Link-local addresses for the router and the load balancer that nothing in the spec uses."""
-    used_nets: list[ipaddress.IPv4Network] = list(c for c in cluster.proxy.cluster_cidrs if c.version == 4)
-    used: set[ipaddress.IPv4Address] = set()
+def _pick_free(cluster: ir.Cluster, count: int, family: ir.IPFamily) -> list[ir.IPAddress]:
+    """Addresses for the router and the load balancer that nothing in the spec uses (IPv4 link-local, IPv6
+    unique local)."""
+    version = _VERSION[family]
+    used_nets: list[ir.IPNetwork] = list(c for c in cluster.proxy.cluster_cidrs if c.version == version)
+    used: set[ir.IPAddress] = set()
     for node in cluster.nodes:
-        used |= {ip for ip in node.ips if ip.version == 4}
-        used_nets += [c for c in node.pod_cidrs if c.version == 4]
-    used |= {p.ip for p in cluster.pods if p.ip.version == 4}
-    used |= {c.ip for c in cluster.clients if c.ip is not None and c.ip.version == 4}
+        used |= {ip for ip in node.ips if ip.version == version}
+        used_nets += [c for c in node.pod_cidrs if c.version == version]
+    used |= {p.ip for p in cluster.pods if p.ip.version == version}
+    used |= {c.ip for c in cluster.clients if c.ip is not None and c.ip.version == version}
     for svc in cluster.services:
-        used |= {ip for ip in svc.cluster_ips + svc.external_ips if ip.version == 4}
-        used |= {i.ip for i in svc.load_balancer_ingress if i.ip.version == 4}
+        used |= {ip for ip in svc.cluster_ips + svc.external_ips if ip.version == version}
+        used |= {i.ip for i in svc.load_balancer_ingress if i.ip.version == version}
     picked = []
-    for candidate in ipaddress.ip_network("169.254.253.0/24").hosts():
+    for candidate in ipaddress.ip_network(_FREE_RANGE[family]).hosts():
         if candidate in used or any(candidate in net for net in used_nets):
             continue
         picked.append(candidate)
@@ -263,19 +280,20 @@ class Lab:
     """A built (or buildable) lab for one cluster."""
 
     cluster: ir.Cluster
+    family: ir.IPFamily = ir.IPFamily.V4
     run_id: str = field(default_factory=lambda: f"{os.getpid()}-{next(_serial)}{secrets.token_hex(1)}")
     nodes: dict[str, str] = field(default_factory=dict)  # node name -> namespace
     pods: dict[str, str] = field(default_factory=dict)  # pod key -> namespace
     clients: dict[str, str] = field(default_factory=dict)  # external client name -> namespace
     net: str = ""
     lb: str | None = None
-    router_ip: ipaddress.IPv4Address | None = None
-    lb_ip: ipaddress.IPv4Address | None = None
+    router_ip: ir.IPAddress | None = None
+    lb_ip: ir.IPAddress | None = None
     processes: list[subprocess.Popen] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    vip_routes: set[ipaddress.IPv4Address] = field(default_factory=set)
+    vip_routes: set[ir.IPAddress] = field(default_factory=set)
     lb_filter: bool = False  # the router drops sources a node-port-style LB would refuse (this probe)
 
     @property
@@ -288,22 +306,36 @@ class Lab:
     def all_namespaces(self) -> list[str]:
         return list(self.created)
 
+    def ips(self, addresses) -> list[ir.IPAddress]:
+        """Those of ``addresses`` (addresses or networks) in the lab's family."""
+        return [a for a in addresses if a.version == _VERSION[self.family]]
+
+    def host(self, ip: ir.IPAddress) -> str:
+        return f"{ip}/{ip.max_prefixlen}"
+
+    def ip_cmd(self, ns: str) -> list[str]:
+        """``ip`` for namespace ``ns``, in the lab's family (``route add default`` needs to know it)."""
+        return ["ip", "-6" if self.family is ir.IPFamily.V6 else "-4", "-n", ns]
+
+    def iptables(self, tool: str = "iptables") -> str:
+        return iptables(self.family, tool)
+
     # ----------------------------------------------------------------------------------- build
 
     def build(self) -> None:
         """Namespaces, links, addresses, routes and sysctls (rules and servers come later)."""
         start = time.monotonic()
-        cluster = self.cluster
-        v4 = ir.IPFamily.V4
+        cluster, family, ips, host = self.cluster, self.family, self.ips, self.host
         for node in cluster.nodes:
-            if node.primary_ip(v4) is None:
-                raise LabError(f"node {node.name} has no IPv4 address; the lab builds IPv4 clusters only")
-        self.router_ip, self.lb_ip = _pick_free(cluster, 2)
+            if node.primary_ip(family) is None:
+                raise LabError(f"node {node.name} has no {family.value} address; an {family.value} lab needs one "
+                               "on every node")
+        self.router_ip, self.lb_ip = _pick_free(cluster, 2, family)
         self.net = self.name("net")
         self.nodes = {n.name: self.name(f"n{i}-{_slug(n.name)}") for i, n in enumerate(cluster.nodes)}
         self.pods = {p.key: self.name(f"p{i}-{_slug(p.name)}") for i, p in enumerate(cluster.pods)}
         externals = [c for c in cluster.clients if c.kind is ir.ClientKind.EXTERNAL and c.ip is not None
-                     and c.ip.version == 4]
+                     and ips([c.ip])]
         self.clients = {c.name: self.name(f"c{i}-{_slug(c.name)}") for i, c in enumerate(externals)}
         wants_lb = bool(cluster.load_balancers) or any(s.load_balancer_ingress for s in cluster.services)
         self.lb = self.name("lb") if wants_lb else None
@@ -331,32 +363,35 @@ class Lab:
         result = run(["ip", "-batch", "-"], stdin="\n".join(batch) + "\n", check=False)
         if result.returncode != 0:
             raise LabError(f"creating namespaces and links failed: {result.stderr.strip()}")
+        if family is ir.IPFamily.V6:  # before any link is up: no address may sit tentative through DAD
+            for ns in every:
+                write_sysctls(ns, {f"net/ipv6/conf/{iface}/accept_dad": "0" for iface in self._ifaces(ns, "ipv6")})
 
         per_ns: dict[str, list[str]] = {ns: ["link set lo up"] for ns in every}
         sysctls: dict[str, dict[str, str]] = {ns: {} for ns in every}
         router = self.router_ip
         # The network between nodes: a bridge, and the router for external clients.
         net = per_ns[self.net]
-        net += ["link add br0 type bridge", "link set br0 up", f"addr add {router}/32 dev br0",
+        net += ["link add br0 type bridge", "link set br0 up", f"addr add {host(router)} dev br0",
                 # "The rest of the world": whatever leaves the cluster is refused there with an ICMP net
                 # unreachable (see _OUTSIDE_RULES), so a "no route" fate is observable per try.
                 "link add outside type veth peer name outside-end", "link set outside-end up", "link set outside up",
                 "route add default dev outside"]
         for i, node in enumerate(cluster.nodes):
             net += [f"link set n{i} master br0", f"link set n{i} up"]
-            net += [f"route add {ip}/32 dev br0" for ip in node.ips if ip.version == 4]
+            net += [f"route add {host(ip)} dev br0" for ip in ips(node.ips)]
         for i, client in enumerate(externals):
-            net += [f"link set c{i} up", f"route add {client.ip}/32 dev c{i}"]
+            net += [f"link set c{i} up", f"route add {host(client.ip)} dev c{i}"]
+            if family is ir.IPFamily.V6:  # neighbour discovery answers only for the link's own addresses
+                net.append(f"addr add {host(router)} dev c{i}")
         if self.lb:
-            net += ["link set lb master br0", "link set lb up", f"route add {self.lb_ip}/32 dev br0"]
+            net += ["link set lb master br0", "link set lb up", f"route add {host(self.lb_ip)} dev br0"]
             lb = per_ns[self.lb]
-            lb += ["link set eth0 up", f"addr add {self.lb_ip}/32 dev eth0",
+            lb += ["link set eth0 up", f"addr add {host(self.lb_ip)} dev eth0",
                    f"route add default via {router} dev eth0 onlink"]
-            lb += [f"route add {ip}/32 dev eth0" for node in cluster.nodes for ip in node.ips if ip.version == 4]
-            sysctls[self.lb] |= {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/send_redirects": "0",
-                                 "net/ipv4/conf/eth0/send_redirects": "0"}
-        sysctls[self.net] |= {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/send_redirects": "0",
-                              "net/ipv4/conf/br0/send_redirects": "0"}
+            lb += [f"route add {host(ip)} dev eth0" for node in cluster.nodes for ip in ips(node.ips)]
+            sysctls[self.lb] |= self._forwarding("eth0")
+        sysctls[self.net] |= self._forwarding("br0")
 
         detect = cluster.proxy.detect_local
         bridge = detect.interface if detect.mode is ir.LocalDetectMode.BRIDGE_INTERFACE and detect.interface else None
@@ -364,56 +399,55 @@ class Lab:
             ns = self.nodes[node.name]
             cmds = per_ns[ns]
             cmds.append("link set eth0 up")
-            cmds += [f"addr add {ip}/32 dev eth0" for ip in node.ips if ip.version == 4]
+            cmds += [f"addr add {host(ip)} dev eth0" for ip in ips(node.ips)]
             for other in cluster.nodes:
                 if other.name == node.name:
                     continue
-                cmds += [f"route add {ip}/32 dev eth0" for ip in other.ips if ip.version == 4]
-                via = other.primary_ip(ir.IPFamily.V4)
-                cmds += [f"route add {cidr} via {via} dev eth0 onlink" for cidr in other.pod_cidrs
-                         if cidr.version == 4]
+                cmds += [f"route add {host(ip)} dev eth0" for ip in ips(other.ips)]
+                via = other.primary_ip(family)
+                cmds += [f"route add {cidr} via {via} dev eth0 onlink" for cidr in ips(other.pod_cidrs)]
             cmds.append(f"route add default via {router} dev eth0 onlink")
             gateway = self.gateway(node)
-            own = [c for c in node.pod_cidrs if c.version == 4]
-            cmds += [f"route add unreachable {cidr}" for cidr in own]
+            cmds += [f"route add unreachable {cidr}" for cidr in ips(node.pod_cidrs)]
             if bridge:
                 cmds += [f"link add {bridge} type bridge", f"link set {bridge} up"]
                 if gateway:
-                    cmds.append(f"addr add {gateway}/32 dev {bridge}")
+                    cmds.append(f"addr add {host(gateway)} dev {bridge}")
             for i, pod in enumerate(cluster.pods):
-                if pod.node != node.name:
+                if pod.node != node.name or not ips([pod.ip]):  # a pod of the other family stays unwired
                     continue
                 iface = self.pod_iface(i)
                 if bridge:
                     cmds += [f"link set {iface} master {bridge}", f"link set {iface} up"]
-                    cmds.append(f"route add {pod.ip}/32 dev {bridge}")
+                    cmds.append(f"route add {host(pod.ip)} dev {bridge}")
                 else:
                     cmds.append(f"link set {iface} up")
                     if gateway:
-                        cmds.append(f"addr add {gateway}/32 dev {iface}")
-                    cmds.append(f"route add {pod.ip}/32 dev {iface}")
+                        cmds.append(f"addr add {host(gateway)} dev {iface}")
+                    cmds.append(f"route add {host(pod.ip)} dev {iface}")
                 pod_cmds = per_ns[self.pods[pod.key]]
-                pod_cmds += ["link set eth0 up", f"addr add {pod.ip}/32 dev eth0"]
+                pod_cmds += ["link set eth0 up", f"addr add {host(pod.ip)} dev eth0"]
                 if gateway:
                     pod_cmds.append(f"route add default via {gateway} dev eth0 onlink")
                 else:
                     pod_cmds.append("route add default dev eth0")
-            values = {"net/ipv4/ip_forward": "1"}
-            if cluster.proxy.localhost_node_ports:
+            values = self._forwarding()
+            if cluster.proxy.localhost_node_ports and family is ir.IPFamily.V4:
                 values["net/ipv4/conf/all/route_localnet"] = "1"  # as kube-proxy sets it
             if cluster.proxy.tcp_liberal:
                 values["net/netfilter/nf_conntrack_tcp_be_liberal"] = "1"
             sysctls[ns] |= values
         for i, client in enumerate(externals):
             ns = self.clients[client.name]
-            per_ns[ns] += ["link set eth0 up", f"addr add {client.ip}/32 dev eth0",
+            per_ns[ns] += ["link set eth0 up", f"addr add {host(client.ip)} dev eth0",
                            f"route add default via {router} dev eth0 onlink"]
 
         for ns, cmds in per_ns.items():
-            result = run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(cmds) + "\n", check=False)
+            result = run([*self.ip_cmd(ns), "-batch", "-"], stdin="\n".join(cmds) + "\n", check=False)
             if result.returncode != 0:
                 raise LabError(f"configuring {ns} failed: {result.stderr.strip()}")
-        made = in_ns(self.net, ["iptables-restore"], stdin=_OUTSIDE_RULES, check=False)
+        made = in_ns(self.net, [self.iptables("iptables-restore")],
+                     stdin=_OUTSIDE_RULES.format(unreachable=_NO_ROUTE_ICMP[family]), check=False)
         if made.returncode != 0:
             raise LabError(f"the router's stand-in for the outside world did not load: {made.stderr.strip()}")
         for ns in every:
@@ -422,13 +456,24 @@ class Lab:
             values = {"net/ipv4/conf/all/rp_filter": "0", "net/ipv4/conf/default/rp_filter": "0",
                       # ICMP errors are how REJECT and "no route" show; the kernel's rate limit (a burst of 6,
                       # then one a second per peer) would turn later tries into silent drops.
-                      "net/ipv4/icmp_ratemask": "0"}
+                      "net/ipv4/icmp_ratemask": "0", "net/ipv6/icmp/ratelimit": "0"}
             values |= {f"net/ipv4/conf/{iface}/rp_filter": "0" for iface in self._ifaces(ns)}
             write_sysctls(ns, values | sysctls[ns])
         self.timings["topology"] = time.monotonic() - start
 
-    def _ifaces(self, ns: str) -> list[str]:
-        return call_in_ns(ns, lambda: os.listdir("/proc/sys/net/ipv4/conf"), timeout=10)
+    def _ifaces(self, ns: str, version: str = "ipv4") -> list[str]:
+        return call_in_ns(ns, lambda: os.listdir(f"/proc/sys/net/{version}/conf"), timeout=10)
+
+    def _forwarding(self, *ifaces: str) -> dict[str, str]:
+        """Routing on, and (IPv4) no redirects out of ``ifaces``: the lab's routes are host routes on one
+        bridge, and a redirect would teach a node a shortcut the model does not have."""
+        if self.family is ir.IPFamily.V6:
+            return {"net/ipv6/conf/all/forwarding": "1"}
+        values = {"net/ipv4/ip_forward": "1"}
+        if ifaces:
+            values |= {"net/ipv4/conf/all/send_redirects": "0"}
+            values |= {f"net/ipv4/conf/{iface}/send_redirects": "0" for iface in ifaces}
+        return values
 
     def pod_iface(self, index: int) -> str:
         """The node-side name of pod ``index``'s veth: what ``ClusterNetwork.pod_iface`` assumes."""
@@ -440,9 +485,8 @@ class Lab:
             raise LabError(f"interface name {name} is longer than the kernel's 15 characters")
         return name
 
-    @staticmethod
-    def gateway(node: ir.Node) -> ipaddress.IPv4Address | None:
-        cidr = next((c for c in node.pod_cidrs if c.version == 4), None)
+    def gateway(self, node: ir.Node) -> ir.IPAddress | None:
+        cidr = next(iter(self.ips(node.pod_cidrs)), None)
         return None if cidr is None else cidr.network_address + 1
 
     # ------------------------------------------------------------------------------------ rules
@@ -458,7 +502,7 @@ class Lab:
         from kspec.compiler.context import NodeContext
 
         start = time.monotonic()
-        texts = compile_cluster(self.cluster, ir.IPFamily.V4)
+        texts = compile_cluster(self.cluster, self.family)
         for node in self.cluster.nodes:
             ns = self.nodes[node.name]
             text = texts[node.name]
@@ -474,12 +518,12 @@ class Lab:
                         raise LabError(f"nfacct add {counter} in {node.name}'s namespace failed: "
                                        f"{made.stderr.strip()} (the kernel needs nfnetlink_acct)")
             self._restore(node.name, ns, text, "compiled rules")
-            local = NodeContext(node, ir.IPFamily.V4, self.cluster.proxy, False)
+            local = NodeContext(node, self.family, self.cluster.proxy, False)
             self._restore(node.name, ns, base_rules(local.localhost_node_ports), "kube-proxy's jumps")
         self.timings["rules"] = time.monotonic() - start
 
     def _restore(self, node: str, ns: str, text: str, what: str) -> None:
-        result = in_ns(ns, ["iptables-restore", "--noflush"], stdin=text, check=False)
+        result = in_ns(ns, [self.iptables("iptables-restore"), "--noflush"], stdin=text, check=False)
         if result.returncode == 0:
             return
         error = result.stderr.strip()
@@ -487,43 +531,42 @@ class Lab:
 
     # ------------------------------------------------------------------------- per-probe routing
 
-    def route_vip(self, vip: ipaddress.IPv4Address, entry_node: str | None, through_lb: bool) -> None:
+    def route_vip(self, vip: ir.IPAddress, entry_node: str | None, through_lb: bool) -> None:
         """Steer ``vip`` (a LoadBalancer ingress IP or an external IP) from the router to ``entry_node``:
         through the load balancer namespace (``through_lb``) or straight; no entry node: the LB drops it."""
-        via_node = self.cluster.node(entry_node).primary_ip(ir.IPFamily.V4) if entry_node else None
+        via_node = self.cluster.node(entry_node).primary_ip(self.family) if entry_node else None
+        net, dest = self.ip_cmd(self.net), self.host(vip)
         if through_lb and self.lb:
-            run(["ip", "-n", self.net, "route", "replace", f"{vip}/32", "via", str(self.lb_ip), "dev", "br0",
-                 "onlink"])
+            run([*net, "route", "replace", dest, "via", str(self.lb_ip), "dev", "br0", "onlink"])
             if via_node is None:
-                run(["ip", "-n", self.lb, "route", "replace", "blackhole", f"{vip}/32"])
+                run([*self.ip_cmd(self.lb), "route", "replace", "blackhole", dest])
             else:
-                run(["ip", "-n", self.lb, "route", "replace", f"{vip}/32", "via", str(via_node), "dev", "eth0",
-                     "onlink"])
+                run([*self.ip_cmd(self.lb), "route", "replace", dest, "via", str(via_node), "dev", "eth0", "onlink"])
         elif via_node is not None:
-            run(["ip", "-n", self.net, "route", "replace", f"{vip}/32", "via", str(via_node), "dev", "br0",
-                 "onlink"])
+            run([*net, "route", "replace", dest, "via", str(via_node), "dev", "br0", "onlink"])
         else:
-            run(["ip", "-n", self.net, "route", "replace", "blackhole", f"{vip}/32"])
+            run([*net, "route", "replace", "blackhole", dest])
         self.vip_routes.add(vip)
 
     def unroute_vips(self) -> None:
         """The router forgets every VIP again (traffic from inside the cluster must not reach the LB), and any
         source filter a node-port-style load balancer had."""
         for vip in sorted(self.vip_routes):
-            run(["ip", "-n", self.net, "route", "del", f"{vip}/32"], check=False)
+            run([*self.ip_cmd(self.net), "route", "del", self.host(vip)], check=False)
         self.vip_routes.clear()
         if self.lb_filter:
-            in_ns(self.net, ["iptables-restore"], stdin="*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", check=False)
+            in_ns(self.net, [self.iptables("iptables-restore")], stdin="*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n",
+                  check=False)
             self.lb_filter = False
 
-    def refuse_sources(self, dst: ipaddress.IPv4Address, dport: int, proto: str, admitted) -> None:
+    def refuse_sources(self, dst: ir.IPAddress, dport: int, proto: str, admitted) -> None:
         """A load balancer that rewrites to nodeIP:nodePort enforces loadBalancerSourceRanges itself: the
         router (the lab's stand-in for it on that path) drops other sources for this probe's destination."""
         lines = ["*filter", ":FORWARD ACCEPT [0:0]"]
-        match = f"-d {dst}/32 -p {proto} -m {proto} --dport {dport}"
-        lines += [f"-A FORWARD {match} -s {net} -j ACCEPT" for net in admitted if net.version == 4]
+        match = f"-d {self.host(dst)} -p {proto} -m {proto} --dport {dport}"
+        lines += [f"-A FORWARD {match} -s {net} -j ACCEPT" for net in self.ips(admitted)]
         lines += [f"-A FORWARD {match} -j DROP", "COMMIT"]
-        in_ns(self.net, ["iptables-restore"], stdin="\n".join(lines) + "\n")
+        in_ns(self.net, [self.iptables("iptables-restore")], stdin="\n".join(lines) + "\n")
         self.lb_filter = True
 
     # --------------------------------------------------------------------------------- teardown

@@ -25,7 +25,7 @@ PROXY_HEALTHZ_PORT = 10256  # kube-proxy's --healthz-bind-address
 METRICS_PORT = 10249  # kube-proxy's --metrics-bind-address (127.0.0.1), serves /proxyMode
 
 
-def pod_ports(cluster: ir.Cluster) -> dict[str, dict[str, set[int]]]:
+def pod_ports(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, dict[str, set[int]]]:
     """For each pod: the TCP and UDP ports its echo server listens on (endpoint ports and container ports)."""
     by_ip = {pod.ip: pod for pod in cluster.pods}
     ports: dict[str, dict[str, set[int]]] = {pod.key: {"tcp": set(), "udp": set()} for pod in cluster.pods}
@@ -33,7 +33,7 @@ def pod_ports(cluster: ir.Cluster) -> dict[str, dict[str, set[int]]]:
         for cport in pod.ports:
             if cport.protocol in (ir.Protocol.TCP, ir.Protocol.UDP):
                 ports[pod.key][cport.protocol.lower].add(cport.port)
-    for info in service_ports(cluster, ir.IPFamily.V4):
+    for info in service_ports(cluster, family):
         if info.protocol not in ("tcp", "udp"):
             continue
         for ep in info.endpoints:
@@ -43,21 +43,22 @@ def pod_ports(cluster: ir.Cluster) -> dict[str, dict[str, set[int]]]:
     return ports
 
 
-def node_answers(cluster: ir.Cluster, node: str) -> list[dict]:
+def node_answers(cluster: ir.Cluster, node: str, family: ir.IPFamily = ir.IPFamily.V4) -> list[dict]:
     """The HTTP servers kube-proxy runs on ``node``: one per health-check node port, its own /healthz and
-    /livez, and /proxyMode on the metrics port."""
-    counts = local_endpoint_counts(cluster, node, ir.IPFamily.V4)
+    /livez, and /proxyMode on the metrics port (kube-proxy's default 127.0.0.1 in either family)."""
+    counts = local_endpoint_counts(cluster, node, family)
+    anywhere = "::" if family is ir.IPFamily.V6 else "0.0.0.0"
     servers = []
     for svc in cluster.services:
         if svc.key in counts and svc.health_check_node_port:
             status, body = healthz(svc, counts[svc.key])
-            servers.append({"addr": "0.0.0.0", "port": svc.health_check_node_port,
+            servers.append({"addr": anywhere, "port": svc.health_check_node_port,
                             "paths": {"*": [status, "application/json", body]}})
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     proxy = json.dumps({"lastUpdated": now, "currentTime": now, "nodeEligible": True})
     taken = {s["port"] for s in servers}
     if PROXY_HEALTHZ_PORT not in taken:
-        servers.append({"addr": "0.0.0.0", "port": PROXY_HEALTHZ_PORT,
+        servers.append({"addr": anywhere, "port": PROXY_HEALTHZ_PORT,
                         "paths": {"/healthz": [200, "application/json", proxy],
                                   "/livez": [200, "application/json", proxy]}})
     if METRICS_PORT not in taken:
@@ -70,13 +71,15 @@ def start_servers(lab: Lab, keep: bool = False) -> None:
     """Every server, started in parallel, then waited for until each has bound its sockets."""
     start = time.monotonic()
     configs: list[tuple[str, str, dict]] = []
-    for key, ports in pod_ports(lab.cluster).items():
+    anywhere = "::" if lab.family is ir.IPFamily.V6 else "0.0.0.0"
+    for key, ports in pod_ports(lab.cluster, lab.family).items():
         if ports["tcp"] or ports["udp"]:
             configs.append((f"echo server of {key}", lab.pods[key],
-                            {"mode": "echo", "pod": key, "tcp": sorted(ports["tcp"]), "udp": sorted(ports["udp"])}))
+                            {"mode": "echo", "pod": key, "tcp": sorted(ports["tcp"]), "udp": sorted(ports["udp"]),
+                             "addr": anywhere}))
     for node in lab.cluster.nodes:
         configs.append((f"kube-proxy endpoints on {node.name}", lab.nodes[node.name],
-                        {"mode": "http", "servers": node_answers(lab.cluster, node.name)}))
+                        {"mode": "http", "servers": node_answers(lab.cluster, node.name, lab.family)}))
     started = []
     for what, ns, config in configs:
         if not keep:
@@ -135,7 +138,7 @@ def poll_health(lab: Lab) -> dict[str, dict[str, tuple[int | None, str]]]:
     def body() -> dict[str, dict[str, tuple[int | None, str]]]:
         answers: dict[str, dict[str, tuple[int | None, str]]] = {}
         for svc, node in todo:
-            ip = str(node.primary_ip(ir.IPFamily.V4))
+            ip = str(node.primary_ip(lab.family))
             answers.setdefault(svc.key, {})[node.name] = http_get(ip, svc.health_check_node_port, "/healthz")
         return answers
 
@@ -151,11 +154,11 @@ def health_mismatches(lab: Lab, answers: dict[str, dict[str, tuple[int | None, s
             continue
         polled = answers[svc.key]
         healthy = {node for node, (status, _) in polled.items() if status == 200}
-        model = set(healthy_nodes(lab.cluster, svc, ir.IPFamily.V4))
+        model = set(healthy_nodes(lab.cluster, svc, lab.family))
         if healthy != model:
             problems.append(f"{svc.key}: the load balancer's health checks pass on {sorted(healthy)}, the model "
                             f"says {sorted(model)}")
-        counts = {n.name: local_endpoint_counts(lab.cluster, n.name, ir.IPFamily.V4).get(svc.key, 0)
+        counts = {n.name: local_endpoint_counts(lab.cluster, n.name, lab.family).get(svc.key, 0)
                   for n in lab.cluster.nodes}
         for node, (status, text) in polled.items():
             want = healthz(svc, counts[node])

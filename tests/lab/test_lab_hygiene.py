@@ -15,6 +15,7 @@ import pytest
 from kspec.grammar import load
 from kspec.lab import run_lab
 from kspec.lab.topology import PREFIX, Lab, LabError, cleanup, lab_namespaces, run
+from kspec.strategies import as_ipv6
 from tests.netns import leftover_namespaces, root_ruleset
 
 pytestmark = pytest.mark.netns
@@ -25,9 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 def _root_network() -> str:
     """The root namespace's rules, routes, policy rules and interfaces."""
     parts = [root_ruleset()]
-    for args in (["ip", "route", "show", "table", "all"], ["ip", "rule"], ["ip", "-o", "link"]):
+    for args in (["ip", "route", "show", "table", "all"], ["ip", "-6", "route", "show", "table", "all"],
+                 ["ip", "rule"], ["ip", "-6", "rule"], ["ip", "-o", "link"]):
         text = run(args, check=False).stdout
-        parts.append(re.sub(r"link/\S+ \S+ brd \S+|qlen \d+|state \S+", "", text))  # stable fields only
+        parts.append(re.sub(r"link/\S+ \S+ brd \S+|qlen \d+|state \S+|expires \S+", "", text))  # stable fields
     return "\n".join(parts)
 
 
@@ -35,9 +37,11 @@ def _cluster(name: str = "loadbalancer-local"):
     return load(str(REPO / "specs" / f"{name}.k"))[0]
 
 
-def test_root_namespace_untouched_and_nothing_left():
+@pytest.mark.parametrize("family", ["IPv4", "IPv6"])
+def test_root_namespace_untouched_and_nothing_left(family: str):
     before = _root_network()
-    report = run_lab(_cluster())
+    cluster = _cluster() if family == "IPv4" else as_ipv6(_cluster())
+    report = run_lab(cluster)
     assert report.results
     assert _root_network() == before
     assert leftover_namespaces(PREFIX) == []
@@ -128,6 +132,24 @@ def test_without_root_says_so_in_one_line_and_exits_2():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "root" in result.stderr
+
+
+def _cli_lab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kspec.cli", "lab", *args], capture_output=True, text=True,
+                          check=False, timeout=120)
+
+
+def test_an_ipv6_spec_gets_an_ipv6_lab_from_the_cli():
+    result = _cli_lab(str(REPO / "tests" / "data" / "specs" / "ipv6-nodeport.k"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2/2 probes agree" in result.stdout and "client_address=fd00:240::5" in result.stdout
+    assert leftover_namespaces(PREFIX) == []
+
+
+def test_a_family_the_spec_lacks_is_bad_input():
+    result = _cli_lab("--family", "ipv6", str(REPO / "specs" / "clusterip.k"))
+    assert result.returncode == 2
+    assert "no IPv6 nodes or Services" in result.stderr
 
 
 @pytest.mark.session_hygiene

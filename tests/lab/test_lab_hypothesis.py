@@ -1,7 +1,8 @@
 """Differential test: Hypothesis-drawn small clusters through the lab; every observed outcome is predicted.
 
-Two runs per CI build: a fixed set (``derandomize``: the same topologies every time, so a regression is
-reproducible) and a few fresh ones whose failures are remembered in ``tests/lab/hypothesis-db`` and replayed
+Three runs per CI build: a fixed set (``derandomize``: the same topologies every time, so a regression is
+reproducible), ten fixed topologies moved into IPv6 (``as_ipv6``: the kernel's ip6tables against the IPv6
+model), and a few fresh ones whose failures are remembered in ``tests/lab/hypothesis-db`` and replayed
 first next time. No shrinking: each example builds a whole lab, and a failure already prints the spec and
 both traces.
 """
@@ -13,20 +14,25 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from kspec.grammar import parse_text
+from kspec.grammar import format_cluster, parse_text
 from kspec.lab import run_lab
+from kspec.strategies import as_ipv6
 from tests.lab.lab_strategies import lab_specs
 
 pytestmark = pytest.mark.netns
 
 FIXED_EXAMPLES = 20
+FIXED_IPV6_EXAMPLES = 10
 FRESH_EXAMPLES = 6
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], phases=[Phase.explicit, Phase.reuse,
                Phase.generate], print_blob=True)
 
 
-def _differential(text: str) -> None:
+def _differential(text: str, ipv6: bool = False) -> None:
     cluster, _ = parse_text(text, "<hypothesis>")
+    if ipv6:  # the same topology under fd00::/96, built with ip6tables
+        cluster = as_ipv6(cluster)
+        text = format_cluster(cluster)
     report = run_lab(cluster, spec="<hypothesis>")
     if not report.agree:
         pytest.fail(f"the kernel disagrees with the model on this spec:\n{text}\n{report.text()}", pytrace=False)
@@ -36,6 +42,12 @@ def _differential(text: str) -> None:
 @given(lab_specs())
 def test_fixed_topologies(text):
     _differential(text)
+
+
+@settings(max_examples=FIXED_IPV6_EXAMPLES, derandomize=True, database=None, **_COMMON)
+@given(lab_specs())
+def test_fixed_topologies_in_ipv6(text):
+    _differential(text, ipv6=True)
 
 
 @settings(max_examples=FRESH_EXAMPLES,

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from kspec import ir
 from kspec.grammar import load
 from kspec.lab import run_lab
+from kspec.strategies import as_ipv6
 from kspec.verifier.network import Disposition
 from tests.lab.conftest import assert_agrees
 
@@ -17,17 +19,19 @@ SPECS = sorted((Path(__file__).resolve().parents[2] / "specs").glob("*.k"))
 _reports = {}
 
 
-def lab(name: str):
-    """The lab report of specs/NAME.k (run once per session)."""
-    if name not in _reports:
+def lab(name: str, ipv6: bool = False):
+    """The lab report of specs/NAME.k (run once per session); ``ipv6``: of the spec moved into IPv6
+    (``kspec.strategies.as_ipv6``: fd00::/96 plus the IPv4 address), built with ip6tables."""
+    if (name, ipv6) not in _reports:
         cluster, _ = load(str(Path(__file__).resolve().parents[2] / "specs" / f"{name}.k"))
-        _reports[name] = run_lab(cluster, spec=f"specs/{name}.k")
-    return _reports[name]
+        _reports[name, ipv6] = run_lab(as_ipv6(cluster) if ipv6 else cluster, spec=f"specs/{name}.k")
+    return _reports[name, ipv6]
 
 
+@pytest.mark.parametrize("ipv6", [False, True], ids=["IPv4", "IPv6"])
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
-def test_kernel_agrees_with_model(spec):
-    report = lab(spec.stem)
+def test_kernel_agrees_with_model(spec, ipv6):
+    report = lab(spec.stem, ipv6)
     assert report.results, "the spec produced no probes"
     assert_agrees(report)
 
@@ -67,3 +71,23 @@ def test_loadbalancer_local_health_checks_and_delivery():
     assert any("node1 200, node2 503, node3 503" in note for note in report.notes)
     assert {r.target.entry_node for r in report.results} == {"node1"}
     assert {o.client_address for r in report.results for o in r.observed} == {"104.132.1.79"}
+
+
+def test_ipv6_nodeport_cluster_shows_a_node_address_and_local_keeps_the_client():
+    cluster_policy = lab("nodeport-cluster", ipv6=True)
+    assert {o.client_address for o in _seen(cluster_policy, "node2 fd00::af0:5")} == {"fd00::af0:5"}
+    local_policy = lab("nodeport-local", ipv6=True)
+    assert {o.client_address for o in _seen(local_policy, "node1 fd00::af0:3")} == {"fd00::6884:14f"}
+    for node in ("node2 fd00::af0:5", "node3 fd00::af0:4"):
+        assert {o.disposition for o in _seen(local_policy, node)} == {Disposition.DROPPED}
+
+
+@pytest.mark.parametrize("family", [ir.IPFamily.V4, ir.IPFamily.V6], ids=["IPv4", "IPv6"])
+def test_a_dual_stack_spec_builds_a_lab_per_family(family):
+    cluster, _ = load(str(Path(__file__).resolve().parents[2] / "tests" / "data" / "specs" / "dual-stack.k"))
+    report = run_lab(cluster, family=family)
+    assert_agrees(report)
+    version = 4 if family is ir.IPFamily.V4 else 6
+    assert {r.target.dst.version for r in report.results} == {version}  # the other family's probes are not sent
+    assert {o.pod for r in report.results for o in r.observed} == {f"default/web{version}"}
+    assert {o.client_address for o in _seen(report, "node2")} == {"10.240.0.4" if version == 4 else "fd00:240::4"}

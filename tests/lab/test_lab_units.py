@@ -5,7 +5,8 @@ import ipaddress
 
 from kspec import ir
 from kspec.lab.echo import echo_body, parse_echo
-from kspec.lab.probe import DELIVERED, DROPPED, HOST, REFUSED, REJECTED, Try
+from kspec.lab.probe import DELIVERED, DROPPED, HOST, NO_ROUTE, OTHER, PORT, REFUSED, REJECTED, Try, _icmp6_errors, \
+    _with_icmp
 from kspec.lab.report import ProbeResult
 from kspec.lab.topology import _feature_hint
 from kspec.verifier.network import Disposition
@@ -54,3 +55,36 @@ def test_a_refused_rule_names_the_kernel_feature():
     hint = _feature_hint(text, "iptables-restore: line 3 failed")
     assert "--random-fully" in hint and "random_fully false" in hint
     assert _feature_hint(text, "something else") == ""
+
+
+class _RawICMPv6:
+    """What a raw ICMPv6 socket hands over: ICMPv6 header on, the sender as recvfrom's address."""
+
+    def __init__(self, *messages: tuple[bytes, str]):
+        self.messages = list(messages)
+
+    def recvfrom(self, _size: int):
+        if not self.messages:
+            raise BlockingIOError
+        return self.messages.pop(0)
+
+
+def _icmp6(kind: int, code: int, next_header: int, sport: int) -> bytes:
+    inner_ipv6 = bytes(6) + bytes([next_header]) + bytes(33)  # 40-byte header, next header at offset 6
+    return bytes([kind, code]) + bytes(6) + inner_ipv6 + sport.to_bytes(2, "big") + bytes(18)
+
+
+def test_icmpv6_errors_are_read_by_the_source_port_they_quote():
+    raw = _RawICMPv6((_icmp6(1, 4, 6, 40001), ("fd00::1", 0, 0, 0)), (_icmp6(1, 0, 6, 40002), ("fd00::2", 0, 0, 0)),
+                     (_icmp6(1, 4, 17, 40003), ("fd00::3", 0, 0, 0)), (_icmp6(128, 0, 6, 40004), ("fd00::4", 0, 0, 0)))
+    found = _icmp6_errors(raw, "tcp")
+    assert found == {40001: (PORT, "ICMPv6 port unreachable", "fd00::1"),
+                     40002: (OTHER, "ICMPv6 unreachable code 0", "fd00::2")}  # not UDP's, not an echo request
+
+
+def test_a_port_unreachable_the_socket_missed_is_the_verdict():
+    icmp = (PORT, "ICMPv6 port unreachable", "fd00::1")
+    assert _with_icmp(Try(1, DROPPED, detail="no answer"), icmp, "tcp").result == REJECTED
+    assert _with_icmp(Try(1, DROPPED, detail="no answer"), icmp, "udp").result == REFUSED
+    assert _with_icmp(Try(1, DROPPED), (OTHER, "ICMPv6 unreachable code 0", "fd00::1"), "tcp").result == NO_ROUTE
+    assert _with_icmp(Try(1, DROPPED), None, "tcp").result == DROPPED
