@@ -274,7 +274,8 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.specs:
         raise KspecError([Diagnostic(None, "no specs given (or --cleanup)")])
     loaded = [(path, load_cluster(path)) for path in args.specs]
-    reason = requirements()
+    family = _FAMILIES[args.family] if args.family else None
+    reason = next(filter(None, (requirements(family or cluster.families()[0]) for _, (cluster, _) in loaded)), None)
     if reason:
         print(reason, file=err)
         return EXIT_BAD_INPUT
@@ -286,8 +287,7 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             report(warnings, err, args.compact)
             progress = (lambda msg: print(f"  {msg}", file=err)) if args.verbose else None
             try:
-                result = run(cluster, keep=args.keep, spec=path, progress=progress,
-                             family=_FAMILIES[args.family] if args.family else None)
+                result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family)
             except (LabError, LabUnavailable) as exc:
                 print(f"kspec lab: {path}: {exc}", file=err)
                 return EXIT_BAD_INPUT

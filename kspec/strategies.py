@@ -25,6 +25,8 @@ registered through Hypothesis's ``hypothesis`` entry point.
 
 IPv6: ``clusters(...).map(as_ipv6)`` draws the same clusters with every address moved under ``fd00::/96``
 (``10.244.1.5`` becomes ``fd00::af4:105``, a ``/24`` a ``/120``); ``packets`` follows the cluster's family.
+Dual stack: ``clusters(...).map(as_dual_stack)`` draws each cluster side by side with its IPv6 twin: nodes
+and Services get both addresses, every pod and addressed client an IPv6 twin named ``NAME-v6``.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ __all__ = [
     "NODE_CIDR", "CLUSTER_CIDR", "SERVICE_CIDR", "LB_CIDR", "EXTERNAL_IP_CIDR", "CLIENT_CIDR",
     "ServiceShape", "ClientPacket", "Readiness",
     "addresses", "networks", "readiness", "nodes", "pods", "service_shapes", "services",
-    "proxy_configs", "props", "checks", "clusters", "packets", "specs", "as_ipv6",
+    "proxy_configs", "props", "checks", "clusters", "packets", "specs", "as_ipv6", "as_dual_stack",
 ]
 
 NODE_CIDR = ipaddress.ip_network("10.240.0.0/24")
@@ -500,10 +502,67 @@ def _embedded(value):
     return ipaddress.IPv6Address(_IPV6_PREFIX | int(value))
 
 
-def as_ipv6(cluster: ir.Cluster) -> ir.Cluster:
+def as_ipv6(cluster: ir.Cluster, suffix: str = "") -> ir.Cluster:
     """The same cluster with every IPv4 address and network moved under ``fd00::/96`` (same host bits, prefix
-    lengths + 96): an IPv6-only cluster shaped exactly like a drawn IPv4 one, for ``clusters().map(as_ipv6)``."""
-    return _moved(cluster)
+    lengths + 96): an IPv6-only cluster shaped exactly like a drawn IPv4 one, for ``clusters().map(as_ipv6)``.
+    ``suffix``: appended to the names of pods and of clients with an address of their own, everywhere they
+    are named (endpoints, checks), so that the result can stand next to the original (``as_dual_stack``)."""
+    moved = _moved(cluster)
+    if not suffix:
+        return moved
+    pods = {pod.key for pod in cluster.pods} | {pod.name for pod in cluster.pods}  # checks name pods either way
+    clients = {c.name: f"{c.name}{suffix}" for c in cluster.clients if c.ip is not None}
+
+    def renamed_prop(prop: ir.Prop) -> ir.Prop:
+        if isinstance(prop, ir.EndpointIn):
+            return replace(prop, pods=tuple(f"{name}{suffix}" if name in pods else name for name in prop.pods))
+        changes = {name: renamed_prop(getattr(prop, name)) for name in ("operand", "left", "right")
+                   if hasattr(prop, name)}
+        return replace(prop, **changes)
+
+    return replace(
+        moved,
+        pods=tuple(replace(pod, name=f"{pod.name}{suffix}") for pod in moved.pods),
+        services=tuple(replace(svc, endpoints=tuple(replace(ep, pod=f"{ep.pod}{suffix}" if ep.pod in pods else ep.pod)
+                                                    for ep in svc.endpoints)) for svc in moved.services),
+        clients=tuple(replace(c, name=clients.get(c.name, c.name)) for c in moved.clients),
+        checks=tuple(replace(check, clients=tuple(clients.get(name, name) for name in check.clients),
+                             prop=renamed_prop(check.prop)) for check in moved.checks))
+
+
+def as_dual_stack(cluster: ir.Cluster) -> ir.Cluster:
+    """The (IPv4) cluster and ``as_ipv6(cluster, suffix="-v6")`` as one dual-stack cluster: each node,
+    cluster CIDR and Service has its addresses of both families, every pod and addressed client is there
+    with its IPv6 twin (a kspec pod has one address), and each check asks from both and accepts both twins as
+    endpoints. Verified one family at a time it is the two single-stack clusters side by side, as kube-proxy
+    programs iptables and ip6tables apart."""
+    six = as_ipv6(cluster, suffix="-v6")
+    nodes = tuple(replace(a, ips=a.ips + b.ips, pod_cidrs=a.pod_cidrs + b.pod_cidrs)
+                  for a, b in zip(cluster.nodes, six.nodes))
+    p4, p6 = cluster.proxy, six.proxy
+    proxy = replace(p4, cluster_cidrs=p4.cluster_cidrs + p6.cluster_cidrs,
+                    node_port_addresses=None if p4.node_port_addresses is None
+                    else p4.node_port_addresses + p6.node_port_addresses)
+    services = tuple(replace(a, cluster_ips=a.cluster_ips + b.cluster_ips, endpoints=a.endpoints + b.endpoints,
+                             external_ips=a.external_ips + b.external_ips,
+                             load_balancer_ingress=a.load_balancer_ingress + b.load_balancer_ingress,
+                             load_balancer_source_ranges=a.load_balancer_source_ranges
+                             + b.load_balancer_source_ranges)
+                     for a, b in zip(cluster.services, six.services))
+    clients = cluster.clients + tuple(c for c in six.clients if c.name not in {d.name for d in cluster.clients})
+    checks = tuple(replace(a, clients=tuple(dict.fromkeys(a.clients + b.clients)), prop=_either(a.prop, b.prop))
+                   for a, b in zip(cluster.checks, six.checks))
+    return replace(cluster, nodes=nodes, proxy=proxy, pods=cluster.pods + six.pods, services=services,
+                   clients=clients, checks=checks)
+
+
+def _either(four: ir.Prop, six: ir.Prop) -> ir.Prop:
+    """``four`` with each ``endpoint in {...}`` widened by its twin pods from ``six`` (same shape)."""
+    if isinstance(four, ir.EndpointIn):
+        return replace(four, pods=tuple(dict.fromkeys(four.pods + six.pods)))
+    changes = {name: _either(getattr(four, name), getattr(six, name)) for name in ("operand", "left", "right")
+               if hasattr(four, name)}
+    return replace(four, **changes)
 
 
 def _moved(value):

@@ -144,8 +144,11 @@ def write_sysctls(ns: str, values: dict[str, str]) -> None:
     """Write ``/proc/sys`` keys (``net/ipv4/ip_forward``...) as seen from inside ``ns``."""
     def body() -> None:
         for key, value in values.items():
-            with open(f"/proc/sys/{key}", "w", encoding="ascii") as handle:
-                handle.write(value)
+            try:
+                with open(f"/proc/sys/{key}", "w", encoding="ascii") as handle:
+                    handle.write(value)
+            except OSError as exc:
+                raise LabError(f"cannot set {key.replace('/', '.')}={value} in {ns}: {exc.strerror}") from exc
     call_in_ns(ns, body, timeout=10)
 
 
@@ -211,14 +214,11 @@ def cleanup(include_live: bool = False) -> tuple[list[str], list[str], list[str]
 
 # ---------------------------------------------------------------------------------------- topology
 
-# The router's only rule. A router without a route would answer with an ICMP too, but ip_error() rate-limits
-# those per source (net.ipv4.route.error_burst/error_cost, global sysctls the lab must not change), so
-# after five tries they would look like silent drops. REJECT's ICMP obeys the per-namespace icmp_ratemask.
-_OUTSIDE_RULES = """*filter
-:FORWARD ACCEPT [0:0]
--A FORWARD -o outside -j REJECT --reject-with {unreachable}
-COMMIT
-"""
+# The router's standing rule (a probe's load-balancer source filter goes before it). A router without a route
+# would answer with an ICMP too, but ip_error() rate-limits those per source (net.ipv4.route.error_burst/
+# error_cost, global sysctls the lab must not change), so after five tries they would look like silent drops.
+# REJECT's ICMP obeys the per-namespace ICMP rate limits, which the lab turns off.
+_OUTSIDE_RULE = "-A FORWARD -o outside -j REJECT --reject-with {unreachable}"
 _VERSION = {ir.IPFamily.V4: 4, ir.IPFamily.V6: 6}
 _NO_ROUTE_ICMP = {ir.IPFamily.V4: "icmp-net-unreachable", ir.IPFamily.V6: "icmp6-no-route"}
 _FREE_RANGE = {ir.IPFamily.V4: "169.254.253.0/24", ir.IPFamily.V6: "fd6b:7370:6563::/120"}  # fd "kspec"
@@ -446,17 +446,21 @@ class Lab:
             result = run([*self.ip_cmd(ns), "-batch", "-"], stdin="\n".join(cmds) + "\n", check=False)
             if result.returncode != 0:
                 raise LabError(f"configuring {ns} failed: {result.stderr.strip()}")
-        made = in_ns(self.net, [self.iptables("iptables-restore")],
-                     stdin=_OUTSIDE_RULES.format(unreachable=_NO_ROUTE_ICMP[family]), check=False)
+        made = in_ns(self.net, [self.iptables("iptables-restore")], stdin=self._router_rules(), check=False)
         if made.returncode != 0:
             raise LabError(f"the router's stand-in for the outside world did not load: {made.stderr.strip()}")
         for ns in every:
             # Reverse-path filtering off everywhere: the lab routes asymmetrically (VIP in via the LB, out
             # via the router), as cloud networks do.
             values = {"net/ipv4/conf/all/rp_filter": "0", "net/ipv4/conf/default/rp_filter": "0",
-                      # ICMP errors are how REJECT and "no route" show; the kernel's rate limit (a burst of 6,
-                      # then one a second per peer) would turn later tries into silent drops.
-                      "net/ipv4/icmp_ratemask": "0", "net/ipv6/icmp/ratelimit": "0"}
+                      # ICMP errors are how REJECT and "no route" show; the kernel's rate limits (per peer, and
+                      # a global budget) would turn later tries into silent drops. Masks without the error types
+                      # exempt them from both.
+                      "net/ipv4/icmp_ratemask": "0"}
+            if family is ir.IPFamily.V6:  # ICMPv6 types 1 (unreachable) and 3 (time exceeded) exempt
+                values["net/ipv6/icmp/ratelimit"] = "0"
+                if os.path.exists("/proc/sys/net/ipv6/icmp/ratemask"):  # Linux >= 5.13
+                    values["net/ipv6/icmp/ratemask"] = "0,2,4-127"
             values |= {f"net/ipv4/conf/{iface}/rp_filter": "0" for iface in self._ifaces(ns)}
             write_sysctls(ns, values | sysctls[ns])
         self.timings["topology"] = time.monotonic() - start
@@ -555,19 +559,23 @@ class Lab:
             run([*self.ip_cmd(self.net), "route", "del", self.host(vip)], check=False)
         self.vip_routes.clear()
         if self.lb_filter:
-            in_ns(self.net, [self.iptables("iptables-restore")], stdin="*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n",
-                  check=False)
+            in_ns(self.net, [self.iptables("iptables-restore")], stdin=self._router_rules(), check=False)
             self.lb_filter = False
 
     def refuse_sources(self, dst: ir.IPAddress, dport: int, proto: str, admitted) -> None:
         """A load balancer that rewrites to nodeIP:nodePort enforces loadBalancerSourceRanges itself: the
         router (the lab's stand-in for it on that path) drops other sources for this probe's destination."""
-        lines = ["*filter", ":FORWARD ACCEPT [0:0]"]
         match = f"-d {self.host(dst)} -p {proto} -m {proto} --dport {dport}"
-        lines += [f"-A FORWARD {match} -s {net} -j ACCEPT" for net in self.ips(admitted)]
-        lines += [f"-A FORWARD {match} -j DROP", "COMMIT"]
-        in_ns(self.net, [self.iptables("iptables-restore")], stdin="\n".join(lines) + "\n")
+        lines = [f"-A FORWARD {match} -s {net} -j ACCEPT" for net in self.ips(admitted)]
+        lines.append(f"-A FORWARD {match} -j DROP")
+        in_ns(self.net, [self.iptables("iptables-restore")], stdin=self._router_rules(lines))
         self.lb_filter = True
+
+    def _router_rules(self, before: list[str] = ()) -> str:
+        """The router's filter table: ``before`` (a probe's source filter), then the outside world's REJECT
+        (restored whole each time: without it, traffic leaving the cluster would loop until its TTL ran out)."""
+        outside = _OUTSIDE_RULE.format(unreachable=_NO_ROUTE_ICMP[self.family])
+        return "\n".join(["*filter", ":FORWARD ACCEPT [0:0]", *before, outside, "COMMIT"]) + "\n"
 
     # --------------------------------------------------------------------------------- teardown
 

@@ -26,10 +26,12 @@ METRICS_PORT = 10249  # kube-proxy's --metrics-bind-address (127.0.0.1), serves 
 
 
 def pod_ports(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, dict[str, set[int]]]:
-    """For each pod: the TCP and UDP ports its echo server listens on (endpoint ports and container ports)."""
-    by_ip = {pod.ip: pod for pod in cluster.pods}
-    ports: dict[str, dict[str, set[int]]] = {pod.key: {"tcp": set(), "udp": set()} for pod in cluster.pods}
-    for pod in cluster.pods:
+    """For each pod of ``family``: the TCP and UDP ports its echo server listens on (endpoint ports and
+    container ports)."""
+    own = [pod for pod in cluster.pods if ir.IPFamily.of(pod.ip) is family]  # the other family's stay unwired
+    by_ip = {pod.ip: pod for pod in own}
+    ports: dict[str, dict[str, set[int]]] = {pod.key: {"tcp": set(), "udp": set()} for pod in own}
+    for pod in own:
         for cport in pod.ports:
             if cport.protocol in (ir.Protocol.TCP, ir.Protocol.UDP):
                 ports[pod.key][cport.protocol.lower].add(cport.port)

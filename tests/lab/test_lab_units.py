@@ -6,7 +6,7 @@ import ipaddress
 from kspec import ir
 from kspec.lab.echo import echo_body, parse_echo
 from kspec.lab.probe import DELIVERED, DROPPED, HOST, NO_ROUTE, OTHER, PORT, REFUSED, REJECTED, Try, _icmp6_errors, \
-    _with_icmp
+    _icmp_errors, _with_icmp
 from kspec.lab.report import ProbeResult
 from kspec.lab.topology import _feature_hint
 from kspec.verifier.network import Disposition
@@ -76,10 +76,39 @@ def _icmp6(kind: int, code: int, next_header: int, sport: int) -> bytes:
 
 def test_icmpv6_errors_are_read_by_the_source_port_they_quote():
     raw = _RawICMPv6((_icmp6(1, 4, 6, 40001), ("fd00::1", 0, 0, 0)), (_icmp6(1, 0, 6, 40002), ("fd00::2", 0, 0, 0)),
-                     (_icmp6(1, 4, 17, 40003), ("fd00::3", 0, 0, 0)), (_icmp6(128, 0, 6, 40004), ("fd00::4", 0, 0, 0)))
+                     (_icmp6(1, 4, 17, 40003), ("fd00::3", 0, 0, 0)), (_icmp6(128, 0, 6, 40004), ("fd00::4", 0, 0, 0)),
+                     (_icmp6(3, 0, 6, 40005), ("fd00::5", 0, 0, 0)), (_icmp6(1, 4, 6, 40006)[:50], ("fd00::6", 0, 0, 0)))
     found = _icmp6_errors(raw, "tcp")
     assert found == {40001: (PORT, "ICMPv6 port unreachable", "fd00::1"),
-                     40002: (OTHER, "ICMPv6 unreachable code 0", "fd00::2")}  # not UDP's, not an echo request
+                     40002: (OTHER, "ICMPv6 unreachable code 0", "fd00::2"),
+                     40005: (OTHER, "time exceeded", "fd00::5")}  # not UDP's, an echo request or a cut packet
+
+
+class _RawICMP:
+    """What a raw IPv4 ICMP socket hands over: the IP header first."""
+
+    def __init__(self, *packets: bytes):
+        self.packets = list(packets)
+
+    def recv(self, _size: int) -> bytes:
+        if not self.packets:
+            raise BlockingIOError
+        return self.packets.pop(0)
+
+
+def _icmp4(kind: int, code: int, protocol: int, sport: int, sender: str) -> bytes:
+    outer = bytes([0x45]) + bytes(11) + ipaddress.IPv4Address(sender).packed + bytes(4)
+    inner = bytes([0x45]) + bytes(8) + bytes([protocol]) + bytes(10)
+    return outer + bytes([kind, code]) + bytes(6) + inner + sport.to_bytes(2, "big") + bytes(6)
+
+
+def test_icmp_errors_are_read_by_the_source_port_they_quote():
+    raw = _RawICMP(_icmp4(3, 3, 6, 40001, "10.0.0.1"), _icmp4(3, 0, 6, 40002, "10.0.0.2"),
+                   _icmp4(11, 0, 6, 40003, "10.0.0.3"), _icmp4(3, 3, 17, 40004, "10.0.0.4"),
+                   _icmp4(8, 0, 6, 40005, "10.0.0.5"))
+    assert _icmp_errors(raw, "tcp") == {40001: (PORT, "ICMP port unreachable", "10.0.0.1"),
+                                        40002: (OTHER, "ICMP unreachable code 0", "10.0.0.2"),
+                                        40003: (OTHER, "time exceeded", "10.0.0.3")}
 
 
 def test_a_port_unreachable_the_socket_missed_is_the_verdict():
@@ -88,3 +117,11 @@ def test_a_port_unreachable_the_socket_missed_is_the_verdict():
     assert _with_icmp(Try(1, DROPPED, detail="no answer"), icmp, "udp").result == REFUSED
     assert _with_icmp(Try(1, DROPPED), (OTHER, "ICMPv6 unreachable code 0", "fd00::1"), "tcp").result == NO_ROUTE
     assert _with_icmp(Try(1, DROPPED), None, "tcp").result == DROPPED
+
+
+def test_a_reject_in_the_senders_own_output_chain_is_eperm_with_the_icmp():
+    eperm = Try(1, DROPPED, detail="EPERM: dropped by netfilter on the way out")
+    assert _with_icmp(eperm, (PORT, "ICMP port unreachable", "10.0.0.1"), "tcp").result == REJECTED
+    assert _with_icmp(eperm, None, "tcp").result == DROPPED  # a DROP there: no ICMP
+    assert _with_icmp(Try(1, REFUSED), None, "tcp").result == HOST  # a reset: a host answered
+    assert _with_icmp(Try(1, REFUSED), (PORT, "ICMP port unreachable", "10.0.0.1"), "tcp").result == REJECTED

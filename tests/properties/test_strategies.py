@@ -30,6 +30,20 @@ def test_ipv6_clusters_round_trip_and_hold_no_ipv4_address(cluster: ir.Cluster) 
     assert addresses and all(a.version == 6 for a in addresses)
 
 
+@given(ks.clusters(with_checks=True, proxy=ks.proxy_configs()).map(ks.as_dual_stack))
+def test_dual_stack_clusters_round_trip_and_pair_every_pod_with_an_ipv6_twin(cluster: ir.Cluster) -> None:
+    text = format_cluster(cluster)
+    again, _ = parse_text(text, "generated46.k")
+    assert again == cluster, text
+    assert all({ip.version for ip in node.ips} == {4, 6} for node in cluster.nodes)
+    assert all({ip.version for ip in svc.cluster_ips} == {4, 6} for svc in cluster.services if svc.cluster_ips)
+    pods = {pod.name: pod for pod in cluster.pods}
+    for pod in cluster.pods:
+        if pod.ip.version == 4:
+            twin = pods[f"{pod.name}-v6"]
+            assert (twin.ip.version, twin.node, twin.labels) == (6, pod.node, pod.labels)
+
+
 @given(ks.specs(max_nodes=2))
 def test_specs_are_canonical_text(text: str) -> None:
     assert format_cluster(parse_text(text, "generated.k")[0]) == text

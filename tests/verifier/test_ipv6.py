@@ -174,6 +174,28 @@ def test_moving_a_cluster_into_ipv6_changes_no_verdict(c: ir.Cluster):
     assert four == six
 
 
+def _side_by_side(four, six) -> Verdict:
+    """One check's verdict over two families, as ``verify`` documents it: violated in either, then unknown,
+    else proved; a family where the check covers no packet has no say."""
+    say = [r.verdict for r in (four, six) if r.instances] or [four.verdict]
+    return next((v for v in (Verdict.VIOLATED, Verdict.UNKNOWN) if v in say), Verdict.PROVED)
+
+
+@settings(max_examples=20, deadline=None)
+@given(ks.clusters(max_nodes=3, max_services=2, with_checks=True, max_checks=3))
+def test_a_dual_stack_cluster_is_its_two_families_side_by_side(c: ir.Cluster):
+    """``as_dual_stack`` puts a drawn cluster and its IPv6 twin in one cluster. kube-proxy programs the two
+    families apart, so each of the cluster's checks is answered as the two single-stack clusters' answers
+    combined, and the built-ins are each family's own, named with the family."""
+    twin = ks.as_ipv6(c, suffix="-v6")
+    four, six, both = (verify(x, builtins=True) for x in (c, twin, ks.as_dual_stack(c)))
+    own = len(c.checks)
+    assert [r.verdict for r in both[:own]] == [_side_by_side(a, b) for a, b in zip(four[:own], six[:own])]
+    assert [(r.check.name, r.verdict) for r in both[own:]] == \
+        [(f"{r.check.name} (IPv4)", r.verdict) for r in four[own:]] + \
+        [(f"{r.check.name} (IPv6)", r.verdict) for r in six[own:]]
+
+
 def test_testing_helpers_see_an_ipv6_clusters_builtins():
     """kspec.testing's named properties on an IPv6 cluster run its IPv6 built-ins (not none at all)."""
     from kspec import testing
