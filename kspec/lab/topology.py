@@ -459,7 +459,7 @@ class Lab:
                       "net/ipv4/icmp_ratemask": "0"}
             if family is ir.IPFamily.V6:  # ICMPv6 types 1 (unreachable) and 3 (time exceeded) exempt
                 values["net/ipv6/icmp/ratelimit"] = "0"
-                if os.path.exists("/proc/sys/net/ipv6/icmp/ratemask"):  # Linux >= 5.13
+                if os.path.exists("/proc/sys/net/ipv6/icmp/ratemask"):  # newer kernels only
                     values["net/ipv6/icmp/ratemask"] = "0,2,4-127"
             values |= {f"net/ipv4/conf/{iface}/rp_filter": "0" for iface in self._ifaces(ns)}
             write_sysctls(ns, values | sysctls[ns])
