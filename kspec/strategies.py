@@ -465,8 +465,11 @@ def packets(draw, cluster: ir.Cluster, vias: Sequence[ir.Via] = tuple(ir.Via)) -
         for port in svc.ports:
             if ir.Via.CLUSTER_IP in vias:
                 targets += [(svc, port, ir.Via.CLUSTER_IP, ip, port.port, None) for ip in svc.cluster_ips]
-            if ir.Via.NODE_PORT in vias and port.node_port:
-                targets += [(svc, port, ir.Via.NODE_PORT, n.ips[0], port.node_port, n.name) for n in cluster.nodes]
+            if ir.Via.NODE_PORT in vias and port.node_port:  # on a node address of each of the Service's families
+                families = {ir.IPFamily.of(ip) for ip in svc.cluster_ips}
+                targets += [(svc, port, ir.Via.NODE_PORT, n.primary_ip(f), port.node_port, n.name)
+                            for n in cluster.nodes for f in sorted(families, key=lambda f: f.value)
+                            if n.primary_ip(f) is not None]
             if ir.Via.EXTERNAL_IP in vias:
                 targets += [(svc, port, ir.Via.EXTERNAL_IP, ip, port.port, n.name)
                             for ip in svc.external_ips for n in cluster.nodes]

@@ -91,6 +91,19 @@ def test_generated_ipv6_topologies(data):
         both.compare(data.draw(ks.packets(cluster)))
 
 
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_generated_dual_stack_topologies(data):
+    """Drawn topologies beside their IPv6 twins in one cluster: each packet's family is modelled apart, next
+    to pods, Services and node addresses of the other family."""
+    cluster = data.draw(ks.clusters(max_nodes=3, max_services=2).map(ks.as_dual_stack))
+    assume(any(svc.cluster_ips and svc.ports for svc in cluster.services))
+    both = {family: Both(cluster, family) for family in ir.IPFamily}
+    for _ in range(4):
+        pkt = data.draw(ks.packets(cluster))
+        both[ir.IPFamily.of(pkt.dst)].compare(pkt)
+
+
 def test_the_comparison_can_fail():
     """Guard against a vacuous comparison: a planted difference in the model's masquerade address is caught."""
     import kspec.verifier.network as network
