@@ -513,24 +513,17 @@ def as_ipv6(cluster: ir.Cluster, suffix: str = "") -> ir.Cluster:
     moved = _moved(cluster)
     if not suffix:
         return moved
-    pods = {pod.key for pod in cluster.pods} | {pod.name for pod in cluster.pods}  # checks name pods either way
+    twin = _twin_pod_names(cluster, suffix)
     clients = {c.name: f"{c.name}{suffix}" for c in cluster.clients if c.ip is not None}
-
-    def renamed_prop(prop: ir.Prop) -> ir.Prop:
-        if isinstance(prop, ir.EndpointIn):
-            return replace(prop, pods=tuple(f"{name}{suffix}" if name in pods else name for name in prop.pods))
-        changes = {name: renamed_prop(getattr(prop, name)) for name in ("operand", "left", "right")
-                   if hasattr(prop, name)}
-        return replace(prop, **changes)
-
     return replace(
         moved,
         pods=tuple(replace(pod, name=f"{pod.name}{suffix}") for pod in moved.pods),
-        services=tuple(replace(svc, endpoints=tuple(replace(ep, pod=f"{ep.pod}{suffix}" if ep.pod in pods else ep.pod)
-                                                    for ep in svc.endpoints)) for svc in moved.services),
+        services=tuple(replace(svc, endpoints=tuple(replace(ep, pod=ep.pod and twin(ep.pod)) for ep in svc.endpoints))
+                       for svc in moved.services),
         clients=tuple(replace(c, name=clients.get(c.name, c.name)) for c in moved.clients),
         checks=tuple(replace(check, clients=tuple(clients.get(name, name) for name in check.clients),
-                             prop=renamed_prop(check.prop)) for check in moved.checks))
+                             prop=_endpoint_pods(check.prop, lambda pods: tuple(map(twin, pods))))
+                     for check in moved.checks))
 
 
 def as_dual_stack(cluster: ir.Cluster) -> ir.Cluster:
@@ -540,6 +533,7 @@ def as_dual_stack(cluster: ir.Cluster) -> ir.Cluster:
     endpoints. Verified one family at a time it is the two single-stack clusters side by side, as kube-proxy
     programs iptables and ip6tables apart."""
     six = as_ipv6(cluster, suffix="-v6")
+    twin = _twin_pod_names(cluster, "-v6")
     nodes = tuple(replace(a, ips=a.ips + b.ips, pod_cidrs=a.pod_cidrs + b.pod_cidrs)
                   for a, b in zip(cluster.nodes, six.nodes))
     p4, p6 = cluster.proxy, six.proxy
@@ -553,19 +547,28 @@ def as_dual_stack(cluster: ir.Cluster) -> ir.Cluster:
                              + b.load_balancer_source_ranges)
                      for a, b in zip(cluster.services, six.services))
     clients = cluster.clients + tuple(c for c in six.clients if c.name not in {d.name for d in cluster.clients})
-    checks = tuple(replace(a, clients=tuple(dict.fromkeys(a.clients + b.clients)), prop=_either(a.prop, b.prop))
+    def either(pods: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(pods + tuple(map(twin, pods))))
+
+    checks = tuple(replace(a, clients=tuple(dict.fromkeys(a.clients + b.clients)), prop=_endpoint_pods(a.prop, either))
                    for a, b in zip(cluster.checks, six.checks))
     return replace(cluster, nodes=nodes, proxy=proxy, pods=cluster.pods + six.pods, services=services,
                    clients=clients, checks=checks)
 
 
-def _either(four: ir.Prop, six: ir.Prop) -> ir.Prop:
-    """``four`` with each ``endpoint in {...}`` widened by its twin pods from ``six`` (same shape)."""
-    if isinstance(four, ir.EndpointIn):
-        return replace(four, pods=tuple(dict.fromkeys(four.pods + six.pods)))
-    changes = {name: _either(getattr(four, name), getattr(six, name)) for name in ("operand", "left", "right")
-               if hasattr(four, name)}
-    return replace(four, **changes)
+def _twin_pod_names(cluster: ir.Cluster, suffix: str):
+    """name -> its twin's name, for a pod's key or name (checks and endpoints use either); others unchanged."""
+    known = {pod.key for pod in cluster.pods} | {pod.name for pod in cluster.pods}
+    return lambda name: f"{name}{suffix}" if name in known else name
+
+
+def _endpoint_pods(prop: ir.Prop, change) -> ir.Prop:
+    """``prop`` with the pods of each ``endpoint in {...}`` replaced by ``change(pods)``."""
+    if isinstance(prop, ir.EndpointIn):
+        return replace(prop, pods=change(prop.pods))
+    parts = {name: _endpoint_pods(getattr(prop, name), change) for name in ("operand", "left", "right")
+             if hasattr(prop, name)}
+    return replace(prop, **parts)
 
 
 def _moved(value):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -194,6 +195,20 @@ def test_a_dual_stack_cluster_is_its_two_families_side_by_side(c: ir.Cluster):
     assert [(r.check.name, r.verdict) for r in both[own:]] == \
         [(f"{r.check.name} (IPv4)", r.verdict) for r in four[own:]] + \
         [(f"{r.check.name} (IPv6)", r.verdict) for r in six[own:]]
+
+
+def test_a_dual_stack_check_accepts_the_twin_endpoint_in_its_own_family():
+    """``endpoint in {pod}`` names the IPv4 pod; in the dual-stack cluster the IPv6 packets reach its twin,
+    which ``as_dual_stack`` adds to the set (without it the IPv6 family would violate the check)."""
+    app = next(pod for pod in cluster(ir.TrafficPolicy.CLUSTER).pods if pod.name.startswith("source-ip-app"))
+    c = replace(seed_clusters.cluster(ir.TrafficPolicy.CLUSTER, ir.ServiceType.NODE_PORT), checks=(
+        ir.Check("to the app", ("busybox",), D("nodeport", ir.Via.CLUSTER_IP), ir.EndpointIn((app.name,))),))
+    dual = ks.as_dual_stack(c)
+    assert dual.checks[0].prop == ir.EndpointIn((app.name, f"{app.name}-v6"))
+    assert dual.checks[0].clients == ("busybox", "busybox-v6")
+    for family in (ir.IPFamily.V4, V6):
+        [result] = verify(dual, family=family)
+        assert result.verdict is Verdict.PROVED and result.instances, family
 
 
 def test_testing_helpers_see_an_ipv6_clusters_builtins():
