@@ -21,6 +21,9 @@ EHOSTUNREACH/ENETUNREACH
 nothing within the timeout  ``dropped``
 connected, no echo answer   ``host``: something other than an echo server answered
 ==========================  ==================================================================================
+
+A port unreachable that quotes a try counts even when its socket never reported it (IPv6 TCP keeps the one
+for the first SYN as a soft error; see ``_with_icmp``).
 """
 from __future__ import annotations
 
