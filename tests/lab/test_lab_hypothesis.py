@@ -3,8 +3,8 @@
 Four runs per CI build: a fixed set (``derandomize``: the same topologies every time, so a regression is
 reproducible), ten fixed topologies moved into IPv6 (``as_ipv6``: the kernel's ip6tables against the IPv6
 model), four made dual-stack (``as_dual_stack``, a lab per family), and a few fresh ones whose failures are
-remembered in ``tests/lab/hypothesis-db`` and replayed first next time. No shrinking: each example builds a whole lab, and a failure already prints the spec and
-both traces.
+remembered in ``tests/lab/hypothesis-db`` and replayed first next time. No shrinking: each example builds a
+whole lab, and a failure already prints the spec and both traces.
 """
 from __future__ import annotations
 
