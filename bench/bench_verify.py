@@ -1,6 +1,6 @@
 """Verification-speed benchmark: parse rate of rulesets, and the time to prove the built-in property set.
 
-    python bench/bench_verify.py [--sizes 1000x2,10000x10] [--nodes 10]
+    python bench/bench_verify.py [--sizes 1000x2,10000x10] [--nodes 10] [--family ipv4|ipv6]
 
 For each size (services x endpoints per service) it prints: lines parsed per second, time to build the
 per-node models, time to prove every built-in property over the whole cluster, that time per node, and the
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "bench"))
 TARGETS = {"parse_lines_per_s": 200_000, "small_per_node_s": 1.0, "large_per_node_s": 60.0, "p50_slice_ms": 5.0}
 
 
-def measure(services: int, endpoints: int, nodes: int) -> dict:
+def measure(services: int, endpoints: int, nodes: int, family_name: str = "ipv4") -> dict:
     from bench_compile import make_cluster
     from parse_speed import best_rate
 
@@ -37,16 +37,20 @@ def measure(services: int, endpoints: int, nodes: int) -> dict:
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
+    from kspec.strategies import as_ipv6
 
+    family = ir.IPFamily.V6 if family_name == "ipv6" else ir.IPFamily.V4
     cluster = make_cluster(services, endpoints, nodes)
-    texts = compile_cluster(cluster)
+    if family is ir.IPFamily.V6:  # the same cluster under fd00::/96
+        cluster = as_ipv6(cluster)
+    texts = compile_cluster(cluster, family)
     text = next(iter(texts.values()))
     lines, parse_rate = best_rate(text, 3)
 
-    checks = builtin_checks(cluster)
+    checks = builtin_checks(cluster, family)
     cluster = with_builtin_clients(cluster)
     start = time.process_time()
-    network = ClusterNetwork(cluster, node_models(cluster), ir.IPFamily.V4)
+    network = ClusterNetwork(cluster, node_models(cluster, family), family)
     models_s = time.process_time() - start
     verifier = Verifier(cluster, network)
     slices: dict[str, float] = {}
@@ -77,16 +81,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000x2,10000x10")
     parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--family", choices=("ipv4", "ipv6"), default="ipv4",
+                        help="ipv6: the same clusters moved under fd00::/96 (kspec.strategies.as_ipv6)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         services, endpoints = map(int, args.child.split("x"))
-        print(json.dumps(measure(services, endpoints, args.nodes)))
+        print(json.dumps(measure(services, endpoints, args.nodes, args.family)))
         return
     rows = []
     for size in args.sizes.split(","):
-        out = subprocess.run([sys.executable, __file__, "--child", size, "--nodes", str(args.nodes)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, __file__, "--child", size, "--nodes", str(args.nodes),
+                              "--family", args.family], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     header = ("services", "eps", "nodes", "rules lines", "parse lines/s", "models s", "checks", "prove s",
               "s/node", "p50 slice ms", "p95 slice ms", "p50 slice/node ms", "peak MB", "verdicts")

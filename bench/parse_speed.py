@@ -6,6 +6,7 @@ Rows:
   kube-proxy SxE    node-0's restore text for bench_compile's generated cluster (S Services x E endpoints,
                     10 nodes), as kspec compiles it, i.e. byte for byte what kube-proxy writes. Above 1000
                     endpoints kube-proxy leaves out the per-endpoint comments (its large-cluster mode).
+  kube-proxy v6     the same clusters moved under fd00::/96 (kspec.strategies.as_ipv6): ip6tables text.
   synthetic         a hand-made kube-proxy-shaped text that keeps per-endpoint comments at 50k endpoints
                     (kube-proxy itself would not), the worst case for the parser's memo of match texts.
   iptables-save     the 1000x2 rules loaded into a throwaway network namespace and dumped back by the
@@ -61,12 +62,17 @@ def synthetic(services: int, endpoints: int) -> str:
     return "\n".join(["*nat", *decl, *rules, "COMMIT", ""])
 
 
-def kube_proxy_text(services: int, endpoints: int) -> str:
+def kube_proxy_text(services: int, endpoints: int, ipv6: bool = False) -> str:
     from bench_compile import make_cluster
 
+    from kspec import ir
     from kspec.compiler import compile_node
+    from kspec.strategies import as_ipv6
 
-    return compile_node(make_cluster(services, endpoints, 10), "node-0")
+    cluster = make_cluster(services, endpoints, 10)
+    if ipv6:  # the same cluster under fd00::/96: ip6tables text
+        return compile_node(as_ipv6(cluster), "node-0", ir.IPFamily.V6)
+    return compile_node(cluster, "node-0")
 
 
 def kernel_dump(text: str) -> tuple[str | None, str]:
@@ -124,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     notes: dict[str, str] = {}
     for services, endpoints in ((300, 3), (1000, 2), (10000, 10)):
         texts[f"kube-proxy {services}x{endpoints}"] = kube_proxy_text(services, endpoints)
+    for services, endpoints in ((1000, 2), (10000, 10)):
+        texts[f"kube-proxy v6 {services}x{endpoints}"] = kube_proxy_text(services, endpoints, ipv6=True)
     texts["synthetic 10000x5"] = synthetic(10000, 5)
     if args.no_dump:
         notes["iptables-save 1000x2"] = "--no-dump"

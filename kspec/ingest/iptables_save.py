@@ -120,13 +120,15 @@ def _columns(line: str) -> list[int]:
 # ------------------------------------------------------------------------------------------ values
 
 
-# Bulk constructors for the many unique IPv4 values of a dump (a pod IP per endpoint rule). ipaddress'
+# Bulk constructors for the many unique addresses of a dump (a pod IP per endpoint rule). ipaddress'
 # constructors validate and dispatch on the argument type: about half the cost of a rule's matches. These
 # build the same objects from inet_pton's already-validated bytes, and check at import that they still do
 # (ipaddress internals could change); if not, the public constructors are used.
 _new = object.__new__
 _IPv4Address, _IPv4Network = ipaddress.IPv4Address, ipaddress.IPv4Network
+_IPv6Address, _IPv6Network = ipaddress.IPv6Address, ipaddress.IPv6Network
 _ALL_ONES = _IPv4Address(0xFFFFFFFF)
+_ALL_ONES_V6 = _IPv6Address((1 << 128) - 1)
 
 
 def _fast_ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
@@ -135,38 +137,69 @@ def _fast_ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
     return address
 
 
+def _fast_ipv6_address(packed: bytes) -> ipaddress.IPv6Address:
+    address = _new(_IPv6Address)
+    address._ip = int.from_bytes(packed, "big")
+    address._scope_id = None  # inet_pton refuses '%zone'
+    return address
+
+
 def _fast_ipv4_host(packed: bytes) -> ipaddress.IPv4Network:
     """The /32 network of ``packed``, as ``IPv4Network(packed)`` builds it."""
-    address = _new(_IPv4Address)
-    address._ip = int.from_bytes(packed, "big")
-    network = _new(_IPv4Network)
+    return _host_network(_IPv4Network, _fast_ipv4_address(packed), _ALL_ONES, 32)
+
+
+def _fast_ipv6_host(packed: bytes) -> ipaddress.IPv6Network:
+    """The /128 network of ``packed``, as ``IPv6Network(packed)`` builds it."""
+    return _host_network(_IPv6Network, _fast_ipv6_address(packed), _ALL_ONES_V6, 128)
+
+
+def _host_network(kind: type, address, netmask, prefixlen: int):
+    network = _new(kind)
     fields = network.__dict__
     fields["network_address"] = address
-    fields["netmask"] = _ALL_ONES
-    fields["_prefixlen"] = 32
-    fields["hosts"] = [address].copy  # IPv4Network sets a per-object hosts() for /32
+    fields["netmask"] = netmask
+    fields["_prefixlen"] = prefixlen
+    fields["hosts"] = [address].copy  # ipaddress sets a per-object hosts() for a host network
     return network
 
 
 def _bulk_constructors_are_exact() -> bool:
-    packed = socket.inet_pton(socket.AF_INET, "192.0.2.7")
-    fast, slow = _fast_ipv4_host(packed), _IPv4Network(packed)
-    return (_fast_ipv4_address(packed) == _IPv4Address(packed) and fast == slow and hash(fast) == hash(slow)
-            and vars(fast).keys() == vars(slow).keys() and fast.hosts() == slow.hosts()
-            and str(fast) == str(slow) and fast.with_prefixlen == slow.with_prefixlen)
+    for family, text, address, network, fast_address, fast_host in (
+            (socket.AF_INET, "192.0.2.7", _IPv4Address, _IPv4Network, _fast_ipv4_address, _fast_ipv4_host),
+            (socket.AF_INET6, "2001:db8::7", _IPv6Address, _IPv6Network, _fast_ipv6_address, _fast_ipv6_host)):
+        packed = socket.inet_pton(family, text)
+        fast, slow = fast_host(packed), network(packed)
+        if not (fast_address(packed) == address(packed) and str(fast_address(packed)) == text
+                and fast == slow and hash(fast) == hash(slow) and vars(fast).keys() == vars(slow).keys()
+                and fast.hosts() == slow.hosts() and str(fast) == str(slow)
+                and fast.with_prefixlen == slow.with_prefixlen):
+            return False
+    return True
 
 
 if not _bulk_constructors_are_exact():  # pragma: no cover - a future Python's ipaddress
     _fast_ipv4_address, _fast_ipv4_host = _IPv4Address, _IPv4Network
+    _fast_ipv6_address, _fast_ipv6_host = _IPv6Address, _IPv6Network
 
 
 def _network(word: str, at: int) -> rs.IPNetwork:
-    host = word[:-3] if word.endswith("/32") else word  # iptables-save writes every host as a /32
-    if "/" not in host and ":" not in host:
-        try:  # fast path for the many unique pod IPs of a dump: inet_pton is strict dotted-quad
-            return _fast_ipv4_host(socket.inet_pton(socket.AF_INET, host))
-        except OSError:
-            pass
+    # The many unique pod IPs of a dump, bare or as iptables-save writes hosts (/32, /128); inet_pton is
+    # strict dotted-quad / RFC 4291, and anything it refuses goes to ipaddress below.
+    if ":" not in word:
+        host = word[:-3] if word.endswith("/32") else word
+        if "/" not in host:
+            try:
+                return _fast_ipv4_host(socket.inet_pton(socket.AF_INET, host))
+            except OSError:
+                pass
+    else:
+        host = word[:-4] if word.endswith("/128") else word
+        if "/" not in host:
+            try:
+                return _fast_ipv6_host(socket.inet_pton(socket.AF_INET6, host))
+            except OSError:
+                pass
     if "," in word:
         raise _LineError(at, f"unsupported address list '{word}' (iptables expands it into several rules)")
     try:
@@ -177,6 +210,8 @@ def _network(word: str, at: int) -> rs.IPNetwork:
 
 def _address(word: str) -> rs.IPAddress:
     try:
+        if ":" in word:
+            return _fast_ipv6_address(socket.inet_pton(socket.AF_INET6, word))
         return _fast_ipv4_address(socket.inet_pton(socket.AF_INET, word))
     except OSError:
         return ipaddress.ip_address(word)

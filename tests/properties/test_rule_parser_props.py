@@ -173,3 +173,45 @@ def test_an_implicit_port_module_is_not_carried_between_texts() -> None:
     memo = RuleParser()
     assert _outcome(a, memo) != "error"
     assert _outcome(b, memo) == _outcome(b) != "error"
+
+
+ADDRESS_TEXTS = st.one_of(
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=6).map(lambda a: a.exploded),
+    st.ip_addresses(v=4).map(lambda a: f"::ffff:{a}"),
+    st.builds("{}/{}".format, st.ip_addresses().map(str), st.sampled_from(["32", "128", "64", "8", "", "033"])),
+    st.text(alphabet="0123456789abcdef:./%", max_size=24),
+)
+
+
+@given(ADDRESS_TEXTS)
+def test_fast_address_values_are_ipaddress_values(text: str):
+    """The parser builds addresses from inet_pton's bytes (IPv4 and IPv6); it must accept exactly what
+    ipaddress accepts and build equal objects with the same attributes."""
+    import ipaddress
+
+    from kspec.ingest.iptables_save import _address, _network
+
+    try:
+        want = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        want = None
+    try:
+        got = _network(text, 0)
+    except _LineError:
+        got = None
+    assert got == want, text
+    if got is not None:
+        assert vars(got).keys() == vars(want).keys() and str(got) == str(want), text
+        if got.prefixlen == got.max_prefixlen:  # a host network's hosts() is the host (others may be 2^120 long)
+            assert list(got.hosts()) == list(want.hosts()), text
+    if "/" not in text:
+        try:
+            want_address = ipaddress.ip_address(text)
+        except ValueError:
+            want_address = None
+        try:
+            got_address = _address(text)
+        except ValueError:
+            got_address = None
+        assert got_address == want_address and str(got_address) == str(want_address), text
