@@ -183,23 +183,22 @@ if not _bulk_constructors_are_exact():  # pragma: no cover - a future Python's i
     _fast_ipv6_address, _fast_ipv6_host = _IPv6Address, _IPv6Network
 
 
+# Per family (keyed by "the word has a ':'"): the host length iptables-save writes (and minus its size),
+# inet_pton's family and the bulk constructor of a host network.
+_HOST_FORMS = {False: ("/32", -3, socket.AF_INET, _fast_ipv4_host),
+               True: ("/128", -4, socket.AF_INET6, _fast_ipv6_host)}
+
+
 def _network(word: str, at: int) -> rs.IPNetwork:
     # The many unique pod IPs of a dump, bare or as iptables-save writes hosts (/32, /128); inet_pton is
     # strict dotted-quad / RFC 4291, and anything it refuses goes to ipaddress below.
-    if ":" not in word:
-        host = word[:-3] if word.endswith("/32") else word
-        if "/" not in host:
-            try:
-                return _fast_ipv4_host(socket.inet_pton(socket.AF_INET, host))
-            except OSError:
-                pass
-    else:
-        host = word[:-4] if word.endswith("/128") else word
-        if "/" not in host:
-            try:
-                return _fast_ipv6_host(socket.inet_pton(socket.AF_INET6, host))
-            except OSError:
-                pass
+    length, cut, family, fast_host = _HOST_FORMS[":" in word]
+    host = word[:cut] if word.endswith(length) else word
+    if "/" not in host:
+        try:
+            return fast_host(socket.inet_pton(family, host))
+        except OSError:
+            pass
     if "," in word:
         raise _LineError(at, f"unsupported address list '{word}' (iptables expands it into several rules)")
     try:
