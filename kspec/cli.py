@@ -226,7 +226,7 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         entry = owner[0] if owner else None
     if entry is not None:
         _pick_node(cluster, entry)
-    src = client.ip or (cluster.node(client.node).primary_ip(family) if client.node else None)
+    src = cluster.client_address(client, family)
     if src is None:
         raise KspecError([Diagnostic(client.span, f"client '{client.name}' has no address to trace from")])
     journeys = ConcreteCluster(network).journeys(client, Packet(src, dst, proto, args.sport, dport), entry)

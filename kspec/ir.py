@@ -392,6 +392,22 @@ class Cluster:
                 return node
         raise KeyError(name)
 
+    def client_address(self, client: "Client", family: IPFamily) -> IPAddress | None:
+        """The address ``client`` sends from: its own, else (a process on a node) the node's primary address
+        of ``family``; None for an external client without one ("any external host")."""
+        if client.ip is not None:
+            return client.ip
+        if client.kind is ClientKind.NODE and client.node:
+            return self.node(client.node).primary_ip(family)
+        return None
+
+    def speaks(self, client: "Client", family: IPFamily) -> bool:
+        """Whether ``client`` can send packets of ``family`` ("any external host" always can)."""
+        if client.ip is None and client.kind is not ClientKind.NODE:
+            return True
+        source = self.client_address(client, family)
+        return source is not None and IPFamily.of(source) is family
+
     def families(self) -> tuple[IPFamily, ...]:
         """The IP families the cluster's nodes and Services have addresses in, IPv4 first (IPv4 when none)."""
         seen = {IPFamily.of(ip) for svc in self.services for ip in svc.cluster_ips}

@@ -439,21 +439,6 @@ class ClientPacket:
         return ir.Destination(self.service, self.via, self.port or None, node)
 
 
-def _client_source(client: ir.Client, cluster: ir.Cluster, family: ir.IPFamily) -> ir.IPAddress | None:
-    if client.ip is not None:
-        return client.ip
-    if client.kind is ir.ClientKind.NODE and client.node:
-        return cluster.node(client.node).primary_ip(family)
-    return None
-
-
-def _speaks(client: ir.Client, cluster: ir.Cluster, family: ir.IPFamily) -> bool:
-    if client.kind is ir.ClientKind.EXTERNAL and client.ip is None:
-        return True  # any external host
-    source = _client_source(client, cluster, family)
-    return source is not None and ir.IPFamily.of(source) is family
-
-
 @st.composite
 def packets(draw, cluster: ir.Cluster, vias: Sequence[ir.Via] = tuple(ir.Via)) -> ClientPacket:
     """A client packet aimed at a cluster IP, a node port, an external IP or a load balancer VIP of one of
@@ -480,11 +465,11 @@ def packets(draw, cluster: ir.Cluster, vias: Sequence[ir.Via] = tuple(ir.Via)) -
         raise ValueError("packets(cluster) needs a client and a Service with a port")
     svc, port, via, dst, dport, entry = draw(st.sampled_from(targets), label="target")
     family = ir.IPFamily.of(dst)
-    senders = [c for c in cluster.clients if _speaks(c, cluster, family)]
+    senders = [c for c in cluster.clients if cluster.speaks(c, family)]
     if not senders:
         raise ValueError(f"packets(cluster): no client has an {family.value} address")
     client = draw(st.sampled_from(senders), label="client")
-    src = _client_source(client, cluster, family)
+    src = cluster.client_address(client, family)
     if src is None:
         src = draw(addresses(CLIENT_CIDR if family is ir.IPFamily.V4 else _embedded(CLIENT_CIDR)), label="source")
     if client.kind is not ir.ClientKind.EXTERNAL:

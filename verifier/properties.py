@@ -241,7 +241,7 @@ class Verifier:
         clients = [c for c in self.cluster.clients if not check.clients or c.name in check.clients]
         service = self._service(check.destination.service)
         for client in clients:
-            if not self._speaks(client):
+            if not self.cluster.speaks(client, self.family):
                 continue  # e.g. an IPv4 client in the IPv6 verifier: it sends nothing of this family
             for port in service.ports:
                 if check.destination.port not in (None, port.name, str(port.port)):
@@ -256,7 +256,7 @@ class Verifier:
         raise LookupError(f"no service {key}")
 
     def _client_packet(self, client: ir.Client, dst: ir.IPAddress, dport: int, proto: ir.Protocol):
-        src = self._client_ip(client)
+        src = self.cluster.client_address(client, self.family)  # None: any address
         pkt = symbolic_packet(self.width, src, dst=dst, dport=dport, proto=proto.lower)
         if src is None:
             # "Any external host": every address the cluster does not own itself.
@@ -276,21 +276,6 @@ class Verifier:
             ranges += [c for c in node.pod_cidrs if c.version == loopback.version]
             ranges += [ipaddress.ip_network(ip) for ip in node.ips if ip.version == loopback.version]
         return ranges
-
-    def _speaks(self, client: ir.Client) -> bool:
-        """Whether ``client`` has an address of this verifier's family ("any external host" always has)."""
-        if client.ip is not None:
-            return ir.IPFamily.of(client.ip) is self.family
-        if client.kind is ir.ClientKind.NODE and client.node:
-            return self.cluster.node(client.node).primary_ip(self.family) is not None
-        return True
-
-    def _client_ip(self, client: ir.Client) -> ir.IPAddress | None:
-        if client.ip is not None:
-            return client.ip
-        if client.kind is ir.ClientKind.NODE and client.node:
-            return self.cluster.node(client.node).primary_ip(self.family)
-        return None  # any address
 
     def _send(self, client: ir.Client, pkt, entry_node: str | None) -> tuple[Fate, ...]:
         """Fates of ``pkt`` sent by ``client``; external clients enter at ``entry_node``."""

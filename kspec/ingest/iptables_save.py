@@ -12,8 +12,8 @@ a match would answer for a different ruleset. Errors are collected and raised to
 ``KspecError``.
 
 Speed: a rule's match text and target text are memoised whole (a dump repeats them far more than its lines),
-parsed option pairs are cached, IPv4 values are built from ``inet_pton`` bytes, and the cycle collector is
-paused: about 4-5 us per line on kube-proxy rulesets and kernel dumps (``bench/parse_speed.py``).
+parsed option pairs are cached, addresses are built from ``inet_pton`` bytes, and the cycle collector is
+paused: about 3.5-4 us per line on kube-proxy rulesets and kernel dumps (``bench/parse_speed.py``).
 """
 from __future__ import annotations
 

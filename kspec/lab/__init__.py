@@ -167,7 +167,7 @@ def _client_end(lab, client: ir.Client):
         return (lab.pods.get(pod.key), pod.ip) if pod else (None, None)
     if client.kind is ir.ClientKind.NODE:
         node = lab.cluster.node(client.node)
-        return lab.nodes[node.name], client.ip or node.primary_ip(lab.family)
+        return lab.nodes[node.name], lab.cluster.client_address(client, lab.family)
     return lab.clients.get(client.name), client.ip
 
 
