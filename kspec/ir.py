@@ -392,7 +392,7 @@ class Cluster:
                 return node
         raise KeyError(name)
 
-    def client_address(self, client: "Client", family: IPFamily) -> IPAddress | None:
+    def client_address(self, client: Client, family: IPFamily) -> IPAddress | None:
         """The address ``client`` sends from: its own, else (a process on a node) the node's primary address
         of ``family``; None for an external client without one ("any external host")."""
         if client.ip is not None:
@@ -401,7 +401,7 @@ class Cluster:
             return self.node(client.node).primary_ip(family)
         return None
 
-    def speaks(self, client: "Client", family: IPFamily) -> bool:
+    def speaks(self, client: Client, family: IPFamily) -> bool:
         """Whether ``client`` can send packets of ``family`` ("any external host" always can)."""
         if client.ip is None and client.kind is not ClientKind.NODE:
             return True
