@@ -118,6 +118,8 @@ def _node(node: ir.Node) -> str:
     settings = [f"ip {_list(node.ips)}"]
     if node.pod_cidrs:
         settings.append(f"pod_cidr {_list(node.pod_cidrs)}")
+    if node.pod_wiring is not ir.PodWiring.GATEWAY:
+        settings.append(f"pod_wiring {node.pod_wiring.value}")
     return f"node {node.name} {{ {'  '.join(settings)} }}"
 
 

@@ -309,7 +309,8 @@ class ToIR(Transformer):
         ips = self._get(s, "ip", ())
         if "ip" not in s:
             self._error(self._tspan(name), f"node {name} has no ip")
-        node = ir.Node(str(name), ips, self._get(s, "pod_cidr", ()), span=span)
+        node = ir.Node(str(name), ips, self._get(s, "pod_cidr", ()),
+                       self._get(s, "pod_wiring", ir.PodWiring.GATEWAY), span=span)
         self._remember_items(node, s)
         self._remember(node, "name", self._tspan(name))
         return Item("node", node, span)
@@ -319,6 +320,12 @@ class ToIR(Transformer):
 
     def pod_cidrs(self, meta, children):
         return self._values("pod_cidr", meta, children, self._cidr)
+
+    def pod_wiring_gateway(self, meta, children):
+        return Item("pod_wiring", ir.PodWiring.GATEWAY, self._span(meta))
+
+    def pod_wiring_unnumbered(self, meta, children):
+        return Item("pod_wiring", ir.PodWiring.UNNUMBERED, self._span(meta))
 
     def pod(self, meta, children):
         qname, node, *items = children

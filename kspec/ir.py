@@ -99,6 +99,16 @@ class LoadBalancerStyle(enum.Enum):
     NODE_PORT = "nodeport"  # destination rewritten to node IP:nodePort
 
 
+class PodWiring(enum.Enum):
+    """How a node's pods hang off the host, which decides the address MASQUERADE picks towards its pods.
+
+    The kernel's MASQUERADE takes an address of the outgoing interface; when that interface has none, the
+    first suitable address of another interface (the node IP on eth0)."""
+
+    GATEWAY = "gateway"  # the pod gateway (pod CIDR + 1) on the host side: cni0/cbr0, or on every veth
+    UNNUMBERED = "unnumbered"  # no address on the host side; a /32 route per pod (Calico's cali* veths)
+
+
 class Expectation(enum.Enum):
     HOLDS = "holds"
     VIOLATED = "violated"
@@ -112,6 +122,7 @@ class Node:
     name: str
     ips: tuple[IPAddress, ...]  # the node's own (non-loopback) addresses; ips[0] per family is primary
     pod_cidrs: tuple[IPNetwork, ...] = ()
+    pod_wiring: PodWiring = PodWiring.GATEWAY
     span: Span | None = _span()
 
     def primary_ip(self, family: IPFamily) -> IPAddress | None:

@@ -9,13 +9,13 @@ ends ``UNKNOWN`` naming the rule.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, replace
 
 import z3
 
 from kspec import ruleset as rs
 from kspec.ir import IPAddress
+from kspec.verifier.netfilter import ct_states, protocol_matches, state_match
 
 SHORT_CHAIN = 16  # chains up to this length are walked whole
 SLICE_CACHE = 50_000  # (chain, destination) slices remembered per node
@@ -48,7 +48,9 @@ class SymPacket:
     in_iface: str | None = None
     out_iface: str | None = None
     dnat: bool = False  # the connection was DNATed (conntrack's virtual DNAT state)
-    masq_src: IPAddress | None = None  # the source after MASQUERADE/SNAT, when it happened
+    snat: bool = False  # ... and source-NATed (MASQUERADE or SNAT)
+    tracked: bool = True  # False in raw: conntrack has not seen the packet yet
+    nat_address: IPAddress | None = None  # what MASQUERADE picks here (the network model says, per route)
     conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown
@@ -150,7 +152,7 @@ class NodeModel:
         return (pkt.dst in match.network if pkt.dst.version == match.network.version else False) != match.negated
 
     def _protocol(self, match: rs.Protocol, pkt: SymPacket):
-        return (match.name in (pkt.proto, "all")) != match.negated
+        return protocol_matches(match.name, pkt.proto) != match.negated
 
     def _port(self, match: rs.Port, pkt: SymPacket):
         if match.module != pkt.proto:
@@ -173,9 +175,8 @@ class NodeModel:
         return CHOICE
 
     def _conntrack(self, match: rs.Conntrack, pkt: SymPacket):
-        # A new connection, DNATed when a rule already rewrote its destination (no reply traffic is modelled).
-        states = _NEW_DNAT if pkt.dnat else _NEW
-        return (not states.isdisjoint(match.states)) != match.negated
+        # The first packet of a new connection (no reply traffic is modelled), as netfilter.ct_states says.
+        return state_match(match, ct_states(pkt.tracked, pkt.dnat, pkt.snat))
 
     # No interface (a packet the node sends has no input interface) is the empty name, as in the kernel:
     # `-i veth+` does not match it and `! -i veth+` does (xt: nulldevname; nft: meta iifname "").
@@ -197,6 +198,9 @@ class NodeModel:
         return _neg(is_local, match.negated)
 
     # ------------------------------------------------------------------------------------ walking
+
+    def has_chain(self, table: str, chain: str) -> bool:
+        return self._chain(table, chain) is not None
 
     def walk_hook(self, table: str, chain: str, pkt: SymPacket) -> list[tuple[SymPacket, str]]:
         """Every (path, verdict) of ``pkt`` through a built-in chain; ACCEPT includes falling off the end
@@ -325,13 +329,22 @@ class NodeModel:
             note = f"dst: {_hostport(pkt.dst, pkt.dport)} -> {_hostport(dst, dport)}"
             out.append((pkt.with_step(replace(step, note=note), dst=dst, dport=dport, dnat=True), ACCEPT))
         elif kind is rs.Masquerade or kind is rs.Snat:
-            out.append((pkt.with_step(step, masq_src=getattr(target, "ip", None) or _MASQ_PENDING), ACCEPT))
+            out.append((self._source_nat(target, pkt, step), ACCEPT))
         else:
             out.append((pkt.evolve(unknown=f"unsupported target {kind.__name__} at {rule.origin}"), UNKNOWN))
 
 
+    def _source_nat(self, target, pkt: SymPacket, step: Step) -> SymPacket:
+        """SNAT to its address, MASQUERADE to the address the network model picked for this route."""
+        new = target.ip if type(target) is rs.Snat else pkt.nat_address
+        if new is None:
+            return pkt.evolve(unknown=f"no address to masquerade with at {step.rule.origin}")
+        note = f"src: {pkt.src_value or 'client'} -> {new}"
+        return pkt.with_step(replace(step, note=note), src=z3.BitVecVal(int(new), self.width), src_value=new,
+                             snat=True)
+
+
 _VERDICTS = {rs.Accept: ACCEPT, rs.Drop: DROP, rs.Reject: REJECT}
-_NEW, _NEW_DNAT = frozenset({rs.CtState.NEW}), frozenset({rs.CtState.NEW, rs.CtState.DNAT})
 
 
 def _true(model: "NodeModel", match, pkt: SymPacket) -> bool:
@@ -374,14 +387,6 @@ CHOICE = object()  # a guard that a random choice decides (see NodeModel._match)
 
 def _conj(terms: list[z3.BoolRef]) -> z3.BoolRef:
     return terms[0] if len(terms) == 1 else z3.And(terms)
-
-
-# MASQUERADE takes the address of the outgoing interface, which the network model (not the rules) knows.
-_MASQ_PENDING = ipaddress.ip_address("0.0.0.0")
-
-
-def masquerade_pending(ip: IPAddress | None) -> bool:
-    return ip == _MASQ_PENDING
 
 
 def _neg(term: z3.BoolRef, negated: bool) -> z3.BoolRef:

@@ -1,26 +1,30 @@
 """The cluster network around the nodes' netfilter: where a packet enters, how nodes route it, where it ends.
 
-The per-node engine (``encode.NodeModel``) walks one hook; this module strings hooks and nodes together in
-the kernel's order:
+The per-node engine (``encode.NodeModel``) walks one table's chain; this module strings tables, hooks and
+nodes together in the kernel's order (``netfilter.HOOK_TABLES``):
 
-* a packet from outside (external host, load balancer, another node, a pod's veth) enters nat PREROUTING,
-  then is routed: to a local address -> filter INPUT (a host socket: nothing listens on a NodePort);
-  to a pod on this node -> filter FORWARD, nat POSTROUTING, the pod; to a pod of another node -> FORWARD,
+* a packet from outside (external host, load balancer, another node, a pod's veth) runs PREROUTING, then
+  the routing decision (``route``): to a local address -> INPUT (a host socket: nothing listens on a
+  NodePort); to a pod on this node -> FORWARD, POSTROUTING, the pod; to a pod of another node -> FORWARD,
   POSTROUTING, out to that node, where the same happens again; anywhere else -> it leaves the cluster.
-* a packet from a process on the node starts in nat OUTPUT, then filter OUTPUT and nat POSTROUTING.
+* a packet from a process on the node runs OUTPUT and POSTROUTING; to one of the node's own addresses it
+  comes back in through ``lo``.
 
-MASQUERADE takes the address of the outgoing interface: the node's IP towards other nodes, the node's pod
-gateway (first address of its pod CIDR, as cni0/cbr0 has) towards its own pods.
+The outgoing interface is known from the routing decision on, so ``-o`` matches in FORWARD, OUTPUT and
+POSTROUTING as in the kernel. Source NAT takes its address where the kernel's MASQUERADE does
+(``nat_source``: an address of the outgoing interface, else the node's). The concrete tracer asks the same
+``route`` and ``nat_source``, so the two engines agree on addresses by construction.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import z3
 
 from kspec import ir
-from kspec.verifier.encode import ACCEPT, DROP, REJECT, NodeModel, Step, SymPacket, masquerade_pending
+from kspec.verifier.encode import ACCEPT, DROP, REJECT, NodeModel, Step, SymPacket
+from kspec.verifier.netfilter import HOOKS_WITH_OUT, tables_of, tracked_in
 
 MAX_HOPS = 4  # a packet crosses at most entry node -> endpoint node; more means a routing loop
 
@@ -77,8 +81,31 @@ def _endpoint_pods(cluster: ir.Cluster) -> list[ir.Pod]:
 
 
 def pod_gateway(node: ir.Node, family: ir.IPFamily) -> ir.IPAddress | None:
+    """The address the node holds on the host side of its pods' network, if its wiring gives it one."""
+    if node.pod_wiring is ir.PodWiring.UNNUMBERED:
+        return None
     cidr = next((c for c in node.pod_cidrs if ir.IPFamily.of(c) is family), None)
     return None if cidr is None else cidr.network_address + 1
+
+
+class RouteKind(enum.Enum):
+    LOCAL = "local"  # one of the node's own addresses
+    POD = "pod"  # a pod on this node, through its veth (or the bridge)
+    NODE = "node"  # another node, or a pod behind it
+    OUTSIDE = "outside"  # leaves the cluster through the default route
+    UNREACHABLE = "unreachable"  # inside this node's pod CIDR, but no pod has it
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    kind: RouteKind
+    out_iface: str | None  # None when unreachable
+    via: str | None = None  # the next node, for RouteKind.NODE
+
+    def __str__(self) -> str:
+        return {RouteKind.LOCAL: "local", RouteKind.POD: f"dev {self.out_iface}",
+                RouteKind.NODE: f"via {self.via} dev {self.out_iface}", RouteKind.OUTSIDE: "leaves the cluster",
+                RouteKind.UNREACHABLE: "unreachable"}[self.kind]
 
 
 class ClusterNetwork:
@@ -92,6 +119,7 @@ class ClusterNetwork:
         # Interface numbering: the spec's pods in order, then pods known only from endpoints.
         self._pod_number = {ip: i for i, ip in enumerate(self.pods_by_ip)}
         self._owner: dict = {}
+        self._routes: dict = {}
 
     # ------------------------------------------------------------------------------- addressing
 
@@ -118,117 +146,145 @@ class ClusterNetwork:
             else "veth"
         return f"{prefix}{self._pod_number[pod.ip]}"
 
+    def route(self, node: str, dst: ir.IPAddress) -> Route:
+        """The routing decision on ``node`` for ``dst`` (the lab's routes are built to match)."""
+        key = (node, dst)
+        found = self._routes.get(key)
+        if found is None:
+            found = self._routes[key] = self._route_of(node, dst)
+        return found
+
+    def _route_of(self, node: str, dst: ir.IPAddress) -> Route:
+        owner = self.node_of(dst)
+        if owner is None:
+            return Route(RouteKind.OUTSIDE, "eth0")
+        owner_node, kind = owner
+        if owner_node != node:
+            return Route(RouteKind.NODE, "eth0", owner_node)
+        if kind == "local":
+            return Route(RouteKind.LOCAL, "lo")
+        pod = self.pods_by_ip.get(dst)
+        return Route(RouteKind.POD, self.pod_iface(pod)) if pod is not None else Route(RouteKind.UNREACHABLE, None)
+
+    def nat_source(self, node: str, out_iface: str | None) -> ir.IPAddress | None:
+        """The address MASQUERADE picks on ``node`` for a packet leaving through ``out_iface``: one of that
+        interface's own (the pod gateway, towards the node's pods), else, as the kernel falls back to the
+        other interfaces when it has none, the node's primary address."""
+        node_ir = self.cluster.node(node)
+        if out_iface not in (None, "eth0", "lo"):
+            gateway = pod_gateway(node_ir, self.family)
+            if gateway is not None:
+                return gateway
+        return node_ir.primary_ip(self.family)
+
     # --------------------------------------------------------------------------------- journeys
 
     def arrive(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...] = ()) -> list[Fate]:
         """A packet arriving at ``node`` from the wire (or a pod's veth)."""
         if len(hops) >= MAX_HOPS:
             return [Fate(Disposition.UNKNOWN, hops, pkt, reason="routing loop")]
-        model = self.models[node]
-        fates = []
-        start = pkt.evolve(steps=())
-        for path, verdict in model.walk_hook("nat", "PREROUTING", start):
-            if verdict != ACCEPT:
-                fates.append(self._stopped(node, path, verdict, hops, "nat PREROUTING"))
-                continue
-            fates += self._route(node, path, hops)
+        live, fates = self._hook(node, "PREROUTING", pkt.evolve(steps=()), hops)
+        for path in live:
+            fates += self._routed(node, path, hops)
         return fates
 
     def originate(self, node: str, pkt: SymPacket) -> list[Fate]:
         """A packet sent by a process on ``node``."""
-        model = self.models[node]
-        fates = []
-        for path, verdict in model.walk_hook("nat", "OUTPUT", pkt):
-            if verdict != ACCEPT:
-                fates.append(self._stopped(node, path, verdict, (), "nat OUTPUT"))
-                continue
-            for fpath, fverdict in model.walk_hook("filter", "OUTPUT", path):
-                if fverdict != ACCEPT:
-                    fates.append(self._stopped(node, fpath, fverdict, (), "filter OUTPUT"))
-                    continue
-                fates += self._leave(node, fpath, (), local_origin=True)
+        live, fates = self._hook(node, "OUTPUT", pkt, ())
+        for path in live:
+            fates += self._leave(node, path, ())
         return fates
 
-    def _route(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...]) -> list[Fate]:
+    def _hook(self, node: str, hook: str, pkt: SymPacket, hops: tuple[Hop, ...],
+              looped: bool = False) -> tuple[list[SymPacket], list[Fate]]:
+        """Every table of ``hook`` in priority order: the paths all of them accepted, and the fates of the
+        paths one of them ended."""
         model = self.models[node]
-        if pkt.dst in model.local_ips:
-            fates = []
-            for path, verdict in model.walk_hook("filter", "INPUT", pkt):
-                hop = Hop(node, path.steps, f"{pkt.dst} is local to {node}")
-                if verdict == ACCEPT:
-                    fates.append(Fate(Disposition.HOST, hops + (hop,), path, node=node,
-                                      reason=f"reached a socket on {node}, not a pod"))
-                else:
-                    fates.append(self._stopped(node, path, verdict, hops, "filter INPUT"))
-            return fates
-        fates = []
-        for path, verdict in model.walk_hook("filter", "FORWARD", pkt):
-            if verdict != ACCEPT:
-                fates.append(self._stopped(node, path, verdict, hops, "filter FORWARD"))
+        live, ended = [pkt], []
+        for table in tables_of(hook, looped):
+            if not model.has_chain(table, hook):
                 continue
-            fates += self._leave(node, path, hops, local_origin=False)
+            survivors = []
+            for path in live:
+                entering = self._entering(node, hook, table, path, looped)
+                for walked, verdict in model.walk_hook(table, hook, entering):
+                    if verdict == ACCEPT and not walked.unknown:
+                        survivors.append(walked)
+                    else:
+                        ended.append(self._stopped(node, walked, verdict, hops, f"{table} {hook}"))
+            live = survivors
+        return live, ended
+
+    def _entering(self, node: str, hook: str, table: str, pkt: SymPacket, looped: bool) -> SymPacket:
+        """What the kernel knows of the packet when ``table`` runs at ``hook``: the outgoing interface from
+        the routing decision on (for a packet the node sends, re-routed after nat OUTPUT's DNAT), the address
+        MASQUERADE would pick, and whether conntrack has seen it yet."""
+        changes: dict = {}
+        if hook in HOOKS_WITH_OUT:
+            route = self.route(node, pkt.dst)
+            if route.out_iface != pkt.out_iface:
+                changes["out_iface"] = route.out_iface
+            if hook == "POSTROUTING":
+                changes["nat_address"] = self.nat_source(node, route.out_iface)
+        elif pkt.out_iface is not None:
+            changes["out_iface"] = None
+        tracked = tracked_in(table, looped)
+        if tracked != pkt.tracked:
+            changes["tracked"] = tracked
+        return pkt.evolve(**changes) if changes else pkt
+
+    def _routed(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...]) -> list[Fate]:
+        """After PREROUTING: the routing decision, then INPUT for the node itself or FORWARD for the rest."""
+        route = self.route(node, pkt.dst)
+        if route.kind is RouteKind.LOCAL:
+            return self._to_host(node, pkt, hops, "INPUT")
+        if route.kind is RouteKind.UNREACHABLE:
+            hop = Hop(node, pkt.steps, f"{pkt.dst}: no route")
+            return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}")]
+        live, fates = self._hook(node, "FORWARD", pkt, hops)
+        for path in live:
+            fates += self._leave(node, path, hops)
         return fates
 
-    def _leave(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], local_origin: bool) -> list[Fate]:
-        """nat POSTROUTING, then hand the packet to the pod, the next node, or the outside."""
-        owner = self.node_of(pkt.dst)
-        to_own_pod = owner == (node, "pods")
-        out_iface = self.pod_iface(self.pods_by_ip[pkt.dst]) if to_own_pod and pkt.dst in self.pods_by_ip \
-            else "eth0"
-        pkt = pkt.evolve(out_iface=out_iface)
-        model = self.models[node]
-        fates = []
-        for path, verdict in model.walk_hook("nat", "POSTROUTING", pkt):
-            if verdict != ACCEPT:
-                fates.append(self._stopped(node, path, verdict, hops, "nat POSTROUTING"))
-                continue
-            path = self._masquerade(node, path, to_own_pod)
-            fates += self._deliver(node, path, hops, owner)
+    def _to_host(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], hook: str) -> list[Fate]:
+        live, fates = self._hook(node, hook, pkt, hops, looped=pkt.in_iface == "lo")
+        for path in live:
+            hop = Hop(node, path.steps, f"{pkt.dst} is local to {node}")
+            fates.append(Fate(Disposition.HOST, hops + (hop,), path, node=node,
+                              reason=f"reached a socket on {node}, not a pod"))
         return fates
 
-    def _masquerade(self, node: str, pkt: SymPacket, to_own_pod: bool) -> SymPacket:
-        if not masquerade_pending(pkt.masq_src):
-            return pkt
-        node_ir = self.cluster.node(node)
-        new_src = pod_gateway(node_ir, self.family) if to_own_pod else node_ir.primary_ip(self.family)
-        if new_src is None:
-            return pkt.evolve(unknown=f"{node} has no address to masquerade with", masq_src=None)
-        note = f"src: {pkt.src_value or 'client'} -> {new_src}"
-        last = pkt.steps[-1] if pkt.steps else Step("nat", "POSTROUTING", None)
-        return pkt.evolve(src=z3.BitVecVal(int(new_src), pkt.src.size()), src_value=new_src, masq_src=new_src,
-                       steps=pkt.steps[:-1] + (replace(last, note=note),))
+    def _leave(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...]) -> list[Fate]:
+        """POSTROUTING, then hand the packet to the pod, the next node, or the outside."""
+        live, fates = self._hook(node, "POSTROUTING", pkt, hops)
+        for path in live:
+            fates += self._deliver(node, path, hops)
+        return fates
 
-    def _deliver(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], owner) -> list[Fate]:
-        if pkt.unknown:
-            return [Fate(Disposition.UNKNOWN, hops + (Hop(node, pkt.steps, ""),), pkt, reason=pkt.unknown)]
-        if owner is None:
-            hop = Hop(node, pkt.steps, f"{pkt.dst} is outside the cluster")
+    def _deliver(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...]) -> list[Fate]:
+        route = self.route(node, pkt.dst)
+        hop = Hop(node, pkt.steps, f"{pkt.dst} {route}")
+        if route.kind is RouteKind.OUTSIDE:
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"{pkt.dst} leaves the cluster")]
-        owner_node, kind = owner
-        if owner_node == node and kind == "local":
-            # A process on this node talking to itself: the packet loops back through lo into filter INPUT.
-            fates = []
-            for path, verdict in self.models[node].walk_hook("filter", "INPUT", pkt.evolve(in_iface="lo")):
-                if verdict == ACCEPT:
-                    hop = Hop(node, path.steps, f"{pkt.dst} is local to {node}")
-                    fates.append(Fate(Disposition.HOST, hops + (hop,), path, node=node,
-                                      reason=f"reached a socket on {node}"))
-                else:
-                    fates.append(self._stopped(node, path, verdict, hops, "filter INPUT"))
+        if route.kind is RouteKind.UNREACHABLE:
+            return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}")]
+        if route.kind is RouteKind.LOCAL:
+            # A process on this node talking to itself: back in through lo, PREROUTING and INPUT without nat
+            # (conntrack already holds the connection's NAT).
+            looped = pkt.evolve(in_iface="lo", out_iface=None)
+            live, fates = self._hook(node, "PREROUTING", looped, hops, looped=True)
+            for path in live:
+                fates += self._to_host(node, path, hops, "INPUT")
             return fates
-        if owner_node == node and kind == "pods":
-            pod = self.pods_by_ip.get(pkt.dst)
-            hop = Hop(node, pkt.steps, f"{pkt.dst} is a pod on {node}")
-            if pod is None:
-                return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}")]
-            return [Fate(Disposition.DELIVERED, hops + (hop,), pkt, pod=pod, node=node)]
-        hop = Hop(node, pkt.steps, f"{pkt.dst} via {owner_node}")
+        if route.kind is RouteKind.POD:
+            return [Fate(Disposition.DELIVERED, hops + (hop,), pkt, pod=self.pods_by_ip[pkt.dst], node=node)]
         # A new node means a new conntrack entry: the packet is NEW there, with no DNAT state or mark.
-        onward = pkt.evolve(in_iface="eth0", out_iface=None, dnat=False, mark=0, masq_src=None)
-        return self.arrive(owner_node, onward, hops + (hop,))
+        onward = pkt.evolve(in_iface="eth0", out_iface=None, dnat=False, snat=False, mark=0, nat_address=None)
+        return self.arrive(route.via, onward, hops + (hop,))
 
     def _stopped(self, node: str, pkt: SymPacket, verdict: str, hops: tuple[Hop, ...], where: str) -> Fate:
         disposition = {DROP: Disposition.DROPPED, REJECT: Disposition.REJECTED}.get(verdict, Disposition.UNKNOWN)
+        if pkt.unknown:
+            disposition = Disposition.UNKNOWN
         return Fate(disposition, hops + (Hop(node, pkt.steps, where),), pkt,
                     reason=pkt.unknown or f"{verdict} in {where} on {node}")
-

@@ -126,9 +126,11 @@ class Verifier:
         unknown_fates = []
         for inst in instances:
             for fate in inst.fates:
-                negated = _not(self.holds(check.prop, fate, inst))
                 if fate.disposition is Disposition.UNKNOWN:
+                    # Never a counterexample: what the packet really meets there is not known.
                     unknown_fates.append(fate)
+                    continue
+                negated = _not(self.holds(check.prop, fate, inst))
                 if negated is False:  # the property holds on this whole path, whatever the packet
                     continue
                 candidates.append((inst, fate, fate.cond if negated is True else z3.And(fate.cond, negated)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from kspec import ir
 from kspec.verifier import tracer
-from kspec.verifier.network import ClusterNetwork, Disposition, pod_gateway
+from kspec.verifier.network import ClusterNetwork, Disposition, RouteKind
 
 MAX_HOPS = 4
 
@@ -59,7 +59,11 @@ class ConcreteCluster:
             return [Journey(Disposition.UNKNOWN, legs, packet.src, packet.dst, packet.dport, reason="routing loop")]
         model = self.net.models[node]
         found = []
-        for outcome in tracer.trace(model.rules, packet, model.local_ips, affinity=True):
+        # The routing decision and MASQUERADE's address are the network model's, as the Z3 side uses them.
+        route = lambda dst: self.net.route(node, dst).out_iface  # noqa: E731
+        nat_source = lambda out_iface: self.net.nat_source(node, out_iface)  # noqa: E731
+        for outcome in tracer.trace(model.rules, packet, model.local_ips, affinity=True, route=route,
+                                    nat_source=nat_source):
             found += self._onward(node, outcome, legs + (Leg(node, outcome),), packet.protocol)
         return found
 
@@ -72,23 +76,16 @@ class ConcreteCluster:
             return end(Disposition.REJECTED)
         if outcome.disposition is d.ACCEPTED_LOCAL:
             return end(Disposition.HOST, node=node)
-        owner = self.net.node_of(outcome.dst)
-        if owner is None:
+        if outcome.disposition is d.UNREACHABLE:
+            return end(Disposition.NO_ROUTE, reason=f"no pod has {outcome.dst}")
+        route = self.net.route(node, outcome.dst)
+        if route.kind is RouteKind.OUTSIDE:
             return end(Disposition.NO_ROUTE, reason=f"{outcome.dst} leaves the cluster")
-        owner_node, kind = owner
-        if owner_node == node:
-            pod = self.net.pods_by_ip.get(outcome.dst)
-            if kind != "pods" or pod is None:
-                return end(Disposition.NO_ROUTE, reason=f"no pod has {outcome.dst}")
-            # MASQUERADE towards an own pod takes the pod gateway's address, not the node IP the tracer assumed.
-            src = pod_gateway(self.cluster.node(node), self.family) if outcome.masqueraded else outcome.src
-            return [Journey(Disposition.DELIVERED, legs, src, outcome.dst, outcome.dport, pod=pod, node=node)]
-        if outcome.masqueraded:
-            src = self.cluster.node(node).primary_ip(self.family)
-        else:
-            src = outcome.src
-        onward = tracer.Packet(src, outcome.dst, protocol, outcome.sport, outcome.dport, "eth0")
-        return self._at(owner_node, onward, legs)
+        if route.kind is RouteKind.POD:
+            pod = self.net.pods_by_ip[outcome.dst]
+            return [Journey(Disposition.DELIVERED, legs, outcome.src, outcome.dst, outcome.dport, pod=pod, node=node)]
+        onward = tracer.Packet(outcome.src, outcome.dst, protocol, outcome.sport, outcome.dport, "eth0")
+        return self._at(route.via, onward, legs)
 
 
 def outcome_key(disposition: Disposition, pod: ir.Pod | None, src) -> tuple:

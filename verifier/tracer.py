@@ -20,11 +20,12 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from kspec import ruleset as rs
 from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
+from kspec.verifier.netfilter import HOOKS_WITH_OUT, ct_states, protocol_matches, state_match, tables_of, tracked_in
 
 __all__ = [
     "Disposition", "Packet", "Step", "Rewrite", "Outcome", "TraceError", "trace", "unit_test_trace",
@@ -159,6 +160,7 @@ class Disposition(enum.Enum):
     ACCEPTED_LOCAL = "ACCEPTED to local"  # delivered to a socket on this node
     FORWARDED = "FORWARDED"  # routed through the node (to a pod on it, or out of it)
     SENT = "SENT"  # generated on this node and sent out of it
+    UNREACHABLE = "UNREACHABLE"  # the routing decision found no way (an own pod address no pod has)
     DROPPED = "DROPPED"
     REJECTED = "REJECTED"
 
@@ -254,22 +256,12 @@ def _hostport(ip: IPAddress, port: int | None) -> str:
 
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
-# Tables per hook in netfilter priority order (raw -300, mangle -150, nat dst -100, filter 0, security 50,
-# nat src 100). Absent tables are skipped.
-_PREROUTING = ("raw", "mangle", "nat")
-_INPUT = ("mangle", "filter", "security", "nat")
-_FORWARD = ("mangle", "filter", "security")
-_OUTPUT_DNAT = ("raw", "mangle", "nat")
-_OUTPUT_FILTER = ("filter", "security")
-_POSTROUTING = ("mangle", "nat")
-_HOOKS_WITH_OUT = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
-
 
 class _Thread:
     """One possible path of the packet: its current header, state and history. Copied at each branch."""
 
-    __slots__ = ("src", "sport", "dst", "dport", "mark", "ct", "masq", "in_iface", "steps", "rewrites",
-                 "branches", "prob", "decided")
+    __slots__ = ("src", "sport", "dst", "dport", "mark", "dnat", "masq", "tracked", "in_iface", "out_iface",
+                 "steps", "rewrites", "branches", "prob", "decided")
 
     def copy(self) -> "_Thread":
         twin = _Thread()
@@ -291,23 +283,32 @@ _ACCEPT, _DROP, _REJECT = "ACCEPT", "DROP", "REJECT"
 
 
 def trace(ruleset: rs.Ruleset, packet: Packet, local_ips: Iterable[IPAddress | str], *,
-          affinity: bool = False, masquerade_ip: IPAddress | str | None = None) -> list[Outcome]:
+          affinity: bool = False, masquerade_ip: IPAddress | str | None = None,
+          route: Callable[[IPAddress], str | None] | None = None,
+          nat_source: Callable[[str | None], IPAddress | None] | None = None) -> list[Outcome]:
     """Every way ``packet`` (the first packet of a new connection) can go through this node's tables.
 
     ``local_ips``: the node's addresses (``-m addrtype LOCAL``, and the routing decision); loopback is always
     local. ``affinity``: model ``recent --rcheck`` (ClientIP session affinity) as a branch — some earlier
-    connection may have set the entry — instead of "no history, no match". ``masquerade_ip``: the source
-    MASQUERADE picks; default the first non-loopback local address of the packet's family.
+    connection may have set the entry — instead of "no history, no match".
+
+    The cluster network answers two questions (``network.ClusterNetwork.route`` and ``nat_source``, which the
+    Z3 model asks too): ``route(dst)``, the outgoing interface of the routing decision (None: unreachable),
+    and ``nat_source(out_iface)``, the address MASQUERADE picks. Without them, ``packet.out_interface`` is the
+    outgoing interface and ``masquerade_ip`` (default: the first non-loopback local address of the packet's
+    family) MASQUERADE's address.
     """
-    return _Tracer(ruleset, local_ips, affinity, masquerade_ip).run(packet)
+    return _Tracer(ruleset, local_ips, affinity, masquerade_ip, route, nat_source).run(packet)
 
 
 class _Tracer:
-    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool, masquerade_ip):
+    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool, masquerade_ip, route, nat_source):
         self.ruleset = ruleset
         self.local = frozenset(ipaddress.ip_address(str(ip)) for ip in local_ips)
         self.affinity = affinity
         self.masquerade_ip = ipaddress.ip_address(str(masquerade_ip)) if masquerade_ip is not None else None
+        self.route = route
+        self.nat_source = nat_source
         self.outcomes: list[Outcome] = []
         self.packet: Packet | None = None
 
@@ -317,8 +318,8 @@ class _Tracer:
         self.packet = packet
         start = _Thread()
         start.src, start.sport, start.dst, start.dport = packet.src, packet.sport, packet.dst, packet.dport
-        start.mark, start.ct, start.masq, start.in_iface = packet.mark, frozenset({rs.CtState.NEW}), False, \
-            packet.in_interface
+        start.mark, start.dnat, start.masq, start.in_iface = packet.mark, False, False, packet.in_interface
+        start.out_iface, start.tracked = None, True
         start.steps = start.rewrites = start.branches = ()
         start.prob, start.decided = 1.0, None
         if packet.in_interface is None:
@@ -328,25 +329,32 @@ class _Tracer:
         return self.outcomes
 
     def _arriving(self, threads: list[_Thread]) -> None:
-        threads = self._hook(threads, "PREROUTING", _PREROUTING)
+        threads = self._hook(threads, "PREROUTING")
         local = [t for t in threads if self._is_local(t.dst)]  # the routing decision
-        self._deliver(self._hook(local, "INPUT", _INPUT))
-        forwarded = self._hook([t for t in threads if not self._is_local(t.dst)], "FORWARD", _FORWARD)
-        for thread in self._hook(forwarded, "POSTROUTING", _POSTROUTING):
+        self._deliver(self._hook(local, "INPUT"))
+        routed = []
+        for thread in threads:
+            if self._is_local(thread.dst):
+                continue
+            if self.route is not None and self.route(thread.dst) is None:
+                self._finish(thread, Disposition.UNREACHABLE)
+            else:
+                routed.append(thread)
+        for thread in self._hook(self._hook(routed, "FORWARD"), "POSTROUTING"):
             self._finish(thread, Disposition.FORWARDED)
 
     def _locally_generated(self, threads: list[_Thread]) -> None:
-        threads = self._hook(threads, "OUTPUT", _OUTPUT_DNAT)  # then re-routed on the new destination
-        threads = self._hook(threads, "OUTPUT", _OUTPUT_FILTER)
-        threads = self._hook(threads, "POSTROUTING", _POSTROUTING)
+        threads = self._hook(threads, "OUTPUT")  # each table re-routed on the destination it sees
+        threads = self._hook(threads, "POSTROUTING")
         looped = []
         for thread in threads:
             if self._is_local(thread.dst):
-                thread.in_iface = "lo"  # loops back in; nat INPUT is not consulted again (already NATed)
+                # Back in through lo, already NATed: PREROUTING and INPUT without nat.
+                thread.in_iface, thread.out_iface = "lo", None
                 looped.append(thread)
             else:
                 self._finish(thread, Disposition.SENT)
-        self._deliver(self._hook(looped, "INPUT", ("mangle", "filter", "security")))
+        self._deliver(self._hook(self._hook(looped, "PREROUTING", looped=True), "INPUT", looped=True))
 
     def _deliver(self, threads: list[_Thread]) -> None:
         for thread in threads:
@@ -355,11 +363,20 @@ class _Tracer:
     def _is_local(self, ip: IPAddress) -> bool:
         return ip in self.local or any(ip.version == net.version and ip in net for net in _LOOPBACK)
 
-    def _hook(self, threads: list[_Thread], hook: str, tables: tuple[str, ...]) -> list[_Thread]:
-        """Run every table of a hook; return the threads that were accepted by all of them."""
-        for table in tables:
+    def _out_iface(self, dst: IPAddress) -> str | None:
+        if self.route is not None:
+            return self.route(dst)
+        return "lo" if self._is_local(dst) else self.packet.out_interface
+
+    def _hook(self, threads: list[_Thread], hook: str, looped: bool = False) -> list[_Thread]:
+        """Run every table of a hook (``netfilter.tables_of``); return the threads all of them accepted."""
+        for table in tables_of(hook, looped):
             survivors = []
             for thread in threads:
+                # What the kernel knows when this table runs: the route (re-decided on the current
+                # destination) and whether conntrack has seen the packet (not yet in raw).
+                thread.out_iface = self._out_iface(thread.dst) if hook in HOOKS_WITH_OUT else None
+                thread.tracked = tracked_in(table, looped)
                 for result, verdict in self._walk(thread, table, hook):
                     if verdict is _ACCEPT:
                         survivors.append(result)
@@ -469,20 +486,25 @@ class _Tracer:
             th.rewrite("dst", target.ip, step)
         if target.port is not None:
             th.rewrite("dport", target.port, step)
-        th.ct = th.ct | {rs.CtState.DNAT}
+        th.dnat = True
 
     def _snat(self, th: _Thread, target, step: Step) -> None:
         if isinstance(target, rs.Snat):
             new_src, port = target.ip, target.port
         else:
-            new_src, port = self._masquerade_source(th.dst), None
+            new_src, port = self._masquerade_source(th), None
         th.rewrite("src", new_src, step)
         if port is not None:
             th.rewrite("sport", port, step)
         th.masq = True
-        th.ct = th.ct | {rs.CtState.SNAT}
 
-    def _masquerade_source(self, dst: IPAddress) -> IPAddress:
+    def _masquerade_source(self, th: _Thread) -> IPAddress:
+        if self.nat_source is not None:
+            found = self.nat_source(th.out_iface)
+            if found is None:
+                raise TraceError(f"no address to masquerade with towards {th.dst}")
+            return found
+        dst = th.dst
         if self.masquerade_ip is not None:
             return self.masquerade_ip
         for ip in sorted(self.local, key=lambda a: (a.version, int(a))):
@@ -527,7 +549,7 @@ class _Tracer:
         if kind is rs.Destination:
             return _in(th.dst, match.network) != match.negated
         if kind is rs.Protocol:
-            return _protocol_is(self.packet.protocol, match.name) != match.negated
+            return protocol_matches(match.name, self.packet.protocol) != match.negated
         if kind is rs.Port:
             value = th.dport if match.direction is rs.PortDir.DPORT else th.sport
             if self.packet.protocol != match.module:
@@ -543,16 +565,13 @@ class _Tracer:
             ip = th.src if match.direction is rs.AddrDir.SRC else th.dst
             return (self._addr_kind(ip) in match.types) != match.negated
         if kind is rs.Conntrack:
-            states = th.ct if match.module == "conntrack" else th.ct - {rs.CtState.SNAT, rs.CtState.DNAT}
-            return bool(states & match.states) != match.negated
+            return state_match(match, ct_states(th.tracked, th.dnat, th.masq))
         if kind is rs.InInterface:
             return match.matches(th.in_iface or "")  # locally generated: no input interface
         if kind is rs.OutInterface:
-            if hook not in _HOOKS_WITH_OUT:
-                return match.matches("")
-            if self.packet.out_interface is None:
+            if hook in HOOKS_WITH_OUT and th.out_iface is None:
                 raise TraceError("a rule matches -o: give the packet an out_interface")
-            return match.matches(self.packet.out_interface)
+            return match.matches(th.out_iface or "")
         if kind is rs.Statistic:
             return self._statistic(match)
         if kind is rs.Recent:
@@ -584,13 +603,6 @@ class _Tracer:
         if ip.version == 4 and int(ip) == 0xFFFFFFFF:
             return rs.AddrKind.BROADCAST
         return rs.AddrKind.UNICAST
-
-
-_PROTO_NUMBERS = {"tcp": "6", "udp": "17", "sctp": "132", "icmp": "1", "icmpv6": "58"}
-
-
-def _protocol_is(packet_protocol: str, rule_protocol: str) -> bool:
-    return rule_protocol in ("all", "0", packet_protocol, _PROTO_NUMBERS.get(packet_protocol, ""))
 
 
 def _in(ip: IPAddress, network: rs.IPNetwork) -> bool:

@@ -52,6 +52,7 @@ COMMAND_TIMEOUT = 20.0  # seconds, for every ip/iptables/nfacct/conntrack comman
 _NAME_PID = re.compile(rf"^{re.escape(PREFIX)}(\d+)-")
 _NFACCT_NAME = re.compile(r"--nfacct-name (\S+)")
 _serial = iter(range(1, 1 << 30))
+_UNNUMBERED_V6_HOP = "fe80::1"  # the next hop an unnumbered node's pods use (link-local only)
 T = TypeVar("T")
 
 
@@ -295,6 +296,7 @@ class Lab:
     timings: dict[str, float] = field(default_factory=dict)
     vip_routes: set[ir.IPAddress] = field(default_factory=set)
     lb_filter: bool = False  # the router drops sources a node-port-style LB would refuse (this probe)
+    rules: dict[str, str] | None = None  # node name -> a dump to load as given, instead of compiling
 
     @property
     def prefix(self) -> str:
@@ -424,11 +426,17 @@ class Lab:
                     cmds.append(f"link set {iface} up")
                     if gateway:
                         cmds.append(f"addr add {host(gateway)} dev {iface}")
+                    elif family is ir.IPFamily.V6:  # unnumbered: only a link-local next hop, as Calico's
+                        cmds.append(f"addr add {_UNNUMBERED_V6_HOP}/64 dev {iface}")
+                    else:  # unnumbered: the host side answers ARP for everything (Calico's proxy_arp)
+                        sysctls[ns][f"net/ipv4/conf/{iface}/proxy_arp"] = "1"
                     cmds.append(f"route add {host(pod.ip)} dev {iface}")
                 pod_cmds = per_ns[self.pods[pod.key]]
                 pod_cmds += ["link set eth0 up", f"addr add {host(pod.ip)} dev eth0"]
                 if gateway:
                     pod_cmds.append(f"route add default via {gateway} dev eth0 onlink")
+                elif family is ir.IPFamily.V6 and not bridge:
+                    pod_cmds.append(f"route add default via {_UNNUMBERED_V6_HOP} dev eth0")
                 else:
                     pod_cmds.append("route add default dev eth0")
             values = self._forwarding()
@@ -490,13 +498,16 @@ class Lab:
         return name
 
     def gateway(self, node: ir.Node) -> ir.IPAddress | None:
-        cidr = next(iter(self.ips(node.pod_cidrs)), None)
-        return None if cidr is None else cidr.network_address + 1
+        """The host side's address towards the pods: the network model's, so that MASQUERADE agrees."""
+        from kspec.verifier.network import pod_gateway
+
+        return pod_gateway(node, self.family)
 
     # ------------------------------------------------------------------------------------ rules
 
     def load_rules(self) -> None:
-        """Each node's compiled ruleset, exactly as emitted, then kube-proxy's jumps from the built-in chains.
+        """Each node's compiled ruleset, exactly as emitted, then kube-proxy's jumps from the built-in chains;
+        or, with ``rules``, each node's dump exactly as given (a whole ``iptables-save``: nothing added).
 
         As kube-proxy does, the nfacct counters the rules name are created first (they are per namespace).
         A rule the kernel refuses is reported with the kernel feature it needs, never rewritten.
@@ -506,7 +517,7 @@ class Lab:
         from kspec.compiler.context import NodeContext
 
         start = time.monotonic()
-        texts = compile_cluster(self.cluster, self.family)
+        texts = self.rules or compile_cluster(self.cluster, self.family)
         for node in self.cluster.nodes:
             ns = self.nodes[node.name]
             text = texts[node.name]
@@ -521,6 +532,9 @@ class Lab:
                     if made.returncode != 0:
                         raise LabError(f"nfacct add {counter} in {node.name}'s namespace failed: "
                                        f"{made.stderr.strip()} (the kernel needs nfnetlink_acct)")
+            if self.rules:
+                self._restore(node.name, ns, text, "dump")
+                continue
             self._restore(node.name, ns, text, "compiled rules")
             local = NodeContext(node, self.family, self.cluster.proxy, False)
             self._restore(node.name, ns, base_rules(local.localhost_node_ports), "kube-proxy's jumps")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from kspec import ir
-from kspec.verifier import verify
+from kspec.verifier import encode, verify
 from kspec.verifier.network import Disposition
 from kspec.verifier.properties import Verdict
 from tests.verifier.seed_clusters import cluster
@@ -72,10 +72,10 @@ def test_external_client_cannot_reach_a_cluster_ip():
 
 
 def test_a_model_bug_shows_as_a_counterexample_that_does_not_replay(monkeypatch):
-    """Plant a bug in the model's MASQUERADE address: the concrete tracer must refuse the counterexample."""
-    import kspec.verifier.network as network
+    """Plant a bug in the Z3 engine's MASQUERADE: the concrete tracer must refuse the counterexample."""
+    from tests.verifier.test_differential import _planted_source_nat
 
-    monkeypatch.setattr(network, "pod_gateway", lambda node, family: node.ips[0])
+    monkeypatch.setattr(encode.NodeModel, "_source_nat", _planted_source_nat)
     result = _one(cluster(ir.TrafficPolicy.CLUSTER), D("nodeport", ir.Via.NODE_PORT, node="node1"), KEEPS)
     assert result.verdict is Verdict.VIOLATED
     assert result.replay_error and not result.as_expected

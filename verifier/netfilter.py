@@ -1,0 +1,82 @@
+"""Netfilter's rules of the road, in one place: both engines (the Z3 model in ``encode``/``network`` and the
+concrete tracer) read them from here, so that they cannot drift.
+
+* which tables each hook runs, in the kernel's priority order (raw -300, conntrack -200, mangle -150,
+  nat's DNAT -100, filter 0, security 50, nat's SNAT 100);
+* what the conntrack match sees in a table: nothing is tracked yet in raw (the packet meets conntrack after
+  raw), so ``--ctstate`` sees INVALID there, and NEW (plus the virtual DNAT/SNAT states) afterwards;
+* the nat table sees only a connection's first packet: a packet a node sends to itself comes back through
+  ``lo`` already NATed, so its PREROUTING and INPUT skip nat;
+* protocol names and numbers (``-p 17`` is ``-p udp``).
+
+Where a packet is routed and which address source NAT picks are facts of the cluster network, so they live
+in ``network.ClusterNetwork`` (``route``, ``nat_source``), which both engines ask.
+"""
+from __future__ import annotations
+
+from kspec import ruleset as rs
+
+# Tables per hook, in priority order. A table without the hook's chain is skipped.
+HOOK_TABLES: dict[str, tuple[str, ...]] = {
+    "PREROUTING": ("raw", "mangle", "nat"),
+    "INPUT": ("mangle", "filter", "security", "nat"),
+    "FORWARD": ("mangle", "filter", "security"),
+    "OUTPUT": ("raw", "mangle", "nat", "filter", "security"),
+    "POSTROUTING": ("mangle", "nat"),
+}
+
+# Hooks where the kernel knows the outgoing interface (the routing decision was made before them). Before
+# it (PREROUTING, INPUT) `-o` sees no interface, the empty name, as `-i` does for a packet the node sent.
+HOOKS_WITH_OUT = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
+
+
+def tracked_in(table: str, looped: bool = False) -> bool:
+    """Whether conntrack has seen the packet when ``table`` runs (raw runs first; a looped-back packet was
+    tracked on its way out)."""
+    return looped or table != "raw"
+
+
+def tables_of(hook: str, looped: bool = False) -> tuple[str, ...]:
+    """The tables ``hook`` runs; ``looped``: for a packet a node sent to itself, on its way back in."""
+    tables = HOOK_TABLES[hook]
+    return tuple(t for t in tables if t != "nat") if looped else tables
+
+
+def ct_states(tracked: bool, dnat: bool, snat: bool = False, untracked: bool = False) -> frozenset[rs.CtState]:
+    """The states ``-m conntrack --ctstate`` sees for the first packet of a connection: INVALID before
+    conntrack has seen it (``tracked`` False: the raw table), UNTRACKED after ``-j CT --notrack``, else NEW
+    with the virtual DNAT/SNAT states of the NAT done so far."""
+    if untracked:
+        return _UNTRACKED
+    if not tracked:
+        return _INVALID
+    states = {rs.CtState.NEW}
+    if dnat:
+        states.add(rs.CtState.DNAT)
+    if snat:
+        states.add(rs.CtState.SNAT)
+    return frozenset(states)
+
+
+def state_match(match: rs.Conntrack, states: frozenset[rs.CtState]) -> bool:
+    """``-m conntrack --ctstate`` / ``-m state --state`` (the older module has no virtual NAT states)."""
+    if match.module != "conntrack":
+        states = states - _NAT_STATES
+    return (not states.isdisjoint(match.states)) != match.negated
+
+
+_INVALID = frozenset({rs.CtState.INVALID})
+_UNTRACKED = frozenset({rs.CtState.UNTRACKED})
+_NAT_STATES = frozenset({rs.CtState.SNAT, rs.CtState.DNAT})
+
+# /etc/protocols' names for the numbers a rule may use instead (iptables accepts either, and aliases).
+PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "ipv6-icmp": 58, "icmpv6": 58, "icmp6": 58,
+                    "udplite": 136, "esp": 50, "ah": 51, "gre": 47}
+
+
+def protocol_matches(rule_protocol: str, packet_protocol: str) -> bool:
+    """``-p NAME|NUMBER`` (not negated) against a packet's protocol name; ``all`` and 0 match every packet."""
+    if rule_protocol in ("all", "0", packet_protocol):
+        return True
+    number = PROTOCOL_NUMBERS.get(packet_protocol)
+    return number is not None and (rule_protocol == str(number) or PROTOCOL_NUMBERS.get(rule_protocol) == number)
