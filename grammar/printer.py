@@ -251,6 +251,7 @@ def _check(check: ir.Check) -> str:
 # Binding strength: implies (1) < or (2) < and (3) < not (4) < atoms (5).
 _ATOMS = {
     ir.Delivered: "delivered",
+    ir.Answered: "answered",
     ir.Dropped: "dropped",
     ir.Rejected: "rejected",
     ir.SourceIsClient: "source == client",

@@ -652,6 +652,7 @@ class ToIR(Transformer):
         return method
 
     delivered = _atom(ir.Delivered)
+    answered = _atom(ir.Answered)
     dropped = _atom(ir.Dropped)
     rejected = _atom(ir.Rejected)
     source_is_client = _atom(ir.SourceIsClient)

@@ -229,7 +229,8 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     src = cluster.client_address(client, family)
     if src is None:
         raise KspecError([Diagnostic(client.span, f"client '{client.name}' has no address to trace from")])
-    journeys = ConcreteCluster(network).journeys(client, Packet(src, dst, proto, args.sport, dport), entry)
+    journeys = ConcreteCluster(network).round_trips(client, Packet(src, dst, proto, args.sport, dport), entry,
+                                                    (dst, dport))
     print(f"packet {src}:{args.sport} -> {args.to} from {client.name}"
           + (f", entering at {entry}" if entry and client.kind is ir.ClientKind.EXTERNAL else ""), file=out)
     for number, journey in enumerate(journeys, 1):

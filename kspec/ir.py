@@ -308,6 +308,16 @@ class Destination:
 # Properties, a closed union.
 @dataclass(frozen=True, slots=True)
 class Delivered:
+    """The connection's first packet reaches a pod (whatever becomes of the pod's answer)."""
+
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The round trip works: the first packet reaches a pod and its answer reaches the client, from the
+    address and port the client sent to (replies filtered, misrouted or not un-NATed fail it)."""
+
     span: Span | None = _span()
 
 
@@ -369,7 +379,7 @@ class Implies:
     span: Span | None = _span()
 
 
-Prop = Union[Delivered, Dropped, Rejected, SourceIsClient, SourceInNodes, EndpointIn, StaysOnNode, Not, And, Or, Implies]
+Prop = Union[Delivered, Answered, Dropped, Rejected, SourceIsClient, SourceInNodes, EndpointIn, StaysOnNode, Not, And, Or, Implies]
 
 
 @dataclass(frozen=True, slots=True)

@@ -320,7 +320,8 @@ def proxy_configs(draw, vary: bool = True) -> ir.ProxyConfig:
     )
 
 
-_ATOMS = (ir.Delivered(), ir.SourceIsClient(), ir.Dropped(), ir.Rejected(), ir.SourceInNodes(), ir.StaysOnNode())
+_ATOMS = (ir.Delivered(), ir.SourceIsClient(), ir.Dropped(), ir.Rejected(), ir.SourceInNodes(), ir.StaysOnNode(),
+          ir.Answered())
 
 
 def props(max_leaves: int = 6) -> st.SearchStrategy[ir.Prop]:

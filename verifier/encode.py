@@ -41,8 +41,8 @@ class SymPacket:
     src: z3.BitVecRef  # symbolic until masqueraded
     src_value: IPAddress | None  # the same source as a Python address when it is concrete (no Z3 needed)
     sport: z3.BitVecRef
-    dst: IPAddress
-    dport: int
+    dst: IPAddress | None  # None only in a reply to "any external host": then dst_term says which
+    dport: int | None  # None only in a reply: dport_term is the client's source port
     proto: str
     mark: int = 0
     in_iface: str | None = None
@@ -51,6 +51,12 @@ class SymPacket:
     snat: bool = False  # ... and source-NATed (MASQUERADE or SNAT)
     tracked: bool = True  # False in raw: conntrack has not seen the packet yet
     nat_address: IPAddress | None = None  # what MASQUERADE picks here (the network model says, per route)
+    dst_term: z3.BitVecRef | None = None  # the destination, when symbolic (see dst)
+    dport_term: z3.BitVecRef | None = None  # the destination port, when symbolic (see dport)
+    established: bool = False  # a reply this node's conntrack knows (ESTABLISHED, nat not consulted)
+    invalid: bool = False  # a TCP reply this node never saw the connection of (conntrack: INVALID)
+    nat_states: frozenset = frozenset()  # the virtual SNAT/DNAT states of the connection a reply belongs to
+    entered: tuple | None = None  # (src, src_value, sport, dst, dport) as the packet entered this node
     conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown
@@ -149,6 +155,8 @@ class NodeModel:
         return _neg(self.in_network(pkt.src, match.network), match.negated)
 
     def _destination(self, match: rs.Destination, pkt: SymPacket):
+        if pkt.dst is None:
+            return _neg(self.in_network(pkt.dst_term, match.network), match.negated)
         return (pkt.dst in match.network if pkt.dst.version == match.network.version else False) != match.negated
 
     def _protocol(self, match: rs.Protocol, pkt: SymPacket):
@@ -157,9 +165,10 @@ class NodeModel:
     def _port(self, match: rs.Port, pkt: SymPacket):
         if match.module != pkt.proto:
             return False
-        if match.direction is rs.PortDir.DPORT:
+        if match.direction is rs.PortDir.DPORT and pkt.dport is not None:
             return match.contains(pkt.dport)
-        inside = z3.And(z3.UGE(pkt.sport, match.low), z3.ULE(pkt.sport, match.high))
+        port = pkt.sport if match.direction is rs.PortDir.SPORT else pkt.dport_term
+        inside = z3.And(z3.UGE(port, match.low), z3.ULE(port, match.high))
         return _neg(inside, match.negated)
 
     def _mark(self, match: rs.MarkMatch, pkt: SymPacket):
@@ -175,8 +184,9 @@ class NodeModel:
         return CHOICE
 
     def _conntrack(self, match: rs.Conntrack, pkt: SymPacket):
-        # The first packet of a new connection (no reply traffic is modelled), as netfilter.ct_states says.
-        return state_match(match, ct_states(pkt.tracked, pkt.dnat, pkt.snat))
+        # A connection's first packet, or a reply, as netfilter.ct_states says.
+        return state_match(match, ct_states(pkt.tracked, pkt.dnat, pkt.snat, established=pkt.established,
+                                            invalid=pkt.invalid, nat_states=pkt.nat_states))
 
     # No interface (a packet the node sends has no input interface) is the empty name, as in the kernel:
     # `-i veth+` does not match it and `! -i veth+` does (xt: nulldevname; nft: meta iifname "").
@@ -189,11 +199,11 @@ class NodeModel:
     def _addrtype(self, match: rs.AddrType, pkt: SymPacket) -> bool | z3.BoolRef | None:
         if set(match.types) - {rs.AddrKind.LOCAL}:
             return None  # only LOCAL is modelled (all kube-proxy uses)
-        if match.direction is rs.AddrDir.DST:
-            return (pkt.dst in self.local_ips) != match.negated
-        if pkt.src_value is not None:
-            return (pkt.src_value in self.local_ips) != match.negated
-        is_local = z3.Or([pkt.src == self.ip_const(ip) for ip in self.local_ips if ip.version == pkt.dst.version]
+        value, term = (pkt.dst, pkt.dst_term) if match.direction is rs.AddrDir.DST else (pkt.src_value, pkt.src)
+        if value is not None:
+            return (value in self.local_ips) != match.negated
+        version = 4 if self.width == 32 else 6
+        is_local = z3.Or([term == self.ip_const(ip) for ip in self.local_ips if ip.version == version]
                          or [z3.BoolVal(False)])
         return _neg(is_local, match.negated)
 
@@ -251,8 +261,8 @@ class NodeModel:
         destination address, KUBE-NODEPORTS by a destination port, and a packet's destination is always
         concrete. Exact: every skipped rule has a ``-d`` or ``--dport`` guard that would be False.
         """
-        if len(chain.rules) <= SHORT_CHAIN:  # per-service chains: nothing to gain
-            return chain.rules
+        if len(chain.rules) <= SHORT_CHAIN or pkt.dst is None or pkt.dport is None:  # nothing to gain, or a
+            return chain.rules  # reply to a symbolic address or port (not indexed)
         key = (table, chain.name, pkt.dst, pkt.dport)
         found = self._sliced.get(key)
         if found is None:
@@ -324,6 +334,9 @@ class NodeModel:
             new = target.apply(pkt.mark)
             cont.append(pkt.with_step(replace(step, note=f"mark: {pkt.mark:#x} -> {new:#x}"), mark=new))
         elif kind is rs.Dnat:
+            if pkt.dst is None or pkt.dport is None:  # a reply to any address/port, DNATed as a new connection
+                out.append((pkt.evolve(unknown=f"DNAT of a reply to a symbolic address at {rule.origin}"), UNKNOWN))
+                return
             dst = target.ip or pkt.dst
             dport = target.port or pkt.dport
             note = f"dst: {_hostport(pkt.dst, pkt.dport)} -> {_hostport(dst, dport)}"

@@ -14,6 +14,8 @@ in ``network.ClusterNetwork`` (``route``, ``nat_source``), which both engines as
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from kspec import ruleset as rs
 
 # Tables per hook, in priority order. A table without the hook's chain is skipped.
@@ -42,14 +44,19 @@ def tables_of(hook: str, looped: bool = False) -> tuple[str, ...]:
     return tuple(t for t in tables if t != "nat") if looped else tables
 
 
-def ct_states(tracked: bool, dnat: bool, snat: bool = False, untracked: bool = False) -> frozenset[rs.CtState]:
-    """The states ``-m conntrack --ctstate`` sees for the first packet of a connection: INVALID before
-    conntrack has seen it (``tracked`` False: the raw table), UNTRACKED after ``-j CT --notrack``, else NEW
-    with the virtual DNAT/SNAT states of the NAT done so far."""
+def ct_states(tracked: bool, dnat: bool, snat: bool = False, *, untracked: bool = False,
+              established: bool = False, invalid: bool = False,
+              nat_states: frozenset = frozenset()) -> frozenset[rs.CtState]:
+    """The states ``-m conntrack --ctstate`` sees: INVALID before conntrack has seen the packet (``tracked``
+    False: the raw table) and for a TCP reply of a connection this node never saw; UNTRACKED after ``-j CT
+    --notrack``; ESTABLISHED for a reply of a known connection, with the connection's virtual SNAT/DNAT
+    states (``nat_states``); else NEW, with the DNAT/SNAT done to this first packet so far."""
     if untracked:
         return _UNTRACKED
-    if not tracked:
+    if not tracked or invalid:
         return _INVALID
+    if established:
+        return frozenset({rs.CtState.ESTABLISHED}) | nat_states
     states = {rs.CtState.NEW}
     if dnat:
         states.add(rs.CtState.DNAT)
@@ -80,3 +87,40 @@ def protocol_matches(rule_protocol: str, packet_protocol: str) -> bool:
         return True
     number = PROTOCOL_NUMBERS.get(packet_protocol)
     return number is not None and (rule_protocol == str(number) or PROTOCOL_NUMBERS.get(rule_protocol) == number)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What one node's conntrack holds of a connection, for its replies: the NAT to undo. Addresses and ports
+    are whatever the engine uses (Python values in the tracer, Z3 terms where the model is symbolic).
+
+    A reply of a connection the node holds is ESTABLISHED and never meets the nat table's rules; at nat's
+    place in each hook conntrack undoes the NAT instead: source NAT at PREROUTING (the reply's destination
+    becomes the original source), destination NAT at POSTROUTING or INPUT (its source becomes the original
+    destination)."""
+
+    undo_snat: tuple | None = None  # (address, port) the reply's destination becomes
+    undo_dnat: tuple | None = None  # (address, port) the reply's source becomes
+
+    @property
+    def nat_states(self) -> frozenset[rs.CtState]:
+        states = set()
+        if self.undo_snat is not None:
+            states.add(rs.CtState.SNAT)
+        if self.undo_dnat is not None:
+            states.add(rs.CtState.DNAT)
+        return frozenset(states)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply at one node: ``connection`` is what this node's conntrack holds of it, None when the node never
+    saw the connection (a TCP reply is then INVALID there and meets no nat; a UDP one is simply a new
+    connection, so it is traced as a first packet instead)."""
+
+    connection: Connection | None
+
+
+# Where conntrack undoes each kind of NAT on a reply: at nat's place in these hooks.
+UNDO_SNAT_HOOKS = frozenset({"PREROUTING"})
+UNDO_DNAT_HOOKS = frozenset({"POSTROUTING", "INPUT"})

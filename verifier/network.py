@@ -18,13 +18,15 @@ POSTROUTING as in the kernel. Source NAT takes its address where the kernel's MA
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass
 
 import z3
 
 from kspec import ir
 from kspec.verifier.encode import ACCEPT, DROP, REJECT, NodeModel, Step, SymPacket
-from kspec.verifier.netfilter import HOOKS_WITH_OUT, tables_of, tracked_in
+from kspec.verifier.netfilter import (HOOKS_WITH_OUT, UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, Connection, tables_of,
+                                      tracked_in)
 
 MAX_HOPS = 4  # a packet crosses at most entry node -> endpoint node; more means a routing loop
 
@@ -35,7 +37,11 @@ class Disposition(enum.Enum):
     DROPPED = "dropped"
     REJECTED = "rejected"
     NO_ROUTE = "no route"  # left the cluster or went to an address nobody has
+    ANSWERED = "answered"  # a reply reached the client, from the address and port the client sent to
     UNKNOWN = "unknown"
+
+
+Ends = tuple  # (src term, src value or None, sport term, dst, dport) of a packet at a node's door
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,8 @@ class Hop:
     node: str
     steps: tuple[Step, ...]
     route: str
+    entered: Ends | None = None  # the packet as it came into the node, and as it left (for its replies)
+    left: Ends | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +63,15 @@ class Fate:
     pod: ir.Pod | None = None
     node: str | None = None  # where it was delivered (pod's node or the host)
     reason: str = ""
+    reply: "Fate | None" = None  # of a DELIVERED fate: one fate of the pod's answer (its cond implies ours)
 
     @property
     def cond(self) -> z3.BoolRef:
-        return self.packet.cond
+        return self.reply.packet.cond if self.reply is not None else self.packet.cond
+
+    @property
+    def answered(self) -> bool:
+        return self.reply is not None and self.reply.disposition is Disposition.ANSWERED
 
     @property
     def source_seen(self) -> z3.BitVecRef:
@@ -146,8 +159,11 @@ class ClusterNetwork:
             else "veth"
         return f"{prefix}{self._pod_number[pod.ip]}"
 
-    def route(self, node: str, dst: ir.IPAddress) -> Route:
-        """The routing decision on ``node`` for ``dst`` (the lab's routes are built to match)."""
+    def route(self, node: str, dst: ir.IPAddress | None) -> Route:
+        """The routing decision on ``node`` for ``dst`` (the lab's routes are built to match); None is the
+        answer to "any external host", outside every cluster range by its constraint."""
+        if dst is None:
+            return Route(RouteKind.OUTSIDE, "eth0")
         key = (node, dst)
         found = self._routes.get(key)
         if found is None:
@@ -183,25 +199,30 @@ class ClusterNetwork:
         """A packet arriving at ``node`` from the wire (or a pod's veth)."""
         if len(hops) >= MAX_HOPS:
             return [Fate(Disposition.UNKNOWN, hops, pkt, reason="routing loop")]
-        live, fates = self._hook(node, "PREROUTING", pkt.evolve(steps=()), hops)
+        live, fates = self._hook(node, "PREROUTING", pkt.evolve(steps=(), entered=_ends(pkt)), hops)
         for path in live:
             fates += self._routed(node, path, hops)
         return fates
 
     def originate(self, node: str, pkt: SymPacket) -> list[Fate]:
         """A packet sent by a process on ``node``."""
-        live, fates = self._hook(node, "OUTPUT", pkt, ())
+        live, fates = self._hook(node, "OUTPUT", pkt.evolve(entered=_ends(pkt)), ())
         for path in live:
             fates += self._leave(node, path, ())
         return fates
 
-    def _hook(self, node: str, hook: str, pkt: SymPacket, hops: tuple[Hop, ...],
-              looped: bool = False) -> tuple[list[SymPacket], list[Fate]]:
+    def _hook(self, node: str, hook: str, pkt: SymPacket, hops: tuple[Hop, ...], looped: bool = False,
+              conn: Connection | None = None) -> tuple[list[SymPacket], list[Fate]]:
         """Every table of ``hook`` in priority order: the paths all of them accepted, and the fates of the
-        paths one of them ended."""
+        paths one of them ended. A reply (``pkt.established`` or ``pkt.invalid``) never meets nat's rules;
+        where nat would run, conntrack undoes the NAT of the connection this node holds (``conn``)."""
         model = self.models[node]
         live, ended = [pkt], []
+        replying = pkt.established or pkt.invalid
         for table in tables_of(hook, looped):
+            if table == "nat" and replying:
+                live = [_undo_nat(path, hook, conn) for path in live] if conn is not None else live
+                continue
             if not model.has_chain(table, hook):
                 continue
             survivors = []
@@ -263,7 +284,7 @@ class ClusterNetwork:
 
     def _deliver(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...]) -> list[Fate]:
         route = self.route(node, pkt.dst)
-        hop = Hop(node, pkt.steps, f"{pkt.dst} {route}")
+        hop = Hop(node, pkt.steps, f"{pkt.dst} {route}", pkt.entered, _ends(pkt))
         if route.kind is RouteKind.OUTSIDE:
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"{pkt.dst} leaves the cluster")]
         if route.kind is RouteKind.UNREACHABLE:
@@ -288,3 +309,120 @@ class ClusterNetwork:
             disposition = Disposition.UNKNOWN
         return Fate(disposition, hops + (Hop(node, pkt.steps, where),), pkt,
                     reason=pkt.unknown or f"{verdict} in {where} on {node}")
+
+    # ---------------------------------------------------------------------------------- replies
+
+    def replies(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
+        """Every fate of the pod's answer to ``fate`` (a DELIVERED one): back through the nodes, each undoing
+        the NAT of the connection its conntrack holds, to the client. ANSWERED only when the answer reaches
+        the client from ``expect``, the address and port the client sent to."""
+        conns: dict[str, Connection] = {}
+        for hop in fate.hops:
+            if hop.entered is None:
+                continue
+            if hop.node in conns:
+                return [Fate(Disposition.UNKNOWN, (), fate.packet, reason=f"the connection crossed {hop.node} twice")]
+            conns[hop.node] = _connection(hop.entered, hop.left)
+        first = fate.packet
+        pod = fate.pod
+        answer = SymPacket(
+            src=z3.BitVecVal(int(pod.ip), first.src.size()), src_value=pod.ip,
+            sport=z3.BitVecVal(first.dport, 16), dst=first.src_value, dport=None, proto=first.proto,
+            in_iface=self.pod_iface(pod), conds=first.conds, dst_term=first.src, dport_term=first.sport)
+        return self._answer_at(fate.node, answer, (), conns, client, expect)
+
+    def _answer_at(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], conns: dict[str, Connection],
+                   client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
+        if len(hops) >= MAX_HOPS:
+            return [Fate(Disposition.UNKNOWN, hops, pkt, reason="routing loop of the answer")]
+        conn = conns.get(node)
+        # A node that never saw the connection: a TCP answer is INVALID there (nothing to undo, no nat); a UDP
+        # one starts a new connection, as a first packet would.
+        pkt = pkt.evolve(steps=(), established=conn is not None, invalid=conn is None and pkt.proto == "tcp",
+                         nat_states=conn.nat_states if conn is not None else frozenset(), dnat=False, snat=False,
+                         mark=0, entered=None)
+        live, fates = self._hook(node, "PREROUTING", pkt, hops, conn=conn)
+        for path in live:
+            route = self.route(node, path.dst)
+            hop = lambda p, r=route: Hop(node, p.steps, str(r))  # noqa: E731
+            if route.kind is RouteKind.UNREACHABLE:
+                fates.append(Fate(Disposition.NO_ROUTE, hops + (hop(path),), path, reason="the answer has no route"))
+                continue
+            hook_live, ended = self._hook(node, "INPUT" if route.kind is RouteKind.LOCAL else "FORWARD", path,
+                                          hops, conn=conn)
+            fates += ended
+            if route.kind is not RouteKind.LOCAL:
+                hook_live, ended = self._post_hooks(node, hook_live, hops, conn)
+                fates += ended
+            for done in hook_live:
+                if route.kind is RouteKind.NODE:
+                    onward = done.evolve(in_iface="eth0", out_iface=None, nat_address=None)
+                    fates += self._answer_at(route.via, onward, hops + (hop(done),), conns, client, expect)
+                else:
+                    fates.append(self._answer_end(node, done, hops + (hop(done),), route, client, expect))
+        return fates
+
+    def _post_hooks(self, node: str, live: list[SymPacket], hops, conn) -> tuple[list[SymPacket], list[Fate]]:
+        out, ended = [], []
+        for path in live:
+            survived, stopped = self._hook(node, "POSTROUTING", path, hops, conn=conn)
+            out += survived
+            ended += stopped
+        return out, ended
+
+    def _answer_end(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], route: Route, client: ir.Client,
+                    expect: tuple[ir.IPAddress, int]) -> Fate:
+        sport = z3.simplify(pkt.sport).as_long()  # an answer's source port is always a constant
+        disposition, reason = self.answer_end(node, route, pkt.dst, pkt.src_value, sport, client, expect)
+        return Fate(disposition, hops, pkt, node=node, reason=reason)
+
+    def answer_end(self, node: str, route: Route, dst: ir.IPAddress | None, src: ir.IPAddress, sport: int,
+                   client: ir.Client, expect: tuple[ir.IPAddress, int]) -> tuple[Disposition, str]:
+        """Where an answer stopped (``route``, on ``node``): at the client, ANSWERED when it comes from the
+        address and port the client sent to (else its socket ignores it); anywhere else, lost. Both engines
+        end their answers here."""
+        kind = {RouteKind.LOCAL: ir.ClientKind.NODE, RouteKind.POD: ir.ClientKind.POD,
+                RouteKind.OUTSIDE: ir.ClientKind.EXTERNAL}.get(route.kind)
+        at_client = client.kind is kind and (kind is not ir.ClientKind.NODE or client.node == node)
+        if kind is ir.ClientKind.POD:
+            at_client = at_client and dst == self.cluster.client_address(client, self.family)
+        if at_client and (src, sport) == tuple(expect):
+            return Disposition.ANSWERED, ""
+        where = f"{dst} ({route})" if dst is not None else "the client"
+        return Disposition.NO_ROUTE, f"the answer reaches {where} from {src}:{sport}, not from {expect[0]}:{expect[1]}"
+
+
+def _ends(pkt: SymPacket) -> Ends:
+    return (pkt.src, pkt.src_value, pkt.sport, pkt.dst, pkt.dport)
+
+
+def _connection(entered: Ends, left: Ends) -> Connection:
+    """What a node's conntrack holds of a connection that came in as ``entered`` and left as ``left``."""
+    src, _, sport, dst, dport = entered
+    out_src, _, out_sport, out_dst, out_dport = left
+    snat = not (src.eq(out_src) and sport.eq(out_sport))
+    dnat = (dst, dport) != (out_dst, out_dport)
+    return Connection((src, sport) if snat else None, (dst, dport) if dnat else None)
+
+
+def _undo_nat(pkt: SymPacket, hook: str, conn: Connection) -> SymPacket:
+    """Conntrack's reverse NAT of a reply at nat's place in ``hook`` (a step of its own in the trace)."""
+    if hook in UNDO_SNAT_HOOKS and conn.undo_snat is not None:
+        term, sport = conn.undo_snat
+        value = _value(term)
+        step = Step("nat", hook, None, f"conntrack undoes SNAT: dst: {pkt.dst or 'client'} -> {value or 'client'}")
+        return pkt.with_step(step, dst=value, dst_term=None if value is not None else term, dport=None,
+                             dport_term=sport)
+    if hook in UNDO_DNAT_HOOKS and conn.undo_dnat is not None:
+        dst, dport = conn.undo_dnat
+        step = Step("nat", hook, None, f"conntrack undoes DNAT: src: {pkt.src_value} -> {dst}:{dport}")
+        return pkt.with_step(step, src=z3.BitVecVal(int(dst), pkt.src.size()), src_value=dst,
+                             sport=z3.BitVecVal(dport, 16))
+    return pkt
+
+
+def _value(term: z3.BitVecRef):
+    """The address a constant term stands for, else None (a symbolic one)."""
+    if not z3.is_bv_value(term):
+        return None
+    return ipaddress.ip_address(term.as_long()) if term.size() == 32 else ipaddress.IPv6Address(term.as_long())

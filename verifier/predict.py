@@ -54,12 +54,13 @@ def probes(cluster: ir.Cluster, verifier: Verifier) -> list[Probe]:
         for inst in verifier.instances(check):
             if inst.target is None or inst.client_address is None:
                 continue
-            found.append(Probe(check, inst, outcomes(inst)))
+            found.append(Probe(check, inst, outcomes(verifier.round_trip_fates(inst))))
     return found
 
 
-def outcomes(inst: Instance) -> frozenset[Outcome]:
-    return frozenset(o for fate in inst.fates if (o := fate_outcome(fate)) is not None)
+def outcomes(fates) -> frozenset[Outcome]:
+    """What a client observes of each feasible fate: a real connection is a round trip."""
+    return frozenset(o for fate in fates if (o := fate_outcome(fate)) is not None)
 
 
 def fate_outcome(fate: Fate) -> Outcome | None:
@@ -69,6 +70,11 @@ def fate_outcome(fate: Fate) -> Outcome | None:
         return None
     if fate.disposition is not Disposition.DELIVERED:
         return Outcome(fate.disposition)
+    if fate.reply is not None and not fate.answered:
+        # The pod got the packet, but its answer never reaches the client (or not from where it sent to):
+        # the client sees no answer, as after a drop (an unknown answer stays unknown).
+        unknown = fate.reply.disposition is Disposition.UNKNOWN
+        return Outcome(Disposition.UNKNOWN if unknown else Disposition.DROPPED)
     seen = solver.model().eval(fate.source_seen, model_completion=True).as_long()
     address = ipaddress.IPv4Address(seen) if fate.source_seen.size() == 32 else ipaddress.IPv6Address(seen)
     return Outcome(Disposition.DELIVERED, fate.pod.key, str(address))

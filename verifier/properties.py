@@ -104,6 +104,7 @@ class Verifier:
         self._outside: z3.BoolRef | None = None  # the "any external host" constraint, built once
         self._node_addrs: frozenset[ir.IPAddress] | None = None
         self._solver: z3.Solver | None = None  # see _query
+        self._round_trips: dict[tuple, tuple[Fate, ...]] = {}
 
     # --------------------------------------------------------------------------------- checking
 
@@ -124,8 +125,9 @@ class Verifier:
                                "destination of the check exist together)")
         candidates = []  # (instance, fate, path condition and negated property)
         unknown_fates = []
+        round_trips = _mentions(check.prop, ir.Answered)
         for inst in instances:
-            for fate in inst.fates:
+            for fate in (self.round_trip_fates(inst) if round_trips else inst.fates):
                 if fate.disposition is Disposition.UNKNOWN:
                     # Never a counterexample: what the packet really meets there is not known.
                     unknown_fates.append(fate)
@@ -200,6 +202,8 @@ class Verifier:
         d = fate.disposition
         if isinstance(prop, ir.Delivered):
             return d is Disposition.DELIVERED
+        if isinstance(prop, ir.Answered):
+            return fate.answered
         if isinstance(prop, ir.Dropped):
             return d is Disposition.DROPPED
         if isinstance(prop, ir.Rejected):
@@ -228,6 +232,23 @@ class Verifier:
         if isinstance(prop, ir.Implies):
             return _not(_and(self.holds(prop.left, fate, inst), _not(self.holds(prop.right, fate, inst))))
         raise TypeError(f"unknown property {prop!r}")
+
+    def round_trip_fates(self, inst: Instance) -> tuple[Fate, ...]:
+        """``inst``'s fates, each DELIVERED one split by the fates of the pod's answer (``Fate.reply``)."""
+        key = (inst.client.name, inst.target)
+        found = self._round_trips.get(key)
+        if found is None:
+            found = tuple(replace(fate, reply=answer) for fate in inst.fates
+                          for answer in self._answers(inst, fate))
+            if len(self._round_trips) >= INSTANCE_CACHE:
+                self._round_trips.clear()
+            self._round_trips[key] = found
+        return found
+
+    def _answers(self, inst: Instance, fate: Fate) -> list:
+        if fate.disposition is not Disposition.DELIVERED or inst.target is None:
+            return [None]
+        return self.net.replies(fate, inst.client, (inst.target.dst, inst.target.dport))
 
     def _node_addresses(self) -> frozenset[ir.IPAddress]:
         """Every address a node can masquerade with: its own, and the pod gateway it holds for its pods."""
@@ -374,6 +395,12 @@ class Verifier:
 
 def _hostport(ip: ir.IPAddress, port: int) -> str:
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def _mentions(prop: ir.Prop, kind: type) -> bool:
+    if isinstance(prop, kind):
+        return True
+    return any(_mentions(getattr(prop, name), kind) for name in ("operand", "left", "right") if hasattr(prop, name))
 
 
 # Boolean connectives over "a Python bool when decided, else a Z3 term".

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kspec.verifier.network import Disposition, Fate
 from kspec.verifier.properties import CheckResult, Counterexample, Verdict
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # 1.1: the answer of a round trip, the security table
 
 
 def step_lines(fate: Fate) -> list[str]:
@@ -25,7 +25,16 @@ def step_lines(fate: Fate) -> list[str]:
 def ending(fate: Fate, seen: str) -> str:
     if fate.disposition is Disposition.DELIVERED:
         return f"  => DELIVERED to {fate.pod.key} on {fate.node}, client_address={seen}"
+    if fate.disposition is Disposition.ANSWERED:
+        return f"  => ANSWERED on {fate.node}"
     return f"  => {fate.disposition.value.upper()}: {fate.reason}"
+
+
+def answer_lines(fate: Fate) -> list[str]:
+    """The pod's answer of a round trip, hop by hop (nothing when the check did not ask for it)."""
+    if fate.reply is None:
+        return []
+    return ["  answer:"] + step_lines(fate.reply) + [ending(fate.reply, "")]
 
 
 def counterexample_text(ce: Counterexample) -> str:
@@ -33,7 +42,7 @@ def counterexample_text(ce: Counterexample) -> str:
     source = f"[{ce.src}]:{ce.sport}" if ":" in ce.src else f"{ce.src}:{ce.sport}"  # IPv6 in brackets
     head = (f"  packet  {source} -> {fate.hops[0].node if fate.hops else '?'}  "
             f"({ce.instance.description})")
-    return "\n".join([head] + step_lines(fate) + [ending(fate, ce.seen)])
+    return "\n".join([head] + step_lines(fate) + [ending(fate, ce.seen)] + answer_lines(fate))
 
 
 def result_line(spec: str, result: CheckResult) -> str:
@@ -84,21 +93,34 @@ def result_json(spec: str, result: CheckResult) -> dict:
             "disposition": fate.disposition.value,
             "pod": fate.pod.key if fate.pod else None,
             "client_address": ce.seen if fate.pod else None,
-            "hops": [
-                {"node": hop.node, "route": hop.route,
-                 "steps": [{"table": s.table, "chain": s.chain,
-                            "rule": s.rule.text if s.rule is not None else None,
-                            "origin": str(s.rule.origin) if s.rule is not None and s.rule.origin else None,
-                            "rewrite": s.note or None} for s in hop.steps]}
-                for hop in fate.hops
-            ],
+            "hops": _hops_json(fate),
+            "answer": None if fate.reply is None else {
+                "disposition": fate.reply.disposition.value, "reason": fate.reply.reason or None,
+                "hops": _hops_json(fate.reply)},
         }
     return record
 
 
+def _hops_json(fate: Fate) -> list[dict]:
+    return [{"node": hop.node, "route": hop.route,
+             "steps": [{"table": s.table, "chain": s.chain, "rule": s.rule.text if s.rule is not None else None,
+                        "origin": str(s.rule.origin) if s.rule is not None and s.rule.origin else None,
+                        "rewrite": s.note or None} for s in hop.steps]}
+            for hop in fate.hops]
+
+
 def journey_text(number: int, total: int, journey) -> str:
-    """One branch of ``kspec trace``: hops, rule lines with their origin, rewrites, and the ending."""
-    lines = [f"branch {number}/{total}: {journey.disposition.value.upper()}"]
+    """One branch of ``kspec trace``: hops, rule lines with their origin, rewrites, and the ending; then the
+    pod's answer, the same way."""
+    answered = f", {journey.reply.disposition.value.upper()}" if journey.reply is not None else ""
+    lines = [f"branch {number}/{total}: {journey.disposition.value.upper()}{answered}"] + _legs_text(journey)
+    if journey.reply is not None:
+        lines += ["  answer:"] + _legs_text(journey.reply)
+    return "\n".join(lines)
+
+
+def _legs_text(journey) -> list[str]:
+    lines = []
     for hop, leg in enumerate(journey.legs, 1):
         outcome = leg.outcome
         extra = f"  [{', '.join(outcome.branches)}]" if outcome.branches else ""
@@ -107,17 +129,22 @@ def journey_text(number: int, total: int, journey) -> str:
         for rewrite in outcome.rewrites:
             rewrites.setdefault(id(rewrite.step), []).append(rewrite)
         for step in outcome.steps:
-            text = step.rule.text if step.rule is not None and step.rule.text else f"policy of {step.chain}"
+            if step.rule is not None and step.rule.text:
+                text = step.rule.text
+            else:  # a chain's policy, or conntrack undoing NAT in the rules' place
+                text = step.note if step.note.startswith("conntrack") else f"policy of {step.chain}"
             origin = f"  [{step.origin}]" if step.origin is not None else ""
             lines.append(f"     {step.table:<6} {text}{origin}")
             for rewrite in rewrites.get(id(step), ()):
                 lines.append(f"            {_rewrite_text(rewrite)}")
     if journey.disposition.value == "delivered":
         lines.append(f"  => DELIVERED to {journey.pod.key} on {journey.node}, client_address={journey.src}")
+    elif journey.disposition.value == "answered":
+        lines.append(f"  => ANSWERED on {journey.node}, from {journey.src}")
     else:
         reason = f": {journey.reason}" if journey.reason else ""
         lines.append(f"  => {journey.disposition.value.upper()}{reason}")
-    return "\n".join(lines)
+    return lines
 
 
 def _rewrite_text(rewrite) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from kspec import ir
 from kspec.verifier import tracer
+from kspec.verifier.netfilter import Connection, Reply
 from kspec.verifier.network import ClusterNetwork, Disposition, RouteKind
 
 MAX_HOPS = 4
@@ -20,6 +21,7 @@ MAX_HOPS = 4
 class Leg:
     node: str
     outcome: tracer.Outcome
+    entered: tracer.Packet | None = None  # the packet as it came into the node (for its replies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,7 @@ class Journey:
     pod: ir.Pod | None = None
     node: str | None = None
     reason: str = ""
+    reply: "Journey | None" = None  # of a DELIVERED journey: one journey of the pod's answer
 
 
 class ConcreteCluster:
@@ -57,15 +60,76 @@ class ConcreteCluster:
     def _at(self, node: str, packet: tracer.Packet, legs: tuple[Leg, ...]) -> list[Journey]:
         if len(legs) >= MAX_HOPS:
             return [Journey(Disposition.UNKNOWN, legs, packet.src, packet.dst, packet.dport, reason="routing loop")]
-        model = self.net.models[node]
         found = []
+        for outcome in self._trace(node, packet):
+            found += self._onward(node, outcome, legs + (Leg(node, outcome, packet),), packet.protocol)
+        return found
+
+    def _trace(self, node: str, packet: tracer.Packet, reply: Reply | None = None) -> list[tracer.Outcome]:
+        model = self.net.models[node]
         # The routing decision and MASQUERADE's address are the network model's, as the Z3 side uses them.
         route = lambda dst: self.net.route(node, dst).out_iface  # noqa: E731
         nat_source = lambda out_iface: self.net.nat_source(node, out_iface)  # noqa: E731
-        for outcome in tracer.trace(model.rules, packet, model.local_ips, affinity=True, route=route,
-                                    nat_source=nat_source):
-            found += self._onward(node, outcome, legs + (Leg(node, outcome),), packet.protocol)
+        return tracer.trace(model.rules, packet, model.local_ips, affinity=True, route=route, nat_source=nat_source,
+                            reply=reply)
+
+    # ---------------------------------------------------------------------------------- round trips
+
+    def round_trips(self, client: ir.Client, packet: tracer.Packet, entry_node: str | None,
+                    expect: tuple[ir.IPAddress, int]) -> list[Journey]:
+        """``journeys``, each DELIVERED one split by the journeys of the pod's answer (``Journey.reply``)."""
+        found = []
+        for journey in self.journeys(client, packet, entry_node):
+            if journey.disposition is not Disposition.DELIVERED:
+                found.append(journey)
+                continue
+            answers = self._answers(journey, client, expect, packet.protocol)
+            found += [replace(journey, reply=answer) for answer in answers]
         return found
+
+    def _answers(self, journey: Journey, client: ir.Client, expect, protocol: str) -> list[Journey]:
+        conns: dict[str, Connection] = {}
+        for leg in journey.legs:
+            if leg.node in conns:
+                return [Journey(Disposition.UNKNOWN, (), journey.src, journey.dst, journey.dport,
+                                reason=f"the connection crossed {leg.node} twice")]
+            conns[leg.node] = _connection(leg.entered, leg.outcome)
+        answer = tracer.Packet(journey.dst, journey.src, protocol, journey.dport, journey.legs[-1].outcome.sport,
+                               self.net.pod_iface(journey.pod))
+        return self._answer_at(journey.node, answer, (), conns, client, expect)
+
+    def _answer_at(self, node: str, packet: tracer.Packet, legs: tuple[Leg, ...], conns: dict, client: ir.Client,
+                   expect) -> list[Journey]:
+        if len(legs) >= MAX_HOPS:
+            return [Journey(Disposition.UNKNOWN, legs, packet.src, packet.dst, packet.dport, reason="routing loop")]
+        conn = conns.get(node)
+        reply = None if conn is None and packet.protocol == "udp" else Reply(conn)  # see netfilter.Reply
+        found = []
+        for outcome in self._trace(node, packet, reply):
+            legs_now = legs + (Leg(node, outcome, packet),)
+            ended = self._stopped(outcome, legs_now)
+            if ended is not None:
+                found.append(ended)
+                continue
+            route = self.net.route(node, outcome.dst)
+            if route.kind is RouteKind.NODE:
+                onward = tracer.Packet(outcome.src, outcome.dst, packet.protocol, outcome.sport, outcome.dport, "eth0")
+                found += self._answer_at(route.via, onward, legs_now, conns, client, expect)
+                continue
+            disposition, reason = self.net.answer_end(node, route, outcome.dst, outcome.src, outcome.sport, client,
+                                                      expect)
+            found.append(Journey(disposition, legs_now, outcome.src, outcome.dst, outcome.dport, node=node,
+                                 reason=reason))
+        return found
+
+    @staticmethod
+    def _stopped(outcome: tracer.Outcome, legs: tuple[Leg, ...]) -> Journey | None:
+        d = tracer.Disposition
+        ended = {d.DROPPED: Disposition.DROPPED, d.REJECTED: Disposition.REJECTED,
+                 d.UNREACHABLE: Disposition.NO_ROUTE}.get(outcome.disposition)
+        if ended is None:
+            return None
+        return Journey(ended, legs, outcome.src, outcome.dst, outcome.dport)
 
     def _onward(self, node: str, outcome: tracer.Outcome, legs: tuple[Leg, ...], protocol: str) -> list[Journey]:
         d = tracer.Disposition
@@ -88,10 +152,17 @@ class ConcreteCluster:
         return self._at(route.via, onward, legs)
 
 
-def outcome_key(disposition: Disposition, pod: ir.Pod | None, src) -> tuple:
-    """What the model and the concrete tracer must agree on for one path."""
+def outcome_key(disposition: Disposition, pod: ir.Pod | None, src, reply: Disposition | None = None) -> tuple:
+    """What the model and the concrete tracer must agree on for one path (and its answer's, if traced)."""
     return (disposition.value, pod.key if pod is not None else None,
-            str(src) if disposition is Disposition.DELIVERED else None)
+            str(src) if disposition is Disposition.DELIVERED else None, reply.value if reply is not None else None)
+
+
+def _connection(entered: tracer.Packet, outcome: tracer.Outcome) -> Connection:
+    """What a node's conntrack holds of a connection that came in as ``entered`` and left as ``outcome``."""
+    snat = (entered.src, entered.sport) != (outcome.src, outcome.sport)
+    dnat = (entered.dst, entered.dport) != (outcome.dst, outcome.dport)
+    return Connection((entered.src, entered.sport) if snat else None, (entered.dst, entered.dport) if dnat else None)
 
 
 def replays(concrete: ConcreteCluster, ce) -> str:
@@ -100,15 +171,17 @@ def replays(concrete: ConcreteCluster, ce) -> str:
     if target is None:
         return ""
     packet = tracer.Packet.of(ce.src, str(target.dst), target.protocol.lower, target.dport, sport=ce.sport or 40000)
-    want = outcome_key(ce.fate.disposition, ce.fate.pod, ce.seen)
-    got = {outcome_key(j.disposition, j.pod, j.src) for j in _journeys_via_lb(concrete, ce.instance.client, packet,
-                                                                               target)}
+    answer = ce.fate.reply
+    want = outcome_key(ce.fate.disposition, ce.fate.pod, ce.seen, answer.disposition if answer else None)
+    journeys = _journeys_via_lb(concrete, ce.instance.client, packet, target, round_trip=answer is not None)
+    got = {outcome_key(j.disposition, j.pod, j.src, j.reply.disposition if j.reply else None) for j in journeys}
     if want in got:
         return ""
     return f"the model's path ends {want}, the concrete tracer's paths end {sorted(got, key=str)}"
 
 
-def _journeys_via_lb(concrete: ConcreteCluster, client: ir.Client, packet: tracer.Packet, target) -> list[Journey]:
+def _journeys_via_lb(concrete: ConcreteCluster, client: ir.Client, packet: tracer.Packet, target,
+                     round_trip: bool = False) -> list[Journey]:
     """Journeys of a packet that may first pass the cloud load balancer: it has no backend when no node
     passes the health check, and refuses sources outside the ranges it enforces itself."""
     if target.load_balancer is not None and target.entry_node is None:
@@ -116,4 +189,6 @@ def _journeys_via_lb(concrete: ConcreteCluster, client: ir.Client, packet: trace
     if target.lb_source_ranges and not any(packet.src in net for net in target.lb_source_ranges
                                            if net.version == packet.src.version):
         return [Journey(Disposition.DROPPED, (), packet.src, packet.dst, packet.dport, reason="refused by the LB")]
+    if round_trip:
+        return concrete.round_trips(client, packet, target.entry_node, (target.dst, target.dport))
     return concrete.journeys(client, packet, target.entry_node)

@@ -25,7 +25,8 @@ from typing import Callable, Iterable
 from kspec import ruleset as rs
 from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
-from kspec.verifier.netfilter import HOOKS_WITH_OUT, ct_states, protocol_matches, state_match, tables_of, tracked_in
+from kspec.verifier.netfilter import (HOOKS_WITH_OUT, UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, Reply, ct_states,
+                                      protocol_matches, state_match, tables_of, tracked_in)
 
 __all__ = [
     "Disposition", "Packet", "Step", "Rewrite", "Outcome", "TraceError", "trace", "unit_test_trace",
@@ -285,7 +286,8 @@ _ACCEPT, _DROP, _REJECT = "ACCEPT", "DROP", "REJECT"
 def trace(ruleset: rs.Ruleset, packet: Packet, local_ips: Iterable[IPAddress | str], *,
           affinity: bool = False, masquerade_ip: IPAddress | str | None = None,
           route: Callable[[IPAddress], str | None] | None = None,
-          nat_source: Callable[[str | None], IPAddress | None] | None = None) -> list[Outcome]:
+          nat_source: Callable[[str | None], IPAddress | None] | None = None,
+          reply: Reply | None = None) -> list[Outcome]:
     """Every way ``packet`` (the first packet of a new connection) can go through this node's tables.
 
     ``local_ips``: the node's addresses (``-m addrtype LOCAL``, and the routing decision); loopback is always
@@ -297,18 +299,22 @@ def trace(ruleset: rs.Ruleset, packet: Packet, local_ips: Iterable[IPAddress | s
     and ``nat_source(out_iface)``, the address MASQUERADE picks. Without them, ``packet.out_interface`` is the
     outgoing interface and ``masquerade_ip`` (default: the first non-loopback local address of the packet's
     family) MASQUERADE's address.
+
+    ``reply``: the packet is a reply of a connection (``netfilter.Reply``): ESTABLISHED (or INVALID where the
+    node never saw the connection), never meeting nat's rules; conntrack undoes the node's NAT in their place.
     """
-    return _Tracer(ruleset, local_ips, affinity, masquerade_ip, route, nat_source).run(packet)
+    return _Tracer(ruleset, local_ips, affinity, masquerade_ip, route, nat_source, reply).run(packet)
 
 
 class _Tracer:
-    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool, masquerade_ip, route, nat_source):
+    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool, masquerade_ip, route, nat_source, reply):
         self.ruleset = ruleset
         self.local = frozenset(ipaddress.ip_address(str(ip)) for ip in local_ips)
         self.affinity = affinity
         self.masquerade_ip = ipaddress.ip_address(str(masquerade_ip)) if masquerade_ip is not None else None
         self.route = route
         self.nat_source = nat_source
+        self.reply = reply
         self.outcomes: list[Outcome] = []
         self.packet: Packet | None = None
 
@@ -371,6 +377,10 @@ class _Tracer:
     def _hook(self, threads: list[_Thread], hook: str, looped: bool = False) -> list[_Thread]:
         """Run every table of a hook (``netfilter.tables_of``); return the threads all of them accepted."""
         for table in tables_of(hook, looped):
+            if table == "nat" and self.reply is not None:
+                for thread in threads:
+                    self._undo_nat(thread, hook)
+                continue
             survivors = []
             for thread in threads:
                 # What the kernel knows when this table runs: the route (re-decided on the current
@@ -384,6 +394,21 @@ class _Tracer:
                         self._finish(result, Disposition.DROPPED if verdict is _DROP else Disposition.REJECTED)
             threads = survivors
         return threads
+
+    def _undo_nat(self, th: _Thread, hook: str) -> None:
+        """Conntrack's reverse NAT of a reply, where nat would run (``netfilter.Connection``)."""
+        conn = self.reply.connection
+        if conn is None:
+            return
+        step = Step("nat", hook, 0, None, "conntrack undoes the connection's NAT (no rules for a reply)")
+        if hook in UNDO_SNAT_HOOKS and conn.undo_snat is not None:
+            th.step(step)
+            th.rewrite("dst", conn.undo_snat[0], step)
+            th.rewrite("dport", conn.undo_snat[1], step)
+        elif hook in UNDO_DNAT_HOOKS and conn.undo_dnat is not None:
+            th.step(step)
+            th.rewrite("src", conn.undo_dnat[0], step)
+            th.rewrite("sport", conn.undo_dnat[1], step)
 
     def _finish(self, thread: _Thread, disposition: Disposition) -> None:
         self.outcomes.append(Outcome(
@@ -565,7 +590,10 @@ class _Tracer:
             ip = th.src if match.direction is rs.AddrDir.SRC else th.dst
             return (self._addr_kind(ip) in match.types) != match.negated
         if kind is rs.Conntrack:
-            return state_match(match, ct_states(th.tracked, th.dnat, th.masq))
+            conn = self.reply.connection if self.reply is not None else None
+            return state_match(match, ct_states(th.tracked, th.dnat, th.masq, established=conn is not None,
+                                                invalid=self.reply is not None and conn is None,
+                                                nat_states=conn.nat_states if conn is not None else frozenset()))
         if kind is rs.InInterface:
             return match.matches(th.in_iface or "")  # locally generated: no input interface
         if kind is rs.OutInterface:

@@ -73,7 +73,8 @@ def send_batch(protocol: str, src: str, dst: str, dport: int, count: int,
             tries = _tcp(family, src, dst, dport, count, connect_timeout)
         else:
             tries = _udp(family, src, dst, dport, count, connect_timeout)
-        errors = _icmp6_errors(icmp, protocol) if v6 else _icmp_errors(icmp, protocol)
+        target = ipaddress.ip_address(dst).packed
+        errors = _icmp6_errors(icmp, protocol, target) if v6 else _icmp_errors(icmp, protocol, target)
     finally:
         icmp.close()
     return [_with_icmp(t, errors.get(t.sport), protocol) for t in tries]
@@ -256,9 +257,10 @@ def _udp(family: int, src: str, dst: str, dport: int, count: int, timeout: float
     return results
 
 
-def _icmp_errors(icmp: socket.socket, protocol: str) -> dict[int, tuple[str, str, str]]:
+def _icmp_errors(icmp: socket.socket, protocol: str, dst: bytes) -> dict[int, tuple[str, str, str]]:
     """{our source port: (PORT or OTHER, the ICMP in words, sender)} for every ICMP error that quotes one of
-    our packets (a raw IPv4 socket reads the IP header too)."""
+    our packets to ``dst`` (a raw IPv4 socket reads the IP header too). Errors quoting a packet to another
+    address are not about a try: e.g. the reset a client sends to a misrouted answer's source."""
     found: dict[int, tuple[str, str, str]] = {}
     want = socket.IPPROTO_TCP if protocol == "tcp" else socket.IPPROTO_UDP
     for _ in range(10_000):
@@ -275,7 +277,7 @@ def _icmp_errors(icmp: socket.socket, protocol: str) -> dict[int, tuple[str, str
             continue
         inner = body[8:]
         inner_ihl = (inner[0] & 0x0F) * 4
-        if inner[9] != want or len(inner) < inner_ihl + 4:
+        if inner[9] != want or len(inner) < inner_ihl + 4 or inner[16:20] != dst:
             continue
         sport = struct.unpack("!H", inner[inner_ihl:inner_ihl + 2])[0]
         if body[0] == 3 and body[1] == 3:
@@ -286,7 +288,7 @@ def _icmp_errors(icmp: socket.socket, protocol: str) -> dict[int, tuple[str, str
     return found
 
 
-def _icmp6_errors(icmp: socket.socket, protocol: str) -> dict[int, tuple[str, str, str]]:
+def _icmp6_errors(icmp: socket.socket, protocol: str, dst: bytes) -> dict[int, tuple[str, str, str]]:
     """As ``_icmp_errors`` for ICMPv6: destination unreachable (1) and time exceeded (3). A raw ICMPv6 socket
     reads from the ICMPv6 header on; the quoted packet starts with its fixed 40-byte IPv6 header (the lab's
     packets carry no extension headers)."""
@@ -300,7 +302,7 @@ def _icmp6_errors(icmp: socket.socket, protocol: str) -> dict[int, tuple[str, st
         if len(body) < 8 + 40 + 4 or body[0] not in (1, 3):
             continue
         inner = body[8:]
-        if inner[6] != want:
+        if inner[6] != want or inner[24:40] != dst:
             continue
         sport = struct.unpack("!H", inner[40:42])[0]
         if body[0] == 1 and body[1] == 4:

@@ -69,19 +69,24 @@ class _RawICMPv6:
         return self.messages.pop(0)
 
 
-def _icmp6(kind: int, code: int, next_header: int, sport: int) -> bytes:
-    inner_ipv6 = bytes(6) + bytes([next_header]) + bytes(33)  # 40-byte header, next header at offset 6
+TARGET6 = ipaddress.ip_address("fd00::10").packed
+
+
+def _icmp6(kind: int, code: int, next_header: int, sport: int, dst: bytes = TARGET6) -> bytes:
+    inner_ipv6 = bytes(6) + bytes([next_header]) + bytes(17) + dst  # 40 bytes: next header at 6, dst at 24
     return bytes([kind, code]) + bytes(6) + inner_ipv6 + sport.to_bytes(2, "big") + bytes(18)
 
 
 def test_icmpv6_errors_are_read_by_the_source_port_they_quote():
     raw = _RawICMPv6((_icmp6(1, 4, 6, 40001), ("fd00::1", 0, 0, 0)), (_icmp6(1, 0, 6, 40002), ("fd00::2", 0, 0, 0)),
                      (_icmp6(1, 4, 17, 40003), ("fd00::3", 0, 0, 0)), (_icmp6(128, 0, 6, 40004), ("fd00::4", 0, 0, 0)),
-                     (_icmp6(3, 0, 6, 40005), ("fd00::5", 0, 0, 0)), (_icmp6(1, 4, 6, 40006)[:50], ("fd00::6", 0, 0, 0)))
-    found = _icmp6_errors(raw, "tcp")
+                     (_icmp6(3, 0, 6, 40005), ("fd00::5", 0, 0, 0)), (_icmp6(1, 4, 6, 40006)[:50], ("fd00::6", 0, 0, 0)),
+                     (_icmp6(1, 0, 6, 40007, bytes(16)), ("fd00::7", 0, 0, 0)))
+    found = _icmp6_errors(raw, "tcp", TARGET6)
     assert found == {40001: (PORT, "ICMPv6 port unreachable", "fd00::1"),
                      40002: (OTHER, "ICMPv6 unreachable code 0", "fd00::2"),
-                     40005: (OTHER, "time exceeded", "fd00::5")}  # not UDP's, an echo request or a cut packet
+                     40005: (OTHER, "time exceeded", "fd00::5")}  # not UDP's, an echo request, a cut packet,
+    # nor one quoting a packet to another address (the client's reset to a misrouted answer)
 
 
 class _RawICMP:
@@ -96,17 +101,20 @@ class _RawICMP:
         return self.packets.pop(0)
 
 
-def _icmp4(kind: int, code: int, protocol: int, sport: int, sender: str) -> bytes:
+TARGET = ipaddress.ip_address("10.96.0.10").packed
+
+
+def _icmp4(kind: int, code: int, protocol: int, sport: int, sender: str, dst: bytes = TARGET) -> bytes:
     outer = bytes([0x45]) + bytes(11) + ipaddress.IPv4Address(sender).packed + bytes(4)
-    inner = bytes([0x45]) + bytes(8) + bytes([protocol]) + bytes(10)
+    inner = bytes([0x45]) + bytes(8) + bytes([protocol]) + bytes(6) + dst  # protocol at 9, dst at 16
     return outer + bytes([kind, code]) + bytes(6) + inner + sport.to_bytes(2, "big") + bytes(6)
 
 
 def test_icmp_errors_are_read_by_the_source_port_they_quote():
     raw = _RawICMP(_icmp4(3, 3, 6, 40001, "10.0.0.1"), _icmp4(3, 0, 6, 40002, "10.0.0.2"),
                    _icmp4(11, 0, 6, 40003, "10.0.0.3"), _icmp4(3, 3, 17, 40004, "10.0.0.4"),
-                   _icmp4(8, 0, 6, 40005, "10.0.0.5"))
-    assert _icmp_errors(raw, "tcp") == {40001: (PORT, "ICMP port unreachable", "10.0.0.1"),
+                   _icmp4(8, 0, 6, 40005, "10.0.0.5"), _icmp4(3, 0, 6, 40006, "10.0.0.6", bytes(4)))
+    assert _icmp_errors(raw, "tcp", TARGET) == {40001: (PORT, "ICMP port unreachable", "10.0.0.1"),
                                         40002: (OTHER, "ICMP unreachable code 0", "10.0.0.2"),
                                         40003: (OTHER, "time exceeded", "10.0.0.3")}
 

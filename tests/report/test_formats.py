@@ -66,7 +66,7 @@ def _span_of_failing(failing_spec: str) -> tuple[int, int]:
 
 def test_json_matches_the_schema_of_its_format_version(reports) -> None:
     data = json.loads(reports["json"].read_text())
-    assert data["format_version"] == "1.0"
+    assert data["format_version"] == "1.1"
     jsonschema.validate(data, json_schema(data["format_version"]))
     assert data["failures"] == 1
     failing = [r for r in data["results"] if not r["as_expected"]]
@@ -78,7 +78,7 @@ def test_json_schema_rejects_a_changed_shape(reports) -> None:
     data = json.loads(reports["json"].read_text())
     data["results"][0]["verdict"] = "maybe"
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(data, json_schema("1.0"))
+        jsonschema.validate(data, json_schema("1.1"))
 
 
 def test_junit_has_one_testcase_per_spec_and_check(reports, failing_spec) -> None:

@@ -16,7 +16,7 @@ from kspec import ir, strategies as ks
 from kspec.grammar import load
 from kspec.verifier import encode, node_models
 from kspec.verifier.network import ClusterNetwork
-from kspec.verifier.predict import outcomes as model_outcomes
+import z3
 from kspec.verifier.properties import Target, Verifier
 from kspec.verifier.replay import ConcreteCluster, outcome_key
 from kspec.verifier.tracer import Packet
@@ -36,14 +36,28 @@ class Both:
     def compare(self, pkt: ks.ClientPacket) -> None:
         target = Target(pkt.dst, pkt.dport, pkt.protocol, pkt.entry_node, None, pkt.service)
         inst = self.verifier.instance(pkt.client, target, str(target))
-        model = {(o.disposition.value, o.pod, o.client_address if o.disposition.value == "delivered" else None)
-                 for o in model_outcomes(inst)}
+        model = {outcome_key(f.disposition, f.pod, _seen(f), f.reply.disposition if f.reply else None)
+                 for f in self.verifier.round_trip_fates(inst) if _feasible(f)}
         packet = Packet(pkt.src, pkt.dst, pkt.protocol.lower, pkt.sport, pkt.dport)
-        journeys = self.concrete.journeys(pkt.client, packet, pkt.entry_node)
-        concrete = {outcome_key(j.disposition, j.pod, j.src) for j in journeys}
+        journeys = self.concrete.round_trips(pkt.client, packet, pkt.entry_node, (pkt.dst, pkt.dport))
+        concrete = {outcome_key(j.disposition, j.pod, j.src, j.reply.disposition if j.reply else None)
+                    for j in journeys}
         assert model == concrete, (
             f"\n{pkt.client.name} {pkt.src}:{pkt.sport} -> {pkt.dst}:{pkt.dport}/{pkt.protocol.lower} "
             f"entering at {pkt.entry_node}\n  Z3 model:  {sorted(model, key=str)}\n  concrete:  {sorted(concrete, key=str)}")
+
+
+def _feasible(fate) -> bool:
+    solver = z3.Solver()
+    solver.add(fate.cond)
+    return solver.check() == z3.sat
+
+
+def _seen(fate):
+    """The source the pod sees on a delivered path (the clients here have concrete addresses)."""
+    if fate.disposition.value != "delivered":
+        return None
+    return fate.packet.src_value if fate.packet.src_value is not None else fate.packet.src
 
 
 def _concrete_clients(cluster: ir.Cluster) -> ir.Cluster:

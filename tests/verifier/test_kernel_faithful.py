@@ -26,16 +26,21 @@ SPEC = """cluster c {
   pod client on node1 { ip 10.244.1.10 }
   service web {
     cluster_ip 10.96.0.10
+    external_ips 192.0.2.50
     selector app = web
     port http 80 -> 8080/tcp
     port resolver 53 -> 5353/udp
   }
   client c from pod client
   client neighbour from pod other
+  client ext { ip 203.0.113.5  external }
   check "delivered" { from c  to web:http via cluster_ip  assert delivered }
+  check "answered" { from c  to web:http via cluster_ip  assert answered }
+  check "udp answered" { from c  to web:resolver via cluster_ip  assert answered }
   check "udp delivered" { from c  to web:resolver via cluster_ip  assert delivered }
   check "keeps source" { from c  to web:http via cluster_ip  assert source == client }
   check "neighbour keeps source" { from neighbour  to web:http via cluster_ip  assert source == client }
+  check "external answered" { from ext  to web:http via external_ip  assert answered }
 }
 """
 
@@ -47,6 +52,7 @@ SERVICE_NAT = """*nat
 :POSTROUTING ACCEPT [0:0]
 -A PREROUTING -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.0.10:8080
 -A PREROUTING -d 10.96.0.10/32 -p udp -m udp --dport 53 -j DNAT --to-destination 10.244.0.10:5353
+-A PREROUTING -d 192.0.2.50/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.0.10:8080
 %s
 COMMIT
 """
@@ -83,6 +89,13 @@ NEIGHBOUR_NAT = """-A PREROUTING -s 10.244.0.20/32 -d 10.96.0.10/32 -p tcp -m tc
 SCENARIOS = {
     "forward -o drop": dict(node0=_dump(filter="-A FORWARD -i eth+ -o veth+ -j DROP")),
     "forward ! -o drop": dict(node0=_dump(filter="-A FORWARD ! -o veth+ -j DROP")),
+    "answers established only": dict(node0=_dump(
+        filter="-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\n-A FORWARD -o eth0 -j DROP")),
+    "answer's source after the undo": dict(node1=_dump(filter="-A FORWARD -s 10.96.0.10/32 -j DROP")),
+    "external, DNAT on another node": dict(),
+    "external, DNAT and masquerade": dict(node1=_dump(nat="-A POSTROUTING -o eth0 -j MASQUERADE")),
+    "answer DNAT state dropped": dict(node1=_dump(
+        filter="-A FORWARD -m conntrack --ctstate DNAT -m conntrack --ctstate ESTABLISHED -j DROP")),
     "masquerade -o eth0": dict(node1=_dump(nat="-A POSTROUTING -o eth0 -j MASQUERADE")),
     "snat --to-source": dict(node1=_dump(nat="-A POSTROUTING -o eth0 -j SNAT --to-source 10.240.0.11")),
     "raw drop": dict(node0=_dump(raw="-A PREROUTING -p tcp -j DROP")),
@@ -169,12 +182,45 @@ def test_8_masquerade_towards_an_own_pod_follows_the_pod_network_wiring():
     assert unnumbered.counterexample.seen == "10.240.0.10" and not unnumbered.replay_error  # Calico-style
 
 
+def test_9_a_dropped_answer_is_a_failed_round_trip():
+    # The first packet arrives; the pod's answer leaves node0 through eth0 and is dropped there.
+    results = _results(node0=_dump(filter="-A FORWARD ! -o veth+ -j DROP"))
+    assert results["delivered"].verdict is Verdict.PROVED
+    answered = results["answered"]
+    assert answered.verdict is Verdict.VIOLATED and not answered.replay_error
+    assert answered.counterexample.fate.reply.disposition is Disposition.DROPPED
+
+
+def test_9_answers_are_filtered_as_established_and_un_natted_on_the_way_back():
+    # Replies are ESTABLISHED; node1 undoes its DNAT, so the client hears from the cluster IP.
+    node0 = _dump(filter="-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\n-A FORWARD -o eth0 -j DROP")
+    assert _results(node0=node0)["answered"].verdict is Verdict.PROVED
+    node1 = _dump(filter="-A FORWARD -s 10.96.0.10/32 -j DROP")  # the answer's source after the undo: not yet
+    assert _results(node1=node1)["answered"].verdict is Verdict.PROVED  # in FORWARD (undone in POSTROUTING)
+    node1 = _dump(filter="-A FORWARD -m conntrack --ctstate DNAT -m conntrack --ctstate ESTABLISHED -j DROP")
+    assert _results(node1=node1)["answered"].verdict is Verdict.VIOLATED
+
+
+def test_9_an_answer_that_skips_the_node_that_dnatted_is_lost():
+    # An external client's packet enters at node1 (external IP), is DNATed there and forwarded to node0
+    # with its source kept: the pod answers the client straight out of node0, from its own address.
+    result = _results()["external answered"]
+    assert result.verdict is Verdict.VIOLATED and not result.replay_error
+    lost = result.counterexample.fate
+    assert lost.disposition is Disposition.DELIVERED and lost.hops[0].node == "node1"
+    assert lost.reply.disposition is Disposition.NO_ROUTE and "from 10.244.0.10:8080" in lost.reply.reason
+    # Masquerading on node1 brings the answer back through it: answered.
+    node1 = _dump(nat="-A POSTROUTING -o eth0 -j MASQUERADE")
+    assert _results(node1=node1)["external answered"].verdict is Verdict.PROVED
+
+
 def test_10_trace_rewrite_and_conclusion_agree():
     out, err = io.StringIO(), io.StringIO()
     code = main(["trace", str(REPO / "specs" / "nodeport-cluster.k"), "--from", "internet",
                  "--to", "10.240.0.3:30080"], out, err)
     assert code == 0, err.getvalue()
     for branch in out.getvalue().split("branch ")[1:]:
+        branch = branch.split("  answer:")[0]  # the first packet's journey (the answer rewrites its own source)
         rewrites = [line.split("->")[1].strip() for line in branch.splitlines() if "src:" in line]
         seen = [line.split("client_address=")[1] for line in branch.splitlines() if "client_address=" in line]
         if rewrites and seen:
