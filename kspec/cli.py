@@ -109,6 +109,34 @@ def _pick_node(cluster: ir.Cluster, name: str | None) -> str:
     return name
 
 
+def dump_rules(cluster: ir.Cluster, where: str | None, node: str | None,
+               family: ir.IPFamily | None) -> dict[str, Path] | None:
+    """The real nodes' dumps ``--rules`` names: one file (from ``--node``), or a directory holding
+    ``NODE.rules`` per node (nodes without one keep their compiled rules)."""
+    if where is None:
+        return None
+    path = Path(where)
+    if family is None and len(cluster.families()) > 1:
+        raise KspecError([Diagnostic(None, "--rules on a dual-stack cluster needs --family ipv4 (an "
+                                           "iptables-save dump) or --family ipv6 (ip6tables-save)")])
+    if not path.is_dir():
+        if not path.is_file():
+            raise KspecError([Diagnostic(None, f"--rules {where}: no such file or directory")])
+        if node is None and len(cluster.nodes) != 1:
+            raise KspecError([Diagnostic(None, "--rules needs --node NAME: which node the dump is from (or a "
+                                               "directory of NODE.rules files)")])
+        return {_pick_node(cluster, node): path}
+    found = {file.stem: file for file in sorted(path.glob("*.rules"))}
+    names = {n.name for n in cluster.nodes}
+    strangers = sorted(set(found) - names)
+    if strangers:
+        raise KspecError([Diagnostic(None, f"--rules {where}: {', '.join(f'{s}.rules' for s in strangers)} "
+                                           f"names no node of the cluster (it has {', '.join(sorted(names))})")])
+    if not found:
+        raise KspecError([Diagnostic(None, f"--rules {where}: no NODE.rules files in it")])
+    return found
+
+
 def _since(cluster: ir.Cluster, node: str, family: ir.IPFamily, args: argparse.Namespace):
     """A partial sync from the state PREVIOUS describes to this one, as kube-proxy does after a change."""
     from kspec.compiler import SyncState, compile_node
@@ -183,16 +211,8 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             errors += exc.diagnostics
     if errors:
         raise KspecError(errors)
-    rules = None
     family = _FAMILIES[args.family] if args.family else None
-    if args.rules:
-        if args.node is None and len(loaded[0][1].nodes) != 1:
-            raise KspecError([Diagnostic(None, "--rules needs --node NAME: which node the dump is from")])
-        node = _pick_node(loaded[0][1], args.node)
-        rules = {node: Path(args.rules)}
-        if family is None and len(loaded[0][1].families()) > 1:
-            raise KspecError([Diagnostic(None, "--rules on a dual-stack cluster needs --family ipv4 (an "
-                                               "iptables-save dump) or --family ipv6 (ip6tables-save)")])
+    rules = dump_rules(loaded[0][1], args.rules, args.node, family)
     outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,
                            allow_unknown=allow_unknown, jobs=jobs, family=family)
     emit(formats, outs, out, no_color=args.no_color)
@@ -219,7 +239,8 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise KspecError([Diagnostic(None, f"unknown client '{args.from_}'; the spec has: {names}")])
     dst, dport, proto = _destination(args.to)
     family = ir.IPFamily.of(dst)
-    network = ClusterNetwork(cluster, node_models(cluster, family), family)
+    rules = dump_rules(cluster, args.rules, args.rules_node, family)
+    network = ClusterNetwork(cluster, node_models(cluster, family, rules), family)
     entry = args.node
     if entry is None and client.kind is ir.ClientKind.EXTERNAL:
         owner = network.node_of(dst)
@@ -287,8 +308,10 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for path, (cluster, warnings) in loaded:
             report(warnings, err, args.compact)
             progress = (lambda msg: print(f"  {msg}", file=err)) if args.verbose else None
+            rules = dump_rules(cluster, args.rules, None, family)
+            texts = {node: dump.read_text(encoding="utf-8") for node, dump in rules.items()} if rules else None
             try:
-                result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family)
+                result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family, rules=texts)
             except (LabError, LabUnavailable) as exc:
                 print(f"kspec lab: {path}: {exc}", file=err)
                 return EXIT_BAD_INPUT
@@ -342,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "--allow-unknown); 2: bad input")
     ver.add_argument("specs", nargs="*", help=".k specs")
     ver.add_argument("--spec", help="the spec whose checks to run against --rules")
-    ver.add_argument("--rules", metavar="DUMP", help="check a real node's iptables-save dump instead of the "
-                     "compiled rules (with --node)")
+    ver.add_argument("--rules", metavar="DUMP|DIR", help="check a real node's iptables-save dump instead of "
+                     "the compiled rules (with --node), or a directory of NODE.rules dumps")
     ver.add_argument("--node", help="the node the --rules dump is from")
     ver.add_argument("--family", choices=sorted(_FAMILIES),
                      help="verify one IP family (default: every family the cluster's nodes and Services have; "
@@ -365,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--to", required=True, metavar="IP:PORT[/PROTO]", help="destination (default protocol tcp)")
     tr.add_argument("--node", help="where an external client's packet enters (default: the node owning IP)")
     tr.add_argument("--sport", type=int, default=40000, help="source port (default 40000)")
+    tr.add_argument("--rules", metavar="DUMP|DIR", help="trace through real nodes' dumps (a directory of NODE.rules, "
+                    "or one file with --rules-node)")
+    tr.add_argument("--rules-node", metavar="NODE", help="the node a single --rules dump is from")
     tr.set_defaults(run=run_trace)
 
     lab = sub.add_parser(
@@ -378,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--family", choices=sorted(_FAMILIES), help="the IP family of the lab (default: ipv4 when "
                      "the spec has it, else ipv6)")
     lab.add_argument("-v", "--verbose", action="store_true", help="say what the lab is doing")
+    lab.add_argument("--rules", metavar="DIR", help="load these dumps (NODE.rules per node) exactly as given "
+                     "instead of the compiled rules")
     lab.set_defaults(run=run_lab)
 
     fz = sub.add_parser(

@@ -517,7 +517,9 @@ class Lab:
         from kspec.compiler.context import NodeContext
 
         start = time.monotonic()
-        texts = self.rules or compile_cluster(self.cluster, self.family)
+        dumps = self.rules or {}
+        texts = dumps if set(dumps) >= {n.name for n in self.cluster.nodes} else \
+            {**compile_cluster(self.cluster, self.family), **dumps}
         for node in self.cluster.nodes:
             ns = self.nodes[node.name]
             text = texts[node.name]
@@ -532,7 +534,7 @@ class Lab:
                     if made.returncode != 0:
                         raise LabError(f"nfacct add {counter} in {node.name}'s namespace failed: "
                                        f"{made.stderr.strip()} (the kernel needs nfnetlink_acct)")
-            if self.rules:
+            if node.name in dumps:
                 self._restore(node.name, ns, text, "dump")
                 continue
             self._restore(node.name, ns, text, "compiled rules")
