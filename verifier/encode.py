@@ -54,6 +54,7 @@ class SymPacket:
     dst_term: z3.BitVecRef | None = None  # the destination, when symbolic (see dst)
     dport_term: z3.BitVecRef | None = None  # the destination port, when symbolic (see dport)
     established: bool = False  # a reply this node's conntrack knows (ESTABLISHED, nat not consulted)
+    related: bool = False  # an ICMP error about a connection (RELATED where the node knows it)
     invalid: bool = False  # a TCP reply this node never saw the connection of (conntrack: INVALID)
     nat_states: frozenset = frozenset()  # the virtual SNAT/DNAT states of the connection a reply belongs to
     entered: tuple | None = None  # (src, src_value, sport, dst, dport) as the packet entered this node
@@ -186,7 +187,7 @@ class NodeModel:
     def _conntrack(self, match: rs.Conntrack, pkt: SymPacket):
         # A connection's first packet, or a reply, as netfilter.ct_states says.
         return state_match(match, ct_states(pkt.tracked, pkt.dnat, pkt.snat, established=pkt.established,
-                                            invalid=pkt.invalid, nat_states=pkt.nat_states))
+                                            related=pkt.related, invalid=pkt.invalid, nat_states=pkt.nat_states))
 
     # No interface (a packet the node sends has no input interface) is the empty name, as in the kernel:
     # `-i veth+` does not match it and `! -i veth+` does (xt: nulldevname; nft: meta iifname "").

@@ -45,18 +45,19 @@ def tables_of(hook: str, looped: bool = False) -> tuple[str, ...]:
 
 
 def ct_states(tracked: bool, dnat: bool, snat: bool = False, *, untracked: bool = False,
-              established: bool = False, invalid: bool = False,
+              established: bool = False, related: bool = False, invalid: bool = False,
               nat_states: frozenset = frozenset()) -> frozenset[rs.CtState]:
     """The states ``-m conntrack --ctstate`` sees: INVALID before conntrack has seen the packet (``tracked``
     False: the raw table) and for a TCP reply of a connection this node never saw; UNTRACKED after ``-j CT
     --notrack``; ESTABLISHED for a reply of a known connection, with the connection's virtual SNAT/DNAT
-    states (``nat_states``); else NEW, with the DNAT/SNAT done to this first packet so far."""
+    states (``nat_states``); RELATED likewise for an ICMP error about a known connection; else NEW, with the
+    DNAT/SNAT done to this first packet so far."""
     if untracked:
         return _UNTRACKED
     if not tracked or invalid:
         return _INVALID
     if established:
-        return frozenset({rs.CtState.ESTABLISHED}) | nat_states
+        return frozenset({rs.CtState.RELATED if related else rs.CtState.ESTABLISHED}) | nat_states
     states = {rs.CtState.NEW}
     if dnat:
         states.add(rs.CtState.DNAT)
@@ -116,9 +117,11 @@ class Connection:
 class Reply:
     """A reply at one node: ``connection`` is what this node's conntrack holds of it, None when the node never
     saw the connection (a TCP reply is then INVALID there and meets no nat; a UDP one is simply a new
-    connection, so it is traced as a first packet instead)."""
+    connection, so it is traced as a first packet instead). ``related``: an ICMP error about the connection
+    (a REJECT's), RELATED where the node knows the connection and INVALID elsewhere, whatever the protocol."""
 
     connection: Connection | None
+    related: bool = False
 
 
 # Where conntrack undoes each kind of NAT on a reply: at nat's place in these hooks.

@@ -316,13 +316,9 @@ class ClusterNetwork:
         """Every fate of the pod's answer to ``fate`` (a DELIVERED one): back through the nodes, each undoing
         the NAT of the connection its conntrack holds, to the client. ANSWERED only when the answer reaches
         the client from ``expect``, the address and port the client sent to."""
-        conns: dict[str, Connection] = {}
-        for hop in fate.hops:
-            if hop.entered is None:
-                continue
-            if hop.node in conns:
-                return [Fate(Disposition.UNKNOWN, (), fate.packet, reason=f"the connection crossed {hop.node} twice")]
-            conns[hop.node] = _connection(hop.entered, hop.left)
+        conns = self._connections(fate)
+        if conns is None:
+            return [Fate(Disposition.UNKNOWN, (), fate.packet, reason="the connection crossed a node twice")]
         first = fate.packet
         pod = fate.pod
         answer = SymPacket(
@@ -331,36 +327,97 @@ class ClusterNetwork:
             in_iface=self.pod_iface(pod), conds=first.conds, dst_term=first.src, dport_term=first.sport)
         return self._answer_at(fate.node, answer, (), conns, client, expect)
 
+    def rejections(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
+        """Every fate of the ICMP error a REJECT sends back (``fate`` is a REJECTED one): from the rejecting
+        node's OUTPUT, RELATED to the connection on every node that holds it (which undoes its NAT), INVALID
+        elsewhere. ANSWERED when it reaches the client, whatever its source: the client's kernel matches it
+        by the packet it quotes."""
+        conns = self._connections(fate)
+        at = fate.packet
+        if conns is None or at.entered is None:
+            return [Fate(Disposition.UNKNOWN, (), at, reason="the connection crossed a node twice")]
+        node = fate.hops[-1].node
+        conns[node] = conn = _connection(at.entered, _ends(at))
+        local = at.dst is not None and self.route(node, at.dst).kind is RouteKind.LOCAL
+        src = at.dst if local else self.nat_source(node, self.route(node, at.src_value).out_iface)
+        if src is None:
+            return [Fate(Disposition.UNKNOWN, (), at, reason=f"{node} has no address to send the ICMP error from")]
+        error = SymPacket(src=z3.BitVecVal(int(src), at.src.size()), src_value=src, sport=z3.BitVecVal(0, 16),
+                          dst=at.src_value, dport=0, proto="icmp" if at.src.size() == 32 else "ipv6-icmp",
+                          conds=at.conds, dst_term=at.src, established=True, related=True,
+                          nat_states=conn.nat_states)
+        live, fates = self._hook(node, "OUTPUT", error, (), conn=conn)
+        for path in live:
+            fates += self._answer_onward(node, path, (), conns, client, expect, local_origin=True)
+        return fates
+
+    def _connections(self, fate: Fate) -> dict[str, Connection] | None:
+        """What each node on ``fate``'s path holds of its connection (None: a node was crossed twice)."""
+        conns: dict[str, Connection] = {}
+        for hop in fate.hops:
+            if hop.entered is None:
+                continue
+            if hop.node in conns:
+                return None
+            conns[hop.node] = _connection(hop.entered, hop.left)
+        return conns
+
     def _answer_at(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], conns: dict[str, Connection],
                    client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
+        """An answer (or ICMP error) arriving at ``node`` from a pod or the wire."""
         if len(hops) >= MAX_HOPS:
             return [Fate(Disposition.UNKNOWN, hops, pkt, reason="routing loop of the answer")]
         conn = conns.get(node)
-        # A node that never saw the connection: a TCP answer is INVALID there (nothing to undo, no nat); a UDP
-        # one starts a new connection, as a first packet would.
-        pkt = pkt.evolve(steps=(), established=conn is not None, invalid=conn is None and pkt.proto == "tcp",
-                         nat_states=conn.nat_states if conn is not None else frozenset(), dnat=False, snat=False,
-                         mark=0, entered=None)
+        # A node that never saw the connection: a TCP answer or any ICMP error is INVALID there (nothing to
+        # undo, no nat); a UDP answer starts a new connection, as a first packet would.
+        known = conn is not None
+        pkt = pkt.evolve(steps=(), established=known, invalid=not known and (pkt.proto == "tcp" or pkt.related),
+                         nat_states=conn.nat_states if known else frozenset(), dnat=False, snat=False, mark=0,
+                         entered=None)
         live, fates = self._hook(node, "PREROUTING", pkt, hops, conn=conn)
         for path in live:
-            route = self.route(node, path.dst)
-            hop = lambda p, r=route: Hop(node, p.steps, str(r))  # noqa: E731
-            if route.kind is RouteKind.UNREACHABLE:
-                fates.append(Fate(Disposition.NO_ROUTE, hops + (hop(path),), path, reason="the answer has no route"))
-                continue
-            hook_live, ended = self._hook(node, "INPUT" if route.kind is RouteKind.LOCAL else "FORWARD", path,
-                                          hops, conn=conn)
-            fates += ended
-            if route.kind is not RouteKind.LOCAL:
-                hook_live, ended = self._post_hooks(node, hook_live, hops, conn)
-                fates += ended
-            for done in hook_live:
-                if route.kind is RouteKind.NODE:
-                    onward = done.evolve(in_iface="eth0", out_iface=None, nat_address=None)
-                    fates += self._answer_at(route.via, onward, hops + (hop(done),), conns, client, expect)
-                else:
-                    fates.append(self._answer_end(node, done, hops + (hop(done),), route, client, expect))
+            fates += self._answer_onward(node, path, hops, conns, client, expect)
         return fates
+
+    def _answer_onward(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], conns: dict[str, Connection],
+                       client: ir.Client, expect, local_origin: bool = False) -> list[Fate]:
+        """After PREROUTING (or, for what the node sends itself, OUTPUT): the route, INPUT or FORWARD and
+        POSTROUTING, then the next node or the end."""
+        conn = conns.get(node)
+        route = self.route(node, pkt.dst)
+        hop = lambda p: Hop(node, p.steps, str(route))  # noqa: E731
+        if route.kind is RouteKind.UNREACHABLE:
+            return [Fate(Disposition.NO_ROUTE, hops + (hop(pkt),), pkt, reason="the answer has no route")]
+        fates: list[Fate] = []
+        live = [pkt]
+        if not local_origin:
+            live, fates = self._hook(node, "INPUT" if route.kind is RouteKind.LOCAL else "FORWARD", pkt, hops,
+                                     conn=conn)
+        if route.kind is not RouteKind.LOCAL or local_origin:
+            live, ended = self._post_hooks(node, live, hops, conn)
+            fates += ended
+        if route.kind is RouteKind.LOCAL and local_origin:  # to itself: back in through lo
+            live, ended = self._looped_in(node, live, hops, conn)
+            fates += ended
+        for done in live:
+            if route.kind is RouteKind.NODE:
+                onward = done.evolve(in_iface="eth0", out_iface=None, nat_address=None)
+                fates += self._answer_at(route.via, onward, hops + (hop(done),), conns, client, expect)
+            else:
+                fates.append(self._answer_end(node, done, hops + (hop(done),), route, client, expect, conns))
+        return fates
+
+    def _looped_in(self, node: str, live: list[SymPacket], hops, conn) -> tuple[list[SymPacket], list[Fate]]:
+        out, ended = [], []
+        for path in live:
+            back = path.evolve(in_iface="lo", out_iface=None)
+            survived, stopped = self._hook(node, "PREROUTING", back, hops, looped=True, conn=conn)
+            ended += stopped
+            for inside in survived:
+                kept, stopped = self._hook(node, "INPUT", inside, hops, looped=True, conn=conn)
+                out += kept
+                ended += stopped
+        return out, ended
 
     def _post_hooks(self, node: str, live: list[SymPacket], hops, conn) -> tuple[list[SymPacket], list[Fate]]:
         out, ended = [], []
@@ -370,23 +427,33 @@ class ClusterNetwork:
             ended += stopped
         return out, ended
 
+    @staticmethod
+    def quotes_original(crossed: set[str], conns: dict[str, Connection]) -> bool:
+        """Whether an ICMP error that crossed ``crossed`` quotes the packet the client sent: each node that
+        DNATed it undoes that in the quoted header too, so it must be on the way back."""
+        return all(node in crossed for node, conn in conns.items() if conn.undo_dnat is not None)
+
     def _answer_end(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], route: Route, client: ir.Client,
-                    expect: tuple[ir.IPAddress, int]) -> Fate:
+                    expect: tuple[ir.IPAddress, int], conns: dict[str, Connection]) -> Fate:
         sport = z3.simplify(pkt.sport).as_long()  # an answer's source port is always a constant
-        disposition, reason = self.answer_end(node, route, pkt.dst, pkt.src_value, sport, client, expect)
+        crossed = {hop.node for hop in hops}
+        disposition, reason = self.answer_end(node, route, pkt.dst, pkt.src_value, sport, client, expect,
+                                              quoted=self.quotes_original(crossed, conns) if pkt.related else None)
         return Fate(disposition, hops, pkt, node=node, reason=reason)
 
     def answer_end(self, node: str, route: Route, dst: ir.IPAddress | None, src: ir.IPAddress, sport: int,
-                   client: ir.Client, expect: tuple[ir.IPAddress, int]) -> tuple[Disposition, str]:
+                   client: ir.Client, expect: tuple[ir.IPAddress, int],
+                   quoted: bool | None = None) -> tuple[Disposition, str]:
         """Where an answer stopped (``route``, on ``node``): at the client, ANSWERED when it comes from the
-        address and port the client sent to (else its socket ignores it); anywhere else, lost. Both engines
-        end their answers here."""
+        address and port the client sent to (else its socket ignores it); anywhere else, lost. An ICMP error
+        is matched by the packet it quotes instead: ``quoted`` says whether that is the client's own (see
+        ``quotes_original``). Both engines end their answers here."""
         kind = {RouteKind.LOCAL: ir.ClientKind.NODE, RouteKind.POD: ir.ClientKind.POD,
                 RouteKind.OUTSIDE: ir.ClientKind.EXTERNAL}.get(route.kind)
         at_client = client.kind is kind and (kind is not ir.ClientKind.NODE or client.node == node)
         if kind is ir.ClientKind.POD:
             at_client = at_client and dst == self.cluster.client_address(client, self.family)
-        if at_client and (src, sport) == tuple(expect):
+        if at_client and (quoted if quoted is not None else (src, sport) == tuple(expect)):
             return Disposition.ANSWERED, ""
         where = f"{dst} ({route})" if dst is not None else "the client"
         return Disposition.NO_ROUTE, f"the answer reaches {where} from {src}:{sport}, not from {expect[0]}:{expect[1]}"

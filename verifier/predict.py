@@ -68,6 +68,8 @@ def fate_outcome(fate: Fate) -> Outcome | None:
     solver.add(fate.cond)
     if solver.check() != z3.sat:
         return None
+    if fate.disposition is Disposition.REJECTED and fate.reply is not None and not fate.answered:
+        return Outcome(Disposition.UNKNOWN if fate.reply.disposition is Disposition.UNKNOWN else Disposition.DROPPED)
     if fate.disposition is not Disposition.DELIVERED:
         return Outcome(fate.disposition)
     if fate.reply is not None and not fate.answered:

@@ -234,7 +234,8 @@ class Verifier:
         raise TypeError(f"unknown property {prop!r}")
 
     def round_trip_fates(self, inst: Instance) -> tuple[Fate, ...]:
-        """``inst``'s fates, each DELIVERED one split by the fates of the pod's answer (``Fate.reply``)."""
+        """``inst``'s fates, each DELIVERED (REJECTED) one split by the fates of the pod's answer (the
+        REJECT's ICMP error): ``Fate.reply``."""
         key = (inst.client.name, inst.target)
         found = self._round_trips.get(key)
         if found is None:
@@ -246,9 +247,15 @@ class Verifier:
         return found
 
     def _answers(self, inst: Instance, fate: Fate) -> list:
-        if fate.disposition is not Disposition.DELIVERED or inst.target is None:
-            return [None]
-        return self.net.replies(fate, inst.client, (inst.target.dst, inst.target.dport))
+        """The fates of what comes back: the pod's answer, or a REJECT's ICMP error."""
+        if inst.target is None or fate.packet.entered is None:
+            return [None]  # e.g. refused by the load balancer before any node
+        expect = (inst.target.dst, inst.target.dport)
+        if fate.disposition is Disposition.DELIVERED:
+            return self.net.replies(fate, inst.client, expect)
+        if fate.disposition is Disposition.REJECTED:
+            return self.net.rejections(fate, inst.client, expect)
+        return [None]
 
     def _node_addresses(self) -> frozenset[ir.IPAddress]:
         """Every address a node can masquerade with: its own, and the pod gateway it holds for its pods."""

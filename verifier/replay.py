@@ -77,33 +77,61 @@ class ConcreteCluster:
 
     def round_trips(self, client: ir.Client, packet: tracer.Packet, entry_node: str | None,
                     expect: tuple[ir.IPAddress, int]) -> list[Journey]:
-        """``journeys``, each DELIVERED one split by the journeys of the pod's answer (``Journey.reply``)."""
+        """``journeys``, each DELIVERED (REJECTED) one split by the journeys of the pod's answer (the REJECT's
+        ICMP error): ``Journey.reply``."""
         found = []
         for journey in self.journeys(client, packet, entry_node):
-            if journey.disposition is not Disposition.DELIVERED:
+            if journey.disposition is Disposition.DELIVERED:
+                answers = self._answers(journey, client, expect, packet.protocol)
+            elif journey.disposition is Disposition.REJECTED and journey.legs:
+                answers = self._rejections(journey, client, expect)
+            else:
                 found.append(journey)
                 continue
-            answers = self._answers(journey, client, expect, packet.protocol)
             found += [replace(journey, reply=answer) for answer in answers]
         return found
 
-    def _answers(self, journey: Journey, client: ir.Client, expect, protocol: str) -> list[Journey]:
+    def _connections(self, journey: Journey) -> dict[str, Connection] | None:
         conns: dict[str, Connection] = {}
         for leg in journey.legs:
             if leg.node in conns:
-                return [Journey(Disposition.UNKNOWN, (), journey.src, journey.dst, journey.dport,
-                                reason=f"the connection crossed {leg.node} twice")]
+                return None
             conns[leg.node] = _connection(leg.entered, leg.outcome)
+        return conns
+
+    def _answers(self, journey: Journey, client: ir.Client, expect, protocol: str) -> list[Journey]:
+        conns = self._connections(journey)
+        if conns is None:
+            return [self._twice(journey)]
         answer = tracer.Packet(journey.dst, journey.src, protocol, journey.dport, journey.legs[-1].outcome.sport,
                                self.net.pod_iface(journey.pod))
         return self._answer_at(journey.node, answer, (), conns, client, expect)
 
+    def _rejections(self, journey: Journey, client: ir.Client, expect) -> list[Journey]:
+        """The REJECT's ICMP error, sent by the rejecting node (see ``ClusterNetwork.rejections``)."""
+        conns = self._connections(journey)
+        if conns is None:
+            return [self._twice(journey)]
+        leg = journey.legs[-1]
+        at = leg.outcome
+        local = self.net.route(leg.node, at.dst).kind is RouteKind.LOCAL
+        src = at.dst if local else self.net.nat_source(leg.node, self.net.route(leg.node, at.src).out_iface)
+        proto = "icmp" if at.src.version == 4 else "ipv6-icmp"
+        error = tracer.Packet(src, at.src, proto, None, None, in_interface=None)
+        return self._answer_at(leg.node, error, (), conns, client, expect, related=True)
+
+    @staticmethod
+    def _twice(journey: Journey) -> Journey:
+        return Journey(Disposition.UNKNOWN, (), journey.src, journey.dst, journey.dport,
+                       reason="the connection crossed a node twice")
+
     def _answer_at(self, node: str, packet: tracer.Packet, legs: tuple[Leg, ...], conns: dict, client: ir.Client,
-                   expect) -> list[Journey]:
+                   expect, related: bool = False) -> list[Journey]:
         if len(legs) >= MAX_HOPS:
             return [Journey(Disposition.UNKNOWN, legs, packet.src, packet.dst, packet.dport, reason="routing loop")]
         conn = conns.get(node)
-        reply = None if conn is None and packet.protocol == "udp" else Reply(conn)  # see netfilter.Reply
+        # See netfilter.Reply: a UDP answer a node never saw is a new connection there.
+        reply = None if conn is None and packet.protocol == "udp" and not related else Reply(conn, related)
         found = []
         for outcome in self._trace(node, packet, reply):
             legs_now = legs + (Leg(node, outcome, packet),)
@@ -114,10 +142,12 @@ class ConcreteCluster:
             route = self.net.route(node, outcome.dst)
             if route.kind is RouteKind.NODE:
                 onward = tracer.Packet(outcome.src, outcome.dst, packet.protocol, outcome.sport, outcome.dport, "eth0")
-                found += self._answer_at(route.via, onward, legs_now, conns, client, expect)
+                found += self._answer_at(route.via, onward, legs_now, conns, client, expect, related)
                 continue
+            crossed = {leg.node for leg in legs_now}
+            quoted = self.net.quotes_original(crossed, conns) if related else None
             disposition, reason = self.net.answer_end(node, route, outcome.dst, outcome.src, outcome.sport, client,
-                                                      expect)
+                                                      expect, quoted=quoted)
             found.append(Journey(disposition, legs_now, outcome.src, outcome.dst, outcome.dport, node=node,
                                  reason=reason))
         return found

@@ -93,6 +93,10 @@ SCENARIOS = {
         filter="-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\n-A FORWARD -o eth0 -j DROP")),
     "answer's source after the undo": dict(node1=_dump(filter="-A FORWARD -s 10.96.0.10/32 -j DROP")),
     "external, DNAT on another node": dict(),
+    "reject, ICMP error dropped on the way back": dict(node0=_dump(filter="-A FORWARD -p tcp -j REJECT"),
+                                                        node1=_dump(filter="-A FORWARD -p icmp -j DROP")),
+    "reject, RELATED dropped": dict(node0=_dump(filter="-A FORWARD -p tcp -j REJECT"),
+                                    node1=_dump(filter="-A FORWARD -m conntrack --ctstate RELATED -j DROP")),
     "external, DNAT and masquerade": dict(node1=_dump(nat="-A POSTROUTING -o eth0 -j MASQUERADE")),
     "answer DNAT state dropped": dict(node1=_dump(
         filter="-A FORWARD -m conntrack --ctstate DNAT -m conntrack --ctstate ESTABLISHED -j DROP")),
@@ -212,6 +216,24 @@ def test_9_an_answer_that_skips_the_node_that_dnatted_is_lost():
     # Masquerading on node1 brings the answer back through it: answered.
     node1 = _dump(nat="-A POSTROUTING -o eth0 -j MASQUERADE")
     assert _results(node1=node1)["external answered"].verdict is Verdict.PROVED
+
+
+def test_9_a_rejects_icmp_error_makes_its_own_way_back():
+    # node0 rejects; the ICMP error crosses node1's FORWARD (RELATED) on its way to the client.
+    from kspec.verifier.predict import probes
+
+    for node1_filter, seen in (("", Disposition.REJECTED), ("-A FORWARD -p icmp -j DROP", Disposition.DROPPED),
+                               ("-A FORWARD -m conntrack --ctstate RELATED -j DROP", Disposition.DROPPED),
+                               ("-A FORWARD -m conntrack --ctstate ESTABLISHED -j DROP", Disposition.REJECTED)):
+        cluster, rules = scenario(node0=_dump(filter="-A FORWARD -p tcp -j REJECT"),
+                                  node1=_dump(filter=node1_filter) if node1_filter else "")
+        from kspec.verifier import node_models
+        from kspec.verifier.network import ClusterNetwork
+        from kspec.verifier.properties import Verifier
+
+        verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
+        http = [p for p in probes(cluster, verifier) if p.check.name == "delivered"]
+        assert {o.disposition for p in http for o in p.outcomes} == {seen}, node1_filter
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
