@@ -279,18 +279,27 @@ class NodeModel:
 
     def _match(self, rule: rs.Rule, pkt: SymPacket) -> tuple[SymPacket | None, SymPacket | None]:
         """Split ``pkt`` into the part the rule matches and the part that goes on to the next rule."""
-        cond, choice = [], False
+        cond, choice, unknown = [], False, None
         for match in rule.matches:
             decide = _GUARDS.get(type(match))
             g = None if decide is None else decide(self, match, pkt)
             if g is None:
-                return pkt.evolve(unknown=f"unsupported match {type(match).__name__} at {rule.origin}"), None
+                unknown = unknown or f"unsupported match {type(match).__name__} at {rule.origin}"
+                continue
             if g is False:
-                return None, pkt
+                return None, pkt  # whatever the other matches say
             if g is CHOICE:
                 choice = True
             elif g is not True:
                 cond.append(g)
+        if unknown is not None:
+            # Only the packets every known guard lets through meet the unknown match: theirs is unknown.
+            if not cond:
+                return pkt.evolve(unknown=unknown), None
+            both = _conj(cond)
+            taken = pkt.evolve(conds=pkt.conds + (both,), unknown=unknown)
+            rest = pkt.evolve(conds=pkt.conds + (z3.Not(both),))
+            return (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
         if choice:
             # A random choice (statistic, recent history) nothing else constrains: whatever the packet, the
             # rule may match or not. The matching side adds only the other guards; the other side adds

@@ -64,19 +64,26 @@ def outcomes(fates) -> frozenset[Outcome]:
 
 
 def fate_outcome(fate: Fate) -> Outcome | None:
+    """What the client observes of one fate of the model (None: no packet takes it)."""
     solver = z3.Solver()
     solver.add(fate.cond)
     if solver.check() != z3.sat:
         return None
-    if fate.disposition is Disposition.REJECTED and fate.reply is not None and not fate.answered:
-        return Outcome(Disposition.UNKNOWN if fate.reply.disposition is Disposition.UNKNOWN else Disposition.DROPPED)
-    if fate.disposition is not Disposition.DELIVERED:
-        return Outcome(fate.disposition)
-    if fate.reply is not None and not fate.answered:
-        # The pod got the packet, but its answer never reaches the client (or not from where it sent to):
-        # the client sees no answer, as after a drop (an unknown answer stays unknown).
-        unknown = fate.reply.disposition is Disposition.UNKNOWN
-        return Outcome(Disposition.UNKNOWN if unknown else Disposition.DROPPED)
-    seen = solver.model().eval(fate.source_seen, model_completion=True).as_long()
-    address = ipaddress.IPv4Address(seen) if fate.source_seen.size() == 32 else ipaddress.IPv6Address(seen)
-    return Outcome(Disposition.DELIVERED, fate.pod.key, str(address))
+    seen = None
+    if fate.disposition is Disposition.DELIVERED:
+        value = solver.model().eval(fate.source_seen, model_completion=True).as_long()
+        seen = ipaddress.IPv4Address(value) if fate.source_seen.size() == 32 else ipaddress.IPv6Address(value)
+    return observed(fate.disposition, fate.pod, seen, fate.reply.disposition if fate.reply is not None else None)
+
+
+def observed(disposition: Disposition, pod, seen, comes_back: Disposition | None) -> Outcome:
+    """What a client observes of a first packet's fate and of what comes back (``comes_back``: the answer's,
+    or a REJECT's ICMP error's, fate; None when not traced). Both engines' paths are judged here."""
+    if comes_back is not None and comes_back is not Disposition.ANSWERED:
+        # The pod got the packet (or a REJECT answered), but nothing reaches the client, or not as its own:
+        # it sees no answer, as after a drop (an unknown way back stays unknown).
+        if disposition in (Disposition.DELIVERED, Disposition.REJECTED):
+            return Outcome(Disposition.UNKNOWN if comes_back is Disposition.UNKNOWN else Disposition.DROPPED)
+    if disposition is not Disposition.DELIVERED:
+        return Outcome(disposition)
+    return Outcome(Disposition.DELIVERED, pod.key, str(seen))

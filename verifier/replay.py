@@ -156,22 +156,20 @@ class ConcreteCluster:
     def _stopped(outcome: tracer.Outcome, legs: tuple[Leg, ...]) -> Journey | None:
         d = tracer.Disposition
         ended = {d.DROPPED: Disposition.DROPPED, d.REJECTED: Disposition.REJECTED,
-                 d.UNREACHABLE: Disposition.NO_ROUTE}.get(outcome.disposition)
+                 d.UNREACHABLE: Disposition.NO_ROUTE, d.UNKNOWN: Disposition.UNKNOWN}.get(outcome.disposition)
         if ended is None:
             return None
-        return Journey(ended, legs, outcome.src, outcome.dst, outcome.dport)
+        reason = outcome.reason or (f"no pod has {outcome.dst}" if ended is Disposition.NO_ROUTE else "")
+        return Journey(ended, legs, outcome.src, outcome.dst, outcome.dport, reason=reason)
 
     def _onward(self, node: str, outcome: tracer.Outcome, legs: tuple[Leg, ...], protocol: str) -> list[Journey]:
         d = tracer.Disposition
         end = lambda disp, **kw: [Journey(disp, legs, outcome.src, outcome.dst, outcome.dport, **kw)]  # noqa: E731
-        if outcome.disposition is d.DROPPED:
-            return end(Disposition.DROPPED)
-        if outcome.disposition is d.REJECTED:
-            return end(Disposition.REJECTED)
+        ended = self._stopped(outcome, legs)
+        if ended is not None:
+            return [ended]
         if outcome.disposition is d.ACCEPTED_LOCAL:
             return end(Disposition.HOST, node=node)
-        if outcome.disposition is d.UNREACHABLE:
-            return end(Disposition.NO_ROUTE, reason=f"no pod has {outcome.dst}")
         route = self.net.route(node, outcome.dst)
         if route.kind is RouteKind.OUTSIDE:
             return end(Disposition.NO_ROUTE, reason=f"{outcome.dst} leaves the cluster")

@@ -162,6 +162,7 @@ class Disposition(enum.Enum):
     FORWARDED = "FORWARDED"  # routed through the node (to a pod on it, or out of it)
     SENT = "SENT"  # generated on this node and sent out of it
     UNREACHABLE = "UNREACHABLE"  # the routing decision found no way (an own pod address no pod has)
+    UNKNOWN = "UNKNOWN"  # a rule on the way is one the model does not follow exactly (Outcome.reason names it)
     DROPPED = "DROPPED"
     REJECTED = "REJECTED"
 
@@ -233,6 +234,7 @@ class Outcome:
     branches: tuple[str, ...]  # the statistic/recent choices this outcome assumes
     probability: float | None  # product of the statistic branches; None when a recent branch is involved
     decided_by: Step | None  # the rule (or policy) that dropped/rejected/accepted it in filter, if any
+    reason: str = ""  # why the outcome is UNKNOWN
 
     @property
     def dnat(self) -> tuple[IPAddress, int | None] | None:
@@ -262,7 +264,7 @@ class _Thread:
     """One possible path of the packet: its current header, state and history. Copied at each branch."""
 
     __slots__ = ("src", "sport", "dst", "dport", "mark", "dnat", "masq", "tracked", "in_iface", "out_iface",
-                 "steps", "rewrites", "branches", "prob", "decided")
+                 "steps", "rewrites", "branches", "prob", "decided", "reason")
 
     def copy(self) -> "_Thread":
         twin = _Thread()
@@ -280,7 +282,16 @@ class _Thread:
             setattr(self, name, new)
 
 
-_ACCEPT, _DROP, _REJECT = "ACCEPT", "DROP", "REJECT"
+_ACCEPT, _DROP, _REJECT, _UNKNOWN = "ACCEPT", "DROP", "REJECT", "UNKNOWN"
+_ENDED = {_DROP: Disposition.DROPPED, _REJECT: Disposition.REJECTED, _UNKNOWN: Disposition.UNKNOWN}
+
+
+class _Unmodelled(Exception):
+    """A match or target the model does not follow exactly: the path's outcome is UNKNOWN, never a guess."""
+
+    def __init__(self, reason: str, thread: "_Thread"):
+        super().__init__(reason)
+        self.reason, self.thread = reason, thread
 
 
 def trace(ruleset: rs.Ruleset, packet: Packet, local_ips: Iterable[IPAddress | str], *,
@@ -327,7 +338,7 @@ class _Tracer:
         start.mark, start.dnat, start.masq, start.in_iface = packet.mark, False, False, packet.in_interface
         start.out_iface, start.tracked = None, True
         start.steps = start.rewrites = start.branches = ()
-        start.prob, start.decided = 1.0, None
+        start.prob, start.decided, start.reason = 1.0, None, ""
         if packet.in_interface is None:
             self._locally_generated([start])
         else:
@@ -391,7 +402,7 @@ class _Tracer:
                     if verdict is _ACCEPT:
                         survivors.append(result)
                     else:
-                        self._finish(result, Disposition.DROPPED if verdict is _DROP else Disposition.REJECTED)
+                        self._finish(result, _ENDED[verdict])
             threads = survivors
         return threads
 
@@ -413,7 +424,7 @@ class _Tracer:
     def _finish(self, thread: _Thread, disposition: Disposition) -> None:
         self.outcomes.append(Outcome(
             disposition, thread.src, thread.sport, thread.dst, thread.dport, thread.masq, thread.mark,
-            thread.steps, thread.rewrites, thread.branches, thread.prob, thread.decided))
+            thread.steps, thread.rewrites, thread.branches, thread.prob, thread.decided, thread.reason))
 
     # ---------------------------------------------------------------------------------- chain walk
 
@@ -434,6 +445,14 @@ class _Tracer:
              results: list) -> None:
         """Advance one thread until it reaches a verdict (appended to results) or branches (the other
         alternatives are pushed on work)."""
+        try:
+            self._run_until_verdict(th, table, hook, stack, matched, work, results)
+        except _Unmodelled as exc:
+            exc.thread.reason = exc.reason
+            results.append((exc.thread, _UNKNOWN))
+
+    def _run_until_verdict(self, th: _Thread, table: rs.Table, hook: str, stack: list, matched, work: list,
+                           results: list) -> None:
         while True:
             if matched is not None:
                 rule, index, chain = matched
@@ -504,7 +523,7 @@ class _Tracer:
         if kind is rs.Snat or kind is rs.Masquerade:
             self._snat(th, target, step)
             return _ACCEPT
-        raise TraceError(f"{rule.origin}: cannot trace target {target}")
+        raise _Unmodelled(f"unsupported target {kind.__name__} at {rule.origin}", th)
 
     def _dnat(self, th: _Thread, target: rs.Dnat, step: Step) -> None:
         if target.ip is not None:
@@ -543,12 +562,19 @@ class _Tracer:
         """[] when the rule cannot match; [(th, True)] when it does; otherwise the branches (each with the
         choice recorded), matched first."""
         chances: list[tuple[str, float | None]] = []  # branching matches that must all "take"
+        unmodelled = None
         for match in rule.matches:
-            result = self._match(th, match, hook)
+            decide = self._match if type(match) in _MODELLED else None
+            if decide is None:
+                unmodelled = unmodelled or f"unsupported match {type(match).__name__} at {rule.origin}"
+                continue
+            result = decide(th, match, hook)
             if result is False:
-                return []
+                return []  # whatever the other matches say
             if result is not True:
                 chances.append(result)
+        if unmodelled is not None:
+            raise _Unmodelled(unmodelled, th)
         if not chances:
             return [(th, True)]
         return self._branch(th, rule, chances)
@@ -604,7 +630,7 @@ class _Tracer:
             return self._statistic(match)
         if kind is rs.Recent:
             return self._recent(match)
-        raise TraceError(f"cannot evaluate match {match}")
+        raise AssertionError(f"{kind.__name__} is in _MODELLED but not decided here")
 
     @staticmethod
     def _statistic(match: rs.Statistic):
@@ -631,6 +657,12 @@ class _Tracer:
         if ip.version == 4 and int(ip) == 0xFFFFFFFF:
             return rs.AddrKind.BROADCAST
         return rs.AddrKind.UNICAST
+
+
+# The matches _Tracer._match decides; a rule with any other makes the path UNKNOWN (unless another match of
+# the rule is decided False).
+_MODELLED = frozenset({rs.Source, rs.Destination, rs.Protocol, rs.Port, rs.Comment, rs.Nfacct, rs.MarkMatch,
+                       rs.AddrType, rs.Conntrack, rs.InInterface, rs.OutInterface, rs.Statistic, rs.Recent})
 
 
 def _in(ip: IPAddress, network: rs.IPNetwork) -> bool:

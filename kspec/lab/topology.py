@@ -534,16 +534,24 @@ class Lab:
                     if made.returncode != 0:
                         raise LabError(f"nfacct add {counter} in {node.name}'s namespace failed: "
                                        f"{made.stderr.strip()} (the kernel needs nfnetlink_acct)")
-            if node.name in dumps:
-                self._restore(node.name, ns, text, "dump")
+            if node.name in dumps:  # a dump is the whole state of its tables: they are replaced, not added to
+                self._restore(node.name, ns, text, "dump", noflush=False)
                 continue
             self._restore(node.name, ns, text, "compiled rules")
             local = NodeContext(node, self.family, self.cluster.proxy, False)
             self._restore(node.name, ns, base_rules(local.localhost_node_ports), "kube-proxy's jumps")
         self.timings["rules"] = time.monotonic() - start
 
-    def _restore(self, node: str, ns: str, text: str, what: str) -> None:
-        result = in_ns(ns, [self.iptables("iptables-restore"), "--noflush"], stdin=text, check=False)
+    def reload(self, dumps: dict[str, str]) -> None:
+        """Replace the rules of the nodes ``dumps`` names (each a whole ``iptables-save``), e.g. to try many
+        rulesets on one built lab."""
+        self.rules = {**(self.rules or {}), **dumps}
+        for name, text in dumps.items():
+            self._restore(name, self.nodes[name], text, "dump", noflush=False)
+
+    def _restore(self, node: str, ns: str, text: str, what: str, noflush: bool = True) -> None:
+        flags = ["--noflush"] if noflush else []
+        result = in_ns(ns, [self.iptables("iptables-restore"), *flags], stdin=text, check=False)
         if result.returncode == 0:
             return
         error = result.stderr.strip()
