@@ -109,14 +109,14 @@ def test_mark_target_spellings(spelling: str, value: int, mask: int):
 
 def test_targets_and_defaults():
     assert _rule("-A X -j REJECT --reject-with icmp-port-unreachable").target == rs.Reject()
-    assert _rule("-A X -j REJECT --reject-with tcp-reset").target == rs.Reject("tcp-reset")
+    assert _rule("-A X -p tcp -j REJECT --reject-with tcp-reset").target == rs.Reject("tcp-reset")
     nat = "KUBE-SEP-A POSTROUTING"
     assert _rule("-A KUBE-SEP-A -m tcp -p tcp -j DNAT --to-destination 10.180.0.1:80", "nat", nat).target == \
         rs.Dnat(ipaddress.ip_address("10.180.0.1"), 80)
     dnat6 = _rule("-A KUBE-SEP-A -p tcp -j DNAT --to-destination [fd00:10:180::1]:80", "nat", nat).target
     assert dnat6 == rs.Dnat(ipaddress.ip_address("fd00:10:180::1"), 80)
     assert dnat6.text() == "[fd00:10:180::1]:80"
-    assert _rule("-A POSTROUTING -j MASQUERADE --random-fully --to-ports 100-200", "nat", nat).target == \
+    assert _rule("-A POSTROUTING -p tcp -j MASQUERADE --random-fully --to-ports 100-200", "nat", nat).target == \
         rs.Masquerade(random_fully=True, to_ports=(100, 200))
     assert _rule("-A POSTROUTING -j SNAT --to-source 1.2.3.4", "nat", nat).target == \
         rs.Snat(ipaddress.ip_address("1.2.3.4"))
@@ -223,14 +223,14 @@ def test_unsupported_match_is_an_error_with_position():
 
 
 def test_errors_are_collected_not_skipped():
-    msg = _error("*filter\n:X - [0:0]\n-A X -m multiport --dports 1,2 -j ACCEPT\n-A X -j LOG --log-prefix x\n"
-                 "-A X -p tcp --syn -j ACCEPT\n-A X -m statistic --mode nth --every 2 -j ACCEPT\n-A Y -j ACCEPT\n"
-                 "-A X -j NOWHERE\n-D X 1\nCOMMIT\n")
+    msg = _error("*filter\n:X - [0:0]\n-A X -m multiport --dports 1,x -j ACCEPT\n-A X -j LOG --log-level 9\n"
+                 "-A X -p tcp --tcp-flags SYN,FOO SYN -j ACCEPT\n-A X -m statistic --mode nth -j ACCEPT\n"
+                 "-A Y -j ACCEPT\n-A X -j NOWHERE\n-D X 1\nCOMMIT\n")
     lines = msg.splitlines()
-    assert "f.rules:3:9: error: unsupported match module 'multiport'" in lines
-    assert "f.rules:4:9: error: unsupported target 'LOG'" in lines
-    assert "f.rules:5:13: error: unsupported match '--syn'" in lines
-    assert any(line.startswith("f.rules:6:") and "statistic mode 'nth'" in line for line in lines)
+    assert "f.rules:3:28: error: invalid port 'x' (service names are not supported)" in lines
+    assert any(line.startswith("f.rules:4:25: error: invalid log level '9'") for line in lines)
+    assert any(line.startswith("f.rules:5:25: error: unknown TCP flag 'FOO'") for line in lines)
+    assert "f.rules:6:26: error: statistic --mode nth needs --every" in lines
     assert "f.rules:7:4: error: chain 'Y' is not declared in table 'filter'" in lines
     assert "f.rules:8:9: error: jump to undeclared chain 'NOWHERE' in table 'filter'" in lines
     assert "f.rules:9:1: error: unsupported command '-D'" in lines

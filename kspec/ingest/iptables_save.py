@@ -6,10 +6,16 @@ comments, ``--or-mark``) and real dumps (``iptables-save`` reorders the base mat
 ``[packets:bytes]`` counters with ``-c``, and explicit ``--reject-with`` / ``--mask`` / ``--rsource``
 defaults).
 
-Everything the parser does not understand — an unknown module, option, target or command — is an error
-naming ``file:line:column`` (``unsupported match '--foo'``), never skipped: a verifier that silently dropped
-a match would answer for a different ruleset. Errors are collected and raised together as one
-``KspecError``.
+Besides kube-proxy's modules it reads those of real nodes (Calico, Docker, Flannel, kube-router, Weave, AWS
+VPC CNI): multiport, set, tcp flags, icmp/icmp6, limit, hashlimit, physdev, iprange, connmark, owner, conntrack
+beyond --ctstate, addrtype --limit-iface-*, statistic nth; targets LOG, NFLOG, TCPMSS, CT/NOTRACK, CONNMARK,
+REDIRECT and NAT ranges. A match module or extension target it does not model is kept whole as
+``Opaque`` / ``OpaqueTarget`` (its words up to the next ``-m``, ``-j``, ``-g`` or base option), never
+dropped: the engines answer "unknown" for the packets that reach it, and ``strict=True`` makes it an error.
+Anything else it does not understand — an unknown option of a module it models, a malformed value, an
+unknown command — is an error naming ``file:line:column`` (``unsupported match '--foo'``), never skipped: a
+verifier that silently dropped a match would answer for a different ruleset. Errors are collected and raised
+together as one ``KspecError``.
 
 Speed: a rule's match text and target text are memoised whole (a dump repeats them far more than its lines),
 parsed option pairs are cached, addresses are built from ``inet_pton`` bytes, and the cycle collector is
@@ -26,6 +32,7 @@ from kspec.diagnostics import Diagnostic, KspecError, Severity
 from kspec.heap import collector_paused
 from kspec.ir import Span
 from kspec import ruleset as rs
+from kspec.ingest.validity import check_ruleset
 
 __all__ = ["RuleParser", "parse_iptables_save", "parse_iptables_save_file", "tokenize"]
 
@@ -259,25 +266,103 @@ def _host_port(word: str, at: int) -> tuple[rs.IPAddress | None, int | None]:
     return ip, (int(port) if port is not None else None)
 
 
+def _nat_range(word: str, at: int) -> tuple:
+    """``A[-B][:P[-Q]]``, ``[A[-B]]:P[-Q]`` (IPv6) or ``:P[-Q]``: (ip, ip_high, port, port_high), a high end
+    None when it equals the low one (the kernel stores a single value as a range of one)."""
+    if "-" not in word:
+        ip, port = _host_port(word, at)
+        return ip, None, port, None
+    if word.startswith("["):
+        hosts, bracket, rest = word[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise _LineError(at, f"invalid NAT range '{word}'")
+        ports = rest[1:] if rest else None
+    elif word.count(":") > 1:  # bare IPv6, no port
+        hosts, ports = word, None
+    else:
+        hosts, colon, ports = word.partition(":")
+        ports = ports if colon else None
+    low, high = _address_range(hosts, at, word) if hosts else (None, None)
+    port_low = port_high = None
+    if ports is not None:
+        port_low, port_high = _port_range(ports.replace("-", ":", 1), at) if ports else (None, None)
+    return low, (None if high == low else high), port_low, (None if port_high == port_low else port_high)
+
+
+def _address_range(text: str, at: int, word: str) -> tuple[rs.IPAddress, rs.IPAddress]:
+    """``A`` or ``A-B`` (same family, A <= B)."""
+    low_text, dash, high_text = text.partition("-")
+    try:
+        low = _address(low_text)
+        high = _address(high_text) if dash else low
+    except ValueError:
+        raise _LineError(at, f"invalid address range '{word}'") from None
+    if low.version != high.version or low > high:
+        raise _LineError(at, f"invalid address range '{word}'")
+    return low, high
+
+
+def _bounded(word: str, at: int, what: str, low: int, high: int) -> int:
+    value = _int(word, at, what)
+    if not low <= value <= high:
+        raise _LineError(at, f"{what} '{word}' is not in {low}-{high}")
+    return value
+
+
+# Protocol names where a rule or an ipset element may give a protocol by name (iptables and ipset look them
+# up in /etc/protocols; these are the ones a node's rules use, numbers are always accepted).
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132, "udplite": 136, "dccp": 33, "gre": 47, "esp": 50,
+             "ah": 51, "icmpv6": 58, "ipv6-icmp": 58, "ipip": 4, "ipv4": 4, "ipv6": 41, "ospf": 89, "vrrp": 112,
+             "igmp": 2, "all": 0}
+
+
+def _protocol_number(word: str, at: int) -> int:
+    number = PROTOCOLS.get(word.lower())
+    return number if number is not None else _bounded(word, at, "protocol", 0, 255)
+
+
 # ------------------------------------------------------------------------------------------ matches
 # A module's words on one line (e.g. recent's --rcheck --seconds --reap --name) are collected as a tuple of
 # (option, value, negated, word index) and turned into matches by the module's builder. Results are cached
-# on the words (minus the indices), so the builders rarely run.
+# on the words (minus the indices), so the builders rarely run. The word index of an option with a value is
+# that of the value (the option's own is one less, a '!' before it two less); a two-valued option's value is
+# a pair of words.
 
+_PORT_OPTIONS = {"--dport": 1, "--destination-port": 1, "--sport": 1, "--source-port": 1}
 _MODULE_OPTIONS: dict[str, dict[str, int]] = {
-    "tcp": {"--dport": 1, "--destination-port": 1, "--sport": 1, "--source-port": 1},
-    "udp": {"--dport": 1, "--destination-port": 1, "--sport": 1, "--source-port": 1},
-    "sctp": {"--dport": 1, "--destination-port": 1, "--sport": 1, "--source-port": 1},
+    "tcp": {**_PORT_OPTIONS, "--tcp-flags": 2, "--syn": 0, "--tcp-option": 1},
+    "udp": _PORT_OPTIONS,
+    "sctp": _PORT_OPTIONS,
     "comment": {"--comment": 1},
     "mark": {"--mark": 1},
-    "addrtype": {"--src-type": 1, "--dst-type": 1},
+    "addrtype": {"--src-type": 1, "--dst-type": 1, "--limit-iface-in": 0, "--limit-iface-out": 0},
     "statistic": {"--mode": 1, "--probability": 1, "--every": 1, "--packet": 1},
     "recent": {"--name": 1, "--set": 0, "--rcheck": 0, "--update": 0, "--remove": 0, "--seconds": 1,
                "--reap": 0, "--hitcount": 1, "--rsource": 0, "--rdest": 0, "--mask": 1},
-    "conntrack": {"--ctstate": 1},
+    "conntrack": {"--ctstate": 1, "--ctproto": 1, "--ctorigsrc": 1, "--ctorigdst": 1, "--ctreplsrc": 1,
+                  "--ctrepldst": 1, "--ctorigsrcport": 1, "--ctorigdstport": 1, "--ctreplsrcport": 1,
+                  "--ctrepldstport": 1, "--ctstatus": 1, "--ctexpire": 1, "--ctdir": 1},
     "state": {"--state": 1},
     "nfacct": {"--nfacct-name": 1},
+    "multiport": {"--dports": 1, "--destination-ports": 1, "--sports": 1, "--source-ports": 1, "--ports": 1},
+    "icmp": {"--icmp-type": 1},
+    "icmp6": {"--icmpv6-type": 1},
+    "limit": {"--limit": 1, "--limit-burst": 1},
+    "hashlimit": {"--hashlimit-upto": 1, "--hashlimit-above": 1, "--hashlimit": 1, "--hashlimit-burst": 1,
+                  "--hashlimit-mode": 1, "--hashlimit-srcmask": 1, "--hashlimit-dstmask": 1, "--hashlimit-name": 1,
+                  "--hashlimit-htable-size": 1, "--hashlimit-htable-max": 1, "--hashlimit-htable-expire": 1,
+                  "--hashlimit-htable-gcinterval": 1, "--hashlimit-rate-match": 0,
+                  "--hashlimit-rate-interval": 1},
+    "set": {"--match-set": 2, "--return-nomatch": 0, "--update-counters": 0, "--update-subcounters": 0,
+            "--packets-eq": 1, "--packets-lt": 1, "--packets-gt": 1, "--bytes-eq": 1, "--bytes-lt": 1,
+            "--bytes-gt": 1},
+    "physdev": {"--physdev-in": 1, "--physdev-out": 1, "--physdev-is-in": 0, "--physdev-is-out": 0,
+                "--physdev-is-bridged": 0},
+    "iprange": {"--src-range": 1, "--dst-range": 1},
+    "connmark": {"--mark": 1},
+    "owner": {"--uid-owner": 1, "--gid-owner": 1, "--socket-exists": 0, "--suppl-groups": 0},
 }
+_TWO_VALUES = frozenset({"--tcp-flags", "--match-set"})  # options followed by two words
 
 _PORT_DIR = {"--dport": rs.PortDir.DPORT, "--destination-port": rs.PortDir.DPORT,
              "--sport": rs.PortDir.SPORT, "--source-port": rs.PortDir.SPORT}
@@ -296,28 +381,59 @@ def _build_mark(module: str, words) -> list:
     out = []
     for _, val, neg, at in words:
         value, mask = _value_mask(val, at, "mark")
-        out.append(rs.MarkMatch(value, 0xFFFFFFFF if mask is None else mask, neg))
+        kind = rs.MarkMatch if module == "mark" else rs.ConnmarkMatch
+        out.append(kind(value, 0xFFFFFFFF if mask is None else mask, neg))
     return out
 
 
-def _build_addrtype(module: str, words) -> list:
-    out = []
+def _once(module: str, words) -> dict:
+    """A grouped module's options by name: iptables refuses an option given twice in one module."""
+    opts: dict = {}
     for opt, val, neg, at in words:
-        try:
-            kinds = tuple(rs.AddrKind(kind.upper()) for kind in val.split(","))
-        except ValueError:
-            raise _LineError(at, f"unknown address type '{val}'") from None
-        out.append(rs.AddrType(rs.AddrDir(opt), kinds, neg))
+        if opt in opts:
+            raise _LineError(at - 1, f"'{opt}' given twice in one '-m {module}'")
+        opts[opt] = (val, neg, at)
+    return opts
+
+
+def _no_negation(module: str, opts: dict, *names: str) -> None:
+    for name in names:
+        if name in opts and opts[name][1]:
+            raise _LineError(opts[name][2] - 2, f"'! {name}': '-m {module}' cannot negate it")
+
+
+def _build_addrtype(module: str, words) -> list:
+    opts = _once(module, words)
+    _no_negation(module, opts, "--limit-iface-in", "--limit-iface-out")
+    limits = [rs.LimitIface(opt) for opt in ("--limit-iface-in", "--limit-iface-out") if opt in opts]
+    if len(limits) > 1:
+        raise _LineError(opts["--limit-iface-out"][2] - 1, "addrtype takes --limit-iface-in or --limit-iface-out")
+    out = []
+    for opt in ("--src-type", "--dst-type"):  # the kernel's order (iptables-save prints it), whatever was written
+        if opt in opts:
+            val, neg, at = opts[opt]
+            try:
+                kinds = tuple(rs.AddrKind(kind.upper()) for kind in val.split(","))
+            except ValueError:
+                raise _LineError(at, f"unknown address type '{val}'") from None
+            out.append(rs.AddrType(rs.AddrDir(opt), kinds, neg, limits[0] if limits else None))
+    if not out:
+        raise _LineError(words[0][3] - 1, "addrtype needs --src-type or --dst-type")
     return out
 
 
 def _build_statistic(module: str, words) -> list:
     opts = {opt: (val, neg, at) for opt, val, neg, at in words}
     mode = opts.get("--mode", ("", False, words[0][3]))
+    if mode[0] == "nth":
+        return [_statistic_nth(opts, mode[2])]
     if mode[0] != "random":
-        raise _LineError(mode[2], f"unsupported statistic mode '{mode[0]}' (only --mode random)")
+        raise _LineError(mode[2], f"unknown statistic mode '{mode[0]}' (random or nth)")
     if "--probability" not in opts:
         raise _LineError(mode[2], "statistic --mode random needs --probability")
+    for other in ("--every", "--packet"):
+        if other in opts:
+            raise _LineError(opts[other][2] - 1, f"'{other}' is for statistic --mode nth")
     val, neg, at = opts["--probability"]
     try:
         probability = float(val)
@@ -328,6 +444,19 @@ def _build_statistic(module: str, words) -> list:
     # The kernel keeps lround(p * 2^31) (iptables-save prints 0.3333333333 back as 0.33333333349): store
     # that value, so a rule and its dump compare equal and the tracer uses the probability the kernel uses.
     return [rs.Statistic(math.floor(probability * 0x80000000 + 0.5) / 0x80000000, neg)]
+
+
+def _statistic_nth(opts: dict, at: int) -> rs.StatisticNth:
+    if "--probability" in opts:
+        raise _LineError(opts["--probability"][2] - 1, "'--probability' is for statistic --mode random")
+    if "--every" not in opts:
+        raise _LineError(at, "statistic --mode nth needs --every")
+    _no_negation("statistic", opts, "--packet")
+    val, neg, every_at = opts["--every"]
+    every = _bounded(val, every_at, "--every", 1, 0xFFFFFFFF)
+    packet = _bounded(opts["--packet"][0], opts["--packet"][2], "--packet", 0, every - 1) \
+        if "--packet" in opts else 0
+    return rs.StatisticNth(every, packet, neg)
 
 
 def _build_recent(module: str, words) -> list:
@@ -351,26 +480,344 @@ def _build_recent(module: str, words) -> list:
                       "--rdest" in opts, mask, neg)]
 
 
+_CT_FIELDS = {"--ctorigsrc": "orig_src", "--ctorigdst": "orig_dst", "--ctreplsrc": "repl_src",
+              "--ctrepldst": "repl_dst", "--ctorigsrcport": "orig_src_port", "--ctorigdstport": "orig_dst_port",
+              "--ctreplsrcport": "repl_src_port", "--ctrepldstport": "repl_dst_port", "--ctproto": "proto",
+              "--ctstatus": "status", "--ctexpire": "expire", "--ctdir": "direction"}
+
+
 def _build_conntrack(module: str, words) -> list:
-    out = []
-    for _, val, neg, at in words:
+    """One Conntrack per module: the kernel skips the other options for a packet without a connection when
+    --ctstate is given, so they cannot be separate matches."""
+    opts = _once(module, words)
+    _no_negation(module, opts, "--ctdir")
+    states, negated = None, False
+    state = opts.pop("--state" if module == "state" else "--ctstate", None)
+    if state is not None:
+        val, negated, at = state
         try:
             states = frozenset(rs.CtState(s.upper()) for s in val.split(","))
         except ValueError:
             raise _LineError(at, f"unknown conntrack state in '{val}'") from None
-        out.append(rs.Conntrack(states, neg, module=module))
-    return out
+    fields = {_CT_FIELDS[opt]: _ct_field(opt, val, neg, at) for opt, (val, neg, at) in opts.items()}
+    return [rs.Conntrack(states, negated, module=module, **fields)]
+
+
+def _ct_field(opt: str, val: str, neg: bool, at: int):
+    if opt.endswith("port"):
+        return rs.CtRange(*_port_range(val, at), neg)
+    if opt in ("--ctorigsrc", "--ctorigdst", "--ctreplsrc", "--ctrepldst"):
+        return rs.CtAddr(_network(val, at), neg)
+    if opt == "--ctproto":
+        return rs.CtProto(_protocol_number(val, at), neg)
+    if opt == "--ctexpire":
+        low, colon, high = val.partition(":")
+        low_s = _bounded(low, at, "--ctexpire", 0, 0xFFFFFFFF)
+        return rs.CtRange(low_s, _bounded(high, at, "--ctexpire", low_s, 0xFFFFFFFF) if colon else low_s, neg)
+    if opt == "--ctdir":
+        try:
+            return rs.CtDir(val.upper())
+        except ValueError:
+            raise _LineError(at, f"--ctdir takes ORIGINAL or REPLY, not '{val}'") from None
+    try:  # --ctstatus
+        statuses = frozenset(rs.CtStatus(s.upper()) for s in val.split(",") if s.upper() != "NONE")
+    except ValueError:
+        raise _LineError(at, f"unknown conntrack status in '{val}'") from None
+    return rs.CtStatusMatch(statuses, neg)
 
 
 def _build_nfacct(module: str, words) -> list:
     return [rs.Nfacct(val) for _, val, _, _ in words]
 
 
+# ------------------------------------------------------------------------------------------ extension matches
+
+_SYN = (rs.TCP_FIN | rs.TCP_SYN | rs.TCP_RST | rs.TCP_ACK, rs.TCP_SYN)  # --syn
+
+
+def _build_tcp(module: str, words) -> list:
+    out = []
+    for opt, val, neg, at in words:
+        if opt in _PORT_DIR:
+            out.append(rs.Port(_PORT_DIR[opt], *_port_range(val, at), module=module, negated=neg))
+        elif opt == "--syn":
+            out.append(rs.TcpFlags(*_SYN, neg))
+        elif opt == "--tcp-flags":
+            out.append(rs.TcpFlags(_tcp_flags(val[0], at), _tcp_flags(val[1], at + 1), neg))
+        else:  # --tcp-option
+            out.append(rs.TcpOption(_bounded(val, at, "TCP option", 0, 255), neg))
+    return out
+
+
+def _tcp_flags(text: str, at: int) -> int:
+    bits = 0
+    for name in text.split(","):
+        bit = rs.TCP_FLAG_NAMES.get(name.upper())
+        if bit is None:
+            raise _LineError(at, f"unknown TCP flag '{name}' (FIN, SYN, RST, PSH, ACK, URG, ALL or NONE)")
+        bits |= bit
+    return bits
+
+
+_MULTIPORT_DIR = {"--dports": rs.MultiPortDir.DST, "--destination-ports": rs.MultiPortDir.DST,
+                  "--sports": rs.MultiPortDir.SRC, "--source-ports": rs.MultiPortDir.SRC,
+                  "--ports": rs.MultiPortDir.ANY}
+
+
+def _build_multiport(module: str, words) -> list:
+    out = []
+    for opt, val, neg, at in words:
+        items = val.split(",")
+        if not all(items):
+            raise _LineError(at, f"invalid port list '{val}'")
+        if sum(2 if ":" in item else 1 for item in items) > 15:
+            raise _LineError(at, f"too many ports in '{val}' (at most 15, a range counting as two)")
+        ranges = tuple(sorted({_port_range(item, at) for item in items}))
+        out.append(rs.MultiPort(_MULTIPORT_DIR[opt], ranges, neg))
+    return out
+
+
+# iptables' ICMP names: (type, lowest code, highest code); a name may be abbreviated to a unique prefix.
+_ICMP_NAMES = {
+    "any": (255, 0, 255), "echo-reply": (0, 0, 255), "pong": (0, 0, 255), "destination-unreachable": (3, 0, 255),
+    "network-unreachable": (3, 0, 0), "host-unreachable": (3, 1, 1), "protocol-unreachable": (3, 2, 2),
+    "port-unreachable": (3, 3, 3), "fragmentation-needed": (3, 4, 4), "source-route-failed": (3, 5, 5),
+    "network-unknown": (3, 6, 6), "host-unknown": (3, 7, 7), "network-prohibited": (3, 9, 9),
+    "host-prohibited": (3, 10, 10), "tos-network-unreachable": (3, 11, 11), "tos-host-unreachable": (3, 12, 12),
+    "communication-prohibited": (3, 13, 13), "host-precedence-violation": (3, 14, 14),
+    "precedence-cutoff": (3, 15, 15), "source-quench": (4, 0, 255), "redirect": (5, 0, 255),
+    "network-redirect": (5, 0, 0), "host-redirect": (5, 1, 1), "tos-network-redirect": (5, 2, 2),
+    "tos-host-redirect": (5, 3, 3), "echo-request": (8, 0, 255), "ping": (8, 0, 255),
+    "router-advertisement": (9, 0, 255), "router-solicitation": (10, 0, 255), "time-exceeded": (11, 0, 255),
+    "ttl-exceeded": (11, 0, 255), "ttl-zero-during-transit": (11, 0, 0), "ttl-zero-during-reassembly": (11, 1, 1),
+    "parameter-problem": (12, 0, 255), "ip-header-bad": (12, 0, 0), "required-option-missing": (12, 1, 1),
+    "timestamp-request": (13, 0, 255), "timestamp-reply": (14, 0, 255), "address-mask-request": (17, 0, 255),
+    "address-mask-reply": (18, 0, 255),
+}
+_ICMP6_NAMES = {
+    "destination-unreachable": (1, 0, 255), "no-route": (1, 0, 0), "communication-prohibited": (1, 1, 1),
+    "beyond-scope": (1, 2, 2), "address-unreachable": (1, 3, 3), "port-unreachable": (1, 4, 4),
+    "failed-policy": (1, 5, 5), "reject-route": (1, 6, 6), "packet-too-big": (2, 0, 255),
+    "time-exceeded": (3, 0, 255), "ttl-exceeded": (3, 0, 255), "ttl-zero-during-transit": (3, 0, 0),
+    "ttl-zero-during-reassembly": (3, 1, 1), "parameter-problem": (4, 0, 255), "bad-header": (4, 0, 0),
+    "unknown-header-type": (4, 1, 1), "unknown-option": (4, 2, 2), "echo-request": (128, 0, 255),
+    "ping": (128, 0, 255), "echo-reply": (129, 0, 255), "pong": (129, 0, 255), "mld-listener-query": (130, 0, 255),
+    "mld-listener-report": (131, 0, 255), "mld-listener-done": (132, 0, 255),
+    "mld-listener-reduction": (132, 0, 255), "router-solicitation": (133, 0, 255),
+    "router-advertisement": (134, 0, 255), "neighbour-solicitation": (135, 0, 255),
+    "neighbor-solicitation": (135, 0, 255), "neighbour-advertisement": (136, 0, 255),
+    "neighbor-advertisement": (136, 0, 255), "redirect": (137, 0, 255),
+}
+
+
+def _build_icmp(module: str, words) -> list:
+    names, kind = (_ICMP_NAMES, rs.Icmp) if module == "icmp" else (_ICMP6_NAMES, rs.Icmp6)
+    return [kind(*_icmp_type(val, at, names), neg) for _, val, neg, at in words]
+
+
+def _icmp_type(text: str, at: int, names: dict) -> tuple[int, int, int]:
+    lowered = text.lower()
+    if lowered in names:
+        return names[lowered]
+    hits = [name for name in names if name.startswith(lowered)]
+    if len(hits) > 1:
+        raise _LineError(at, f"ambiguous ICMP type '{text}': {' or '.join(hits)}?")
+    if hits:
+        return names[hits[0]]
+    type_text, slash, code_text = text.partition("/")
+    if not type_text.isdigit() or (slash and not code_text.isdigit()):
+        raise _LineError(at, f"unknown ICMP type '{text}'")
+    type_ = _bounded(type_text, at, "ICMP type", 0, 255)
+    if not slash:
+        return type_, 0, 255
+    code = _bounded(code_text, at, "ICMP code", 0, 255)
+    return type_, code, code
+
+
+def _build_iprange(module: str, words) -> list:
+    return [rs.IpRange(rs.RangeDir(opt), *_address_range(val, at, val), neg) for opt, val, neg, at in words]
+
+
+def _build_limit(module: str, words) -> list:
+    opts = _once(module, words)
+    _no_negation(module, opts, "--limit", "--limit-burst")
+    avg = _limit_avg(*opts["--limit"][::2]) if "--limit" in opts else 10000 * 3600 // 3  # 3/hour
+    burst = _bounded(opts["--limit-burst"][0], opts["--limit-burst"][2], "--limit-burst", 0, 10000) \
+        if "--limit-burst" in opts else 5
+    return [rs.Limit(avg, burst)]
+
+
+_RATE_UNITS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400))
+
+
+def _rate(text: str, at: int) -> tuple[int, str, int]:
+    """``N[/unit]`` (a unit may be abbreviated: s, sec, min, h...): (N, unit name, seconds per unit)."""
+    number, slash, unit = text.partition("/")
+    count = _bounded(number, at, "rate", 1, 0xFFFFFFFF) if number.isdigit() else 0
+    found = next(((name, secs) for name, secs in _RATE_UNITS if unit and name.startswith(unit.lower())), None) \
+        if slash else ("second", 1)
+    if not count or found is None:
+        raise _LineError(at, f"invalid rate '{text}' (N/second, N/minute, N/hour or N/day)")
+    return count, *found
+
+
+def _limit_avg(text: str, at: int) -> int:
+    count, _, seconds = _rate(text, at)
+    avg = 10000 * seconds // count  # the kernel's XT_LIMIT_SCALE
+    if avg == 0:
+        raise _LineError(at, f"rate '{text}' is too fast (at most 10000/second)")
+    return avg
+
+
+_HASHLIMIT_RATE = {"--hashlimit-upto": False, "--hashlimit-above": True, "--hashlimit": False}
+_HASHLIMIT_MODES = frozenset({"srcip", "srcport", "dstip", "dstport"})
+
+
+def _build_hashlimit(module: str, words) -> list:
+    opts = _once(module, words)
+    _no_negation(module, opts, *opts)
+    rates = [opt for opt in _HASHLIMIT_RATE if opt in opts]
+    if len(rates) != 1 or "--hashlimit-name" not in opts:
+        raise _LineError(words[0][3] - 1, "hashlimit needs --hashlimit-name and one of --hashlimit-upto or "
+                                          "--hashlimit-above")
+    name = opts.pop("--hashlimit-name")[0]
+    rate, _, rate_at = opts.pop(rates[0])
+    burst = opts.pop("--hashlimit-burst", None)
+    mode = opts.pop("--hashlimit-mode", None)
+    modes = tuple(sorted(mode[0].split(","))) if mode is not None else ()
+    if not _HASHLIMIT_MODES.issuperset(modes):
+        raise _LineError(mode[2], f"invalid --hashlimit-mode '{mode[0]}' (srcip, srcport, dstip, dstport)")
+    return [rs.HashLimit(name, _HASHLIMIT_RATE[rates[0]], _hashlimit_rate(rate, rate_at),
+                         None if burst is None else _bounded(burst[0], burst[2], "--hashlimit-burst", 1, 0xFFFFFFFF),
+                         modes, tuple(sorted((opt, val) for opt, (val, _, _) in opts.items())))]
+
+
+def _hashlimit_rate(text: str, at: int) -> str:
+    if text.lower().endswith("b/s"):  # a byte rate (1kb/s, 2mb/s): kept as written
+        return text.lower()
+    count, unit, _ = _rate(text, at)
+    return f"{count}/{unit}"
+
+
+_SET_COUNTERS = {"--packets-eq": ("packets", "eq"), "--packets-lt": ("packets", "lt"),
+                 "--packets-gt": ("packets", "gt"), "--bytes-eq": ("bytes", "eq"), "--bytes-lt": ("bytes", "lt"),
+                 "--bytes-gt": ("bytes", "gt")}
+
+
+def _build_set(module: str, words) -> list:
+    opts = _once(module, words)
+    _no_negation(module, opts, "--return-nomatch", "--packets-lt", "--packets-gt", "--bytes-lt", "--bytes-gt")
+    if "--match-set" not in opts:
+        raise _LineError(words[0][3] - 1, "set needs --match-set NAME FLAGS")
+    (name, flags), negated, at = opts["--match-set"]
+    counters: dict = {}
+    for opt, (kind, op) in _SET_COUNTERS.items():
+        if opt in opts:
+            val, neg, counter_at = opts[opt]
+            if kind in counters:
+                raise _LineError(counter_at - 1, f"one --{kind}-* option per '-m set'")
+            counters[kind] = rs.SetCounter("ne" if neg else op, _bounded(val, counter_at, opt, 0, (1 << 64) - 1))
+    return [rs.SetMatch(_set_name(name, at), _set_flags(flags, at + 1), negated, "--return-nomatch" in opts,
+                        not opts.get("--update-counters", (0, False))[1],
+                        not opts.get("--update-subcounters", (0, False))[1], **counters)]
+
+
+def _set_name(name: str, at: int) -> str:
+    if not name or len(name) > 31:
+        raise _LineError(at, f"invalid set name '{name}' (1 to 31 characters)")
+    return name
+
+
+def _set_flags(text: str, at: int) -> tuple[rs.SetDir, ...]:
+    try:
+        flags = tuple(rs.SetDir(flag.lower()) for flag in text.split(","))
+    except ValueError:
+        raise _LineError(at, f"invalid set flags '{text}' (src or dst per dimension, e.g. 'src,dst')") from None
+    if len(flags) > 6:
+        raise _LineError(at, f"too many set flags in '{text}' (at most 6)")
+    return flags
+
+
+_PHYSDEV_FLAGS = {"--physdev-is-in": "is_in", "--physdev-is-out": "is_out", "--physdev-is-bridged": "is_bridged"}
+
+
+def _build_physdev(module: str, words) -> list:
+    fields: dict = {}
+    for opt, (val, neg, at) in _once(module, words).items():
+        if opt == "--physdev-in":
+            fields.update(physdev_in=val, in_negated=neg)
+        elif opt == "--physdev-out":
+            fields.update(physdev_out=val, out_negated=neg)
+        else:
+            fields[_PHYSDEV_FLAGS[opt]] = not neg
+    return [rs.Physdev(**fields)]
+
+
+def _build_owner(module: str, words) -> list:
+    opts = _once(module, words)
+    _no_negation(module, opts, "--suppl-groups")
+    fields: dict = {}
+    for opt, key in (("--uid-owner", "uid"), ("--gid-owner", "gid")):
+        if opt in opts:
+            val, neg, at = opts[opt]
+            fields.update({key: _id_range(val, at), f"{key}_negated": neg})
+    if "--socket-exists" in opts:
+        fields["socket_exists"] = not opts["--socket-exists"][1]
+    if "--suppl-groups" in opts:
+        if "gid" not in fields:
+            raise _LineError(opts["--suppl-groups"][2] - 1, "--suppl-groups needs --gid-owner")
+        fields["suppl_groups"] = True
+    return [rs.Owner(**fields)]
+
+
+def _id_range(text: str, at: int) -> tuple[int, int]:
+    low, dash, high = text.partition("-")
+    if not low.isdigit() or (dash and not high.isdigit()):
+        raise _LineError(at, f"invalid id '{text}' (numbers only: iptables-save prints user and group names as "
+                             "numbers)")
+    first = _bounded(low, at, "id", 0, 0xFFFFFFFE)
+    return first, (_bounded(high, at, "id", first, 0xFFFFFFFE) if dash else first)
+
+
 _BUILDERS = {
-    "tcp": _build_ports, "udp": _build_ports, "sctp": _build_ports, "comment": _build_comment,
+    "tcp": _build_tcp, "udp": _build_ports, "sctp": _build_ports, "comment": _build_comment,
     "mark": _build_mark, "addrtype": _build_addrtype, "statistic": _build_statistic, "recent": _build_recent,
     "conntrack": _build_conntrack, "state": _build_conntrack, "nfacct": _build_nfacct,
+    "multiport": _build_multiport, "icmp": _build_icmp, "icmp6": _build_icmp, "limit": _build_limit,
+    "hashlimit": _build_hashlimit, "set": _build_set, "physdev": _build_physdev, "iprange": _build_iprange,
+    "connmark": _build_mark, "owner": _build_owner,
 }
+
+# Modules whose options only mean something together: built once per module, at the end of the line.
+_GROUP_MODULES = frozenset({"recent", "statistic", "conntrack", "state", "addrtype", "limit", "hashlimit", "set",
+                            "physdev", "owner"})
+
+# A '-p' that loads its module implicitly for the module's options ('-p tcp --dport 80').
+_IMPLIED_MODULE = {"tcp": "tcp", "udp": "udp", "sctp": "sctp", "icmp": "icmp", "icmpv6": "icmp6",
+                   "ipv6-icmp": "icmp6"}
+
+# ------------------------------------------------------------------------------------------ opaque modules
+
+# Where an unknown module's (or target's) words end: at the next word that starts a match, a target or a
+# base option, or at a '!' before one.
+_OPAQUE_STOPS = frozenset({"-m", "--match", "-j", "--jump", "-g", "--goto", "-s", "--source", "--src", "-d",
+                           "--destination", "--dst", "-p", "--protocol", "-i", "--in-interface", "-o",
+                           "--out-interface"})
+
+
+def _opaque_end(words: list[str], i: int) -> int:
+    n = len(words)
+    while i < n and words[i] not in _OPAQUE_STOPS and \
+            not (words[i] == "!" and i + 1 < n and words[i + 1] in _OPAQUE_STOPS):
+        i += 1
+    return i
+
+
+def _join_words(words: list[str]) -> str:
+    """The words as one text, quoted as iptables-save quotes them when they hold blanks or quotes."""
+    return " ".join(word if word and not any(c.isspace() or c in '"\\' for c in word)
+                    else '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"' for word in words)
+
 
 # ------------------------------------------------------------------------------------------ base matches
 
@@ -393,10 +840,13 @@ def _first(pair: tuple) -> int:
 
 
 def _base_match(kind: str, val: str, neg: bool, at: int) -> rs.Match:
-    if kind == "s":
-        return rs.Source(_network(val, at), neg)
-    if kind == "d":
-        return rs.Destination(_network(val, at), neg)
+    if kind == "s" or kind == "d":
+        network = _network(val, at)
+        if neg and network.prefixlen == 0:
+            # Found by the random-ruleset differential: the nf_tables backend refuses it outright.
+            raise _LineError(at, f"'! -{kind} {val}' can match no packet, and iptables-restore refuses it "
+                                 "(nf_tables: RULE_APPEND failed, Invalid argument)")
+        return rs.Source(network, neg) if kind == "s" else rs.Destination(network, neg)
     if kind == "p":
         return rs.Protocol(val.lower(), neg)
     if kind == "i":
@@ -409,16 +859,29 @@ def _base_match(kind: str, val: str, neg: bool, at: int) -> rs.Match:
 _TARGET_OPTIONS: dict[str, dict[str, int]] = {
     "ACCEPT": {}, "DROP": {}, "RETURN": {},
     "REJECT": {"--reject-with": 1},
-    "DNAT": {"--to-destination": 1},
-    "SNAT": {"--to-source": 1, "--random-fully": 0},
+    "DNAT": {"--to-destination": 1, "--random": 0, "--persistent": 0},
+    "SNAT": {"--to-source": 1, "--random-fully": 0, "--random": 0, "--persistent": 0},
     "MASQUERADE": {"--random-fully": 0, "--to-ports": 1, "--random": 0},
     "MARK": {"--set-xmark": 1, "--set-mark": 1, "--or-mark": 1, "--xor-mark": 1, "--and-mark": 1},
+    "REDIRECT": {"--to-ports": 1, "--random": 0},
+    "LOG": {"--log-level": 1, "--log-prefix": 1, "--log-tcp-sequence": 0, "--log-tcp-options": 0,
+            "--log-ip-options": 0, "--log-uid": 0, "--log-macdecode": 0},
+    "NFLOG": {"--nflog-group": 1, "--nflog-prefix": 1, "--nflog-range": 1, "--nflog-size": 1,
+              "--nflog-threshold": 1},
+    "TCPMSS": {"--set-mss": 1, "--clamp-mss-to-pmtu": 0},
+    "CT": {"--notrack": 0, "--zone": 1, "--zone-orig": 1, "--zone-reply": 1, "--helper": 1, "--ctevents": 1,
+           "--expevents": 1, "--timeout": 1},
+    "NOTRACK": {},
+    "CONNMARK": {"--set-xmark": 1, "--set-mark": 1, "--and-mark": 1, "--or-mark": 1, "--xor-mark": 1,
+                 "--save-mark": 0, "--restore-mark": 0, "--nfmask": 1, "--ctmask": 1, "--mask": 1,
+                 "--left-shift-mark": 1, "--right-shift-mark": 1},
 }
-# Extension targets a user chain could be confused with: reject them explicitly.
-_UNSUPPORTED_TARGETS = frozenset({
-    "LOG", "NFLOG", "ULOG", "CT", "NOTRACK", "TRACE", "REDIRECT", "TPROXY", "CONNMARK", "CONNSECMARK", "SECMARK",
-    "TCPMSS", "TOS", "TTL", "HL", "DSCP", "ECN", "CLASSIFY", "NETMAP", "NFQUEUE", "QUEUE", "AUDIT", "CHECKSUM",
-    "IDLETIMER", "LED", "SET", "SYNPROXY", "TEE", "CLUSTERIP", "HMARK", "RATEEST", "NETMAP",
+# Extension targets kspec does not model: OpaqueTarget (a user chain cannot have these names: iptables
+# refuses a chain named like a target).
+_OPAQUE_TARGETS = frozenset({
+    "ULOG", "TRACE", "TPROXY", "CONNSECMARK", "SECMARK", "TOS", "TTL", "HL", "DSCP", "ECN", "CLASSIFY", "NETMAP",
+    "NFQUEUE", "QUEUE", "AUDIT", "CHECKSUM", "IDLETIMER", "LED", "SET", "SYNPROXY", "TEE", "CLUSTERIP", "HMARK",
+    "RATEEST", "TCPOPTSTRIP", "DNPT", "SNPT", "MIRROR", "SAME",
 })
 
 
@@ -434,24 +897,31 @@ def _build_target(name: str, words, at: int) -> rs.Target:
         with_ = opts["--reject-with"][0] if "--reject-with" in opts else None
         # the default iptables-save spells out
         return rs.Reject(None if with_ in ("icmp-port-unreachable", "icmp6-port-unreachable") else with_)
-    if name == "DNAT":
-        if "--to-destination" not in opts:
-            raise _LineError(at, "DNAT needs --to-destination")
-        return rs.Dnat(*_host_port(*opts["--to-destination"]))
-    if name == "SNAT":
-        if "--to-source" not in opts:
-            raise _LineError(at, "SNAT needs --to-source")
-        ip, port = _host_port(*opts["--to-source"])
-        return rs.Snat(ip, port, "--random-fully" in opts)
-    if name == "MASQUERADE":
+    if name == "DNAT" or name == "SNAT":
+        return _build_nat(name, opts, at)
+    if name == "MASQUERADE" or name == "REDIRECT":
         ports = None
         if "--to-ports" in opts:  # 'a-b' range; iptables-save prints it the same way
             val, wat = opts["--to-ports"]
             ports = _port_range(val.replace("-", ":"), wat)
+        if name == "REDIRECT":
+            return rs.Redirect(ports, "--random" in opts)
         return rs.Masquerade("--random-fully" in opts, ports, "--random" in opts)
     if name == "MARK":
         return _build_mark_target(words, at)
-    raise AssertionError(name)
+    return _EXTENSION_TARGETS[name](opts, words, at)
+
+
+def _build_nat(name: str, opts: dict, at: int) -> rs.Target:
+    option = "--to-destination" if name == "DNAT" else "--to-source"
+    if option not in opts:
+        raise _LineError(at, f"{name} needs {option}")
+    ip, ip_high, port, port_high = _nat_range(*opts[option])
+    ranges = dict(ip_high=ip_high, port_high=port_high, random="--random" in opts,
+                  persistent="--persistent" in opts)
+    if name == "DNAT":
+        return rs.Dnat(ip, port, **ranges)
+    return rs.Snat(ip, port, "--random-fully" in opts, **ranges)
 
 
 def _build_mark_target(words, at: int) -> rs.MarkTarget:
@@ -474,10 +944,117 @@ def _build_mark_target(words, at: int) -> rs.MarkTarget:
     return rs.MarkTarget(0, ~value & full, op)  # AND
 
 
+_LOG_LEVELS = {"emerg": 0, "panic": 0, "alert": 1, "crit": 2, "error": 3, "warning": 4, "notice": 5, "info": 6,
+               "debug": 7}
+_LOG_FLAGS = {"--log-tcp-sequence": "tcp_sequence", "--log-tcp-options": "tcp_options",
+              "--log-ip-options": "ip_options", "--log-uid": "uid", "--log-macdecode": "macdecode"}
+
+
+def _build_log(opts: dict, words, at: int) -> rs.Log:
+    level = 4
+    if "--log-level" in opts:
+        val, wat = opts["--log-level"]
+        level = _LOG_LEVELS.get(val.lower()) if not val.isdigit() else int(val)
+        if level is None or level > 7:
+            raise _LineError(wat, f"invalid log level '{val}' (0-7 or emerg, alert, crit, error, warning, "
+                                  "notice, info, debug)")
+    prefix = _prefix(opts, "--log-prefix", 29)
+    return rs.Log(level, prefix, **{field: flag in opts for flag, field in _LOG_FLAGS.items()})
+
+
+def _prefix(opts: dict, option: str, longest: int) -> str:
+    prefix, wat = opts.get(option, ("", 0))
+    if len(prefix) > longest:
+        raise _LineError(wat, f"{option} is longer than {longest} characters")
+    return prefix
+
+
+def _build_nflog(opts: dict, words, at: int) -> rs.Nflog:
+    def number(option: str, high: int, default):
+        return _bounded(*opts[option], option, 0, high) if option in opts else default
+
+    return rs.Nflog(number("--nflog-group", 0xFFFF, 0), _prefix(opts, "--nflog-prefix", 63),
+                    number("--nflog-size", 0xFFFFFFFF, None), number("--nflog-range", 0xFFFFFFFF, None),
+                    number("--nflog-threshold", 0xFFFF, 1))
+
+
+def _build_tcpmss(opts: dict, words, at: int) -> rs.TcpMss:
+    if ("--set-mss" in opts) == ("--clamp-mss-to-pmtu" in opts):
+        raise _LineError(at, "TCPMSS needs one of --set-mss or --clamp-mss-to-pmtu")
+    return rs.TcpMss(_bounded(*opts["--set-mss"], "--set-mss", 0, 0xFFFF) if "--set-mss" in opts else None)
+
+
+_ZONE_OPTIONS = {"--zone": None, "--zone-orig": rs.CtDir.ORIGINAL, "--zone-reply": rs.CtDir.REPLY}
+_CT_EVENTS = frozenset({"new", "related", "destroy", "reply", "assured", "protoinfo", "helper", "mark",
+                        "natseqinfo", "secmark"})
+
+
+def _build_ct(opts: dict, words, at: int) -> rs.CtTarget:
+    zones = [opt for opt in _ZONE_OPTIONS if opt in opts]
+    if len(zones) > 1:
+        raise _LineError(opts[zones[1]][1] - 1, "CT takes one of --zone, --zone-orig, --zone-reply")
+    fields: dict = {"notrack": "--notrack" in opts, "helper": opts.get("--helper", (None,))[0],
+                    "timeout": opts.get("--timeout", (None,))[0]}
+    if zones:
+        val, wat = opts[zones[0]]
+        fields["zone_dir"] = _ZONE_OPTIONS[zones[0]]
+        if val == "mark":
+            fields["zone_from_mark"] = True
+        else:
+            fields["zone"] = _bounded(val, wat, "zone", 0, 0xFFFF)
+    for option, allowed in (("--ctevents", _CT_EVENTS), ("--expevents", frozenset({"new"}))):
+        if option in opts:
+            val, wat = opts[option]
+            events = frozenset(val.lower().split(","))
+            if not allowed.issuperset(events):
+                raise _LineError(wat, f"unknown {option[2:]} in '{val}' ({', '.join(sorted(allowed))})")
+            fields[option[2:]] = events
+    return rs.CtTarget(**fields)
+
+
+def _build_notrack(opts: dict, words, at: int) -> rs.CtTarget:
+    return rs.CtTarget(notrack=True, spelling="NOTRACK")
+
+
+_CONNMARK_MODES = ("--set-xmark", "--set-mark", "--and-mark", "--or-mark", "--xor-mark", "--save-mark",
+                   "--restore-mark")
+
+
+def _build_connmark(opts: dict, words, at: int) -> rs.ConnmarkTarget:
+    modes = [opt for opt in _CONNMARK_MODES if opt in opts]
+    if len(modes) != 1:
+        raise _LineError(at, f"CONNMARK needs exactly one of {', '.join(_CONNMARK_MODES)}")
+    op = rs.ConnmarkOp(modes[0])
+    shift = _connmark_shift(opts)
+    masks = [opt for opt in ("--nfmask", "--ctmask", "--mask") if opt in opts]
+    if op is rs.ConnmarkOp.SAVE or op is rs.ConnmarkOp.RESTORE:
+        both = _int(*opts["--mask"], "mask") if "--mask" in opts else 0xFFFFFFFF
+        nfmask = _int(*opts["--nfmask"], "mask") if "--nfmask" in opts else both
+        ctmask = _int(*opts["--ctmask"], "mask") if "--ctmask" in opts else both
+        mode = rs.ConnmarkMode.SAVE if op is rs.ConnmarkOp.SAVE else rs.ConnmarkMode.RESTORE
+        return rs.ConnmarkTarget(mode, 0, ctmask, nfmask, shift, op)
+    if masks:
+        raise _LineError(opts[masks[0]][1] - 1, f"{masks[0]} is for --save-mark and --restore-mark")
+    val, wat = opts[modes[0]]
+    mark = _build_mark_target([(modes[0], val, False, wat)], at)  # the same arithmetic as MARK's
+    return rs.ConnmarkTarget(rs.ConnmarkMode.SET, mark.value, mark.mask, 0, shift, op)
+
+
+def _connmark_shift(opts: dict) -> int:
+    if "--left-shift-mark" in opts and "--right-shift-mark" in opts:
+        raise _LineError(opts["--right-shift-mark"][1] - 1, "CONNMARK shifts one way")
+    for option, sign in (("--left-shift-mark", 1), ("--right-shift-mark", -1)):
+        if option in opts:
+            return sign * _bounded(*opts[option], option, 0, 31)
+    return 0
+
+
+_EXTENSION_TARGETS = {"LOG": _build_log, "NFLOG": _build_nflog, "TCPMSS": _build_tcpmss, "CT": _build_ct,
+                      "NOTRACK": _build_notrack, "CONNMARK": _build_connmark}
+
+
 # ------------------------------------------------------------------------------------------ rules
 
-
-_GROUP_MODULES = frozenset({"recent", "statistic"})  # options that only mean something together
 
 # Kinds of a classified (option, value) pair.
 _K_BASE, _K_MATCH, _K_GROUP, _K_TARGET, _K_LATE = range(5)
@@ -505,7 +1082,9 @@ class RuleParser:
         self.matches: dict = {}  # fast path: a rule's match text -> matches
         self.targets: dict = {}  # fast path: a rule's target text -> target
 
-    def parse(self, words: list[str], start: int) -> tuple[tuple[rs.Match, ...], rs.Target, list[str]]:
+    def parse(self, words: list[str], start: int,
+              strict: bool = False) -> tuple[tuple[rs.Match, ...], rs.Target, list[str]]:
+        """``strict``: an unknown module or extension target is an error rather than Opaque/OpaqueTarget."""
         # Hot loop, kept flat on purpose: every branch consumes its words.
         base: list = []
         ext: list = []  # (module sequence number, match)
@@ -520,8 +1099,14 @@ class RuleParser:
             word = words[i]
             if word == "-m" or word == "--match":
                 module = self._value(words, i)
-                if module not in _MODULE_OPTIONS:
-                    raise _LineError(i + 1, f"unsupported match module '{module}'")
+                if module not in _MODULE_OPTIONS:  # its words, up to the next match/target/base option
+                    if strict:
+                        raise _LineError(i + 1, f"unsupported match module '{module}'")
+                    end = _opaque_end(words, i + 2)
+                    seq += 1
+                    ext.append((seq, rs.Opaque(module, _join_words(words[i + 2:end]))))
+                    module, i = None, end
+                    continue
                 seq += 1
                 loaded.append((module, seq))
                 if module in _GROUP_MODULES:
@@ -541,11 +1126,20 @@ class RuleParser:
                 target_at = i + 1
                 if word == "-g" or word == "--goto":
                     target = "\0goto:" + target
-                elif target in _UNSUPPORTED_TARGETS:
-                    raise _LineError(i + 1, f"unsupported target '{target}'")
+                elif target in _OPAQUE_TARGETS:  # its words, up to the next match/target/base option
+                    if strict:
+                        raise _LineError(i + 1, f"unsupported target '{target}'")
+                    end = _opaque_end(words, i + 2)
+                    target_words.append(("\0text", _join_words(words[i + 2:end]), False, i + 2))
+                    target, i = "\0opaque:" + target, end
+                    continue
                 i += 2
                 continue
             val = words[i + 1] if i + 1 < n else None
+            if word in _TWO_VALUES:  # '--tcp-flags MASK COMP', '--match-set NAME FLAGS'
+                if i + 2 >= n:
+                    raise _LineError(i, f"option '{word}' needs two values")
+                val = (val, words[i + 2])
             key = (word, val, neg, module, protocol, target)
             hit = pairs.get(key)
             if hit is None:
@@ -590,10 +1184,10 @@ class RuleParser:
             key = (name, *[o[:3] for o in opts])
             found = self.cache.get(key)
             if found is None:
-                if not opts:
+                if not opts and name != "limit":  # limit alone is its defaults, 3/hour burst 5
                     raise _LineError(at - 1, f"'-m {name}' without options")
-                found = self.cache[key] = _BUILDERS[name](name, opts)[0]
-            ext.append((seq, found))
+                found = self.cache[key] = tuple(_BUILDERS[name](name, opts))
+            ext += [(seq, match) for match in found]
             late = True
         if late:
             ext.sort(key=_first)
@@ -616,9 +1210,9 @@ class RuleParser:
         implicit = None
         if module is not None and word in _MODULE_OPTIONS[module]:
             owner = module
-        elif protocol in ("tcp", "udp", "sctp") and word in _MODULE_OPTIONS[protocol] and \
-                all(name != protocol for name, _ in loaded):
-            owner = implicit = protocol
+        elif protocol in _IMPLIED_MODULE and word in _MODULE_OPTIONS[_IMPLIED_MODULE[protocol]] and \
+                all(name != _IMPLIED_MODULE[protocol] for name, _ in loaded):
+            owner = implicit = _IMPLIED_MODULE[protocol]
         else:
             owner = next((name for name, _ in reversed(loaded) if word in _MODULE_OPTIONS[name]), None)
             if owner is None:
@@ -671,6 +1265,8 @@ class RuleParser:
             return found
         if name.startswith("\0goto:"):
             found = rs.Goto(name[6:])
+        elif name.startswith("\0opaque:"):
+            found = rs.OpaqueTarget(name[8:], words[0][1])
         elif name in _TARGET_OPTIONS:
             found = _build_target(name, words, at)
         else:
@@ -704,7 +1300,10 @@ _FAST_MODULES = frozenset({"comment", "conntrack", "mark", "addrtype", "nfacct",
                            "statistic", "recent"})
 _PORT_MODULES = frozenset({"tcp", "udp", "sctp"})
 _BARE_TARGETS = frozenset({"ACCEPT", "DROP", "RETURN", "REJECT", "MASQUERADE"})
-_NOT_BARE_TARGETS = _UNSUPPORTED_TARGETS | (_TARGET_OPTIONS.keys() - _BARE_TARGETS)
+_NOT_BARE_TARGETS = _OPAQUE_TARGETS | (_TARGET_OPTIONS.keys() - _BARE_TARGETS)
+# Modules that take each of their options once and build one match from all of them (conntrack, addrtype):
+# the fast path reads one option of theirs and leaves the rest of the module to the full parser.
+_FAST_ONCE = frozenset({"conntrack", "addrtype"})
 
 
 def _fast_pair(word: str, val: str, neg: bool, module: str | None) -> rs.Match | None:
@@ -769,7 +1368,7 @@ def _fast_target(text: str, parser: RuleParser) -> rs.Target | None:
             return parser._target(name, [], 0) if name in _TARGET_OPTIONS else rs.Jump(name)
         if len(words) == 3 and _FAST_TOPT_TARGET.get(words[1]) == words[0]:
             if words[0] == "DNAT":  # a new endpoint on most of these lines
-                return rs.Dnat(*_host_port(words[2], 0))
+                return rs.new_dnat(*_host_port(words[2], 0))
             return _build_target(words[0], [(words[1], words[2], False, 0)], 0)
     except _LineError:
         pass
@@ -834,6 +1433,8 @@ def _fast_matches(text: str, parser: RuleParser) -> tuple[rs.Match, ...] | None:
                         return None
                     pairs[key] = hit
                 ext.append(hit)
+                if module in _FAST_ONCE:
+                    module = None  # a second option of the module: the full parser
             elif code == _F_NOT:
                 if neg:
                     return None
@@ -884,10 +1485,10 @@ def _fast_recent(words: list[str], i: int, ext: list, built: dict) -> int:
     found = built.get(key)
     if found is None:
         try:
-            found = built[key] = _build_recent("recent", [(*opt, 0) for opt in opts])[0]
+            found = built[key] = tuple(_build_recent("recent", [(*opt, 0) for opt in opts]))
         except _LineError:
             return -1
-    ext.append(found)
+    ext.append(found[0])
     return i
 
 
@@ -928,14 +1529,15 @@ class _TableBuilder:
         return rs.Table(self.name, chains, tuple(self.deleted))
 
 
-_JUMP_TARGETS = frozenset({rs.Jump, rs.Goto})
 _COMMANDS = {"-A": "A", "--append": "A", "-I": "I", "--insert": "I", "-N": "N", "--new-chain": "N",
              "-X": "X", "--delete-chain": "X", "-P": "P", "--policy": "P", "-F": "F", "--flush": "F"}
 
 
 class _Parser:
-    def __init__(self, text: str, file: str, require_declared_jumps: bool = True, memo: RuleParser | None = None):
+    def __init__(self, text: str, file: str, require_declared_jumps: bool = True, memo: RuleParser | None = None,
+                 strict: bool = False):
         self.require_declared_jumps = require_declared_jumps
+        self.strict = strict
         self.text = text
         self.file = file
         self.rules = RuleParser() if memo is None else memo
@@ -974,8 +1576,8 @@ class _Parser:
         if self.table is not None and len(self.errors) < _MAX_ERRORS:
             self.errors.append(Diagnostic(Span(self.file, self.table.origin.line, 1),
                                           f"table '{self.table.name}' has no COMMIT"))
-        if self.require_declared_jumps:
-            self._check_jumps()
+        if self.require_declared_jumps:  # a whole ruleset: refuse what iptables-restore would (validity.py)
+            self.errors += check_ruleset(rs.Ruleset(tuple(self.tables)), limit=_MAX_ERRORS - len(self.errors))
         if self.errors:
             raise KspecError(self.errors + self.warnings)
         return rs.Ruleset(tuple(self.tables))
@@ -1091,7 +1693,7 @@ class _Parser:
             position = 1
             if start < len(words) and words[start].isdigit():
                 position, start = int(words[start]), start + 1
-        matches, target, notes = self.rules.parse(words, start)
+        matches, target, notes = self.rules.parse(words, start, self.strict)
         for note in notes:
             self._error(line, number, _LineError(start, note), Severity.WARNING)
         rule = rs.Rule(chain, matches, target, file=self.file, line=number, text=line)
@@ -1100,38 +1702,26 @@ class _Parser:
         else:
             rules.insert(position - 1, rule)
 
-    def _check_jumps(self) -> None:
-        """iptables-restore refuses a jump to a chain that does not exist; so do we (a verifier would
-        otherwise be tracing a ruleset the kernel never accepted)."""
-        for table in self.tables:
-            names = {chain.name for chain in table.chains}
-            for chain in table.chains:
-                for rule in chain.rules:
-                    target = rule.target
-                    if target.__class__ in _JUMP_TARGETS and target.chain not in names:
-                        line = self.text.splitlines()[rule.line - 1]
-                        words = tokenize(line)
-                        index = len(words) - 1 - words[::-1].index(target.chain) if target.chain in words else 0
-                        self._error(line, rule.line, _LineError(
-                            index, f"jump to undeclared chain '{target.chain}' in table '{table.name}'",
-                            ("declare it with ':NAME - [0:0]', or parse with require_declared_jumps=False "
-                             "if this is a --noflush restore relying on chains already in the kernel",)))
-
 
 # ------------------------------------------------------------------------------------------ API
 
 
 def parse_iptables_save(text: str, file: str = "<iptables>", *, require_declared_jumps: bool = True,
-                        warnings: list[Diagnostic] | None = None, memo: RuleParser | None = None) -> rs.Ruleset:
+                        warnings: list[Diagnostic] | None = None, memo: RuleParser | None = None,
+                        strict: bool = False) -> rs.Ruleset:
     """Parse restore/save text into a ``Ruleset``; raise ``KspecError`` listing every problem found.
 
-    ``require_declared_jumps``: a jump to a chain the text does not declare is an error (iptables-restore
-    refuses it), unless the text is a partial ``--noflush`` restore whose targets already exist.
+    ``require_declared_jumps``: the text is a whole ruleset, so whatever iptables-restore or the kernel would
+    refuse of it is an error (``kspec.ingest.validity``: a jump to a chain the text does not declare, REJECT
+    outside the filter table, a jump loop...); False for a partial ``--noflush`` restore whose targets
+    already exist (check the merged ruleset with ``validity.require_valid``).
     Warnings (e.g. unquoted multi-word comments, accepted for kube-proxy's fake-iptables text) are appended
     to ``warnings`` when a list is given. ``memo``: a ``RuleParser`` shared with earlier parses of similar
     rulesets (the same rule texts are then parsed once; the rulesets share the parsed matches and targets).
+    A match module or target kspec does not model is read as ``Opaque`` / ``OpaqueTarget`` (the engines
+    answer "unknown" for the packets that reach it); ``strict=True`` makes each an error instead.
     """
-    parser = _Parser(text, file, require_declared_jumps, memo)
+    parser = _Parser(text, file, require_declared_jumps, memo, strict)
     with collector_paused():  # a bulk load: everything made here lives as long as the ruleset
         result = parser.run()
     if warnings is not None:
@@ -1140,7 +1730,7 @@ def parse_iptables_save(text: str, file: str = "<iptables>", *, require_declared
 
 
 def parse_iptables_save_file(path: str | Path, *, require_declared_jumps: bool = True,
-                             warnings: list[Diagnostic] | None = None) -> rs.Ruleset:
+                             warnings: list[Diagnostic] | None = None, strict: bool = False) -> rs.Ruleset:
     path = Path(path)
     return parse_iptables_save(path.read_text(), str(path), require_declared_jumps=require_declared_jumps,
-                               warnings=warnings)
+                               warnings=warnings, strict=strict)

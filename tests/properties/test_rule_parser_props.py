@@ -1,12 +1,15 @@
 """The iptables-save parser's fast path (memoised match and target texts, cut at the last ' -j ') against its
 full parser, on generated rule lines: options in any order, negations, quoted comments that hold ' -j ',
-'-m' or escapes, targets in the middle, unknown words. The fast path may decline a line (None) but must never
-build anything other than what the full parser builds, nor accept a line the full parser rejects."""
+'-m' or escapes, targets in the middle, unknown words, the extension modules and targets of real nodes
+(multiport, set, tcp flags, icmp, limit, physdev, conntrack beyond --ctstate, LOG, CT, CONNMARK, NAT ranges)
+and unknown ones (Opaque). The fast path may decline a line (None) but must never build anything other than
+what the full parser builds, nor accept a line the full parser rejects."""
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kspec import ruleset as rs
 from kspec.diagnostics import KspecError
 from kspec.ingest.iptables_save import RuleParser, _fast_rule, _LineError, parse_iptables_save, tokenize
 
@@ -30,6 +33,28 @@ MATCHES = st.one_of(
     st.sampled_from(["-m recent --name KUBE-SEP-X --set", "-m recent --name KUBE-SEP-X --rcheck --seconds 10800 "
                      "--reap", "-m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-X --mask 255.255.255.255 "
                      "--rsource", "-m recent --update --hitcount 3 --rdest --mask 255.255.0.0"]),
+    st.sampled_from([  # extension modules of Calico, Docker, Flannel, kube-router, Weave nodes
+        "-p tcp -m multiport --dports 80,443", "-m multiport ! --sports 1000:2000,22",
+        "-m multiport --destination-ports 8080", "-m multiport --ports 53",
+        "-p icmp -m icmp --icmp-type 8", "-m icmp ! --icmp-type echo-request", "-m icmp --icmp-type 3/3",
+        "-p ipv6-icmp -m icmp6 --icmpv6-type 128", "-p icmp --icmp-type any",
+        "-p tcp --syn", "-m tcp --tcp-flags SYN,RST SYN", "-m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN",
+        "-m tcp --tcp-option 2 --dport 80", "-m tcp ! --syn --sport 1:2",
+        "-m limit --limit 3/min --limit-burst 10", "-m limit --limit 5/s",
+        "-m hashlimit --hashlimit-upto 5/sec --hashlimit-mode srcip --hashlimit-name x",
+        "-m set --match-set cali40all-ipam-pools src", "-m set ! --match-set s dst,dst --return-nomatch "
+        "! --update-counters", "-m set --match-set KUBE-CLUSTER-IP dst,dst",
+        "-m physdev --physdev-in veth+ --physdev-is-bridged", "-m physdev ! --physdev-is-in",
+        "-m iprange --src-range 10.0.0.1-10.0.0.9", "-m iprange ! --dst-range 10.0.0.1",
+        "-m connmark --mark 0x1/0x1", "-m connmark ! --mark 0x8000",
+        "-m conntrack --ctstate DNAT --ctorigdst 10.96.0.10", "-m conntrack ! --ctorigdstport 53 --ctdir REPLY",
+        "-m conntrack --ctstatus ASSURED --ctproto tcp", "-m state --state NEW",
+        "-m addrtype --dst-type LOCAL --limit-iface-in", "-m addrtype --src-type LOCAL --dst-type LOCAL",
+        "-m addrtype --dst-type LOCAL --src-type LOCAL", "-m addrtype ! --src-type LOCAL --limit-iface-out",
+        "-m owner --uid-owner 0", "-m owner ! --socket-exists",
+        "-m statistic --mode nth --every 3 --packet 1", "-m statistic --mode nth ! --every 2",
+        "-m rpfilter --validmark --invert", "-m pkttype --pkt-type unicast", '-m frob ! --x 1 "a b"',
+    ]),
 )
 NOISE = st.sampled_from([
     "--dport 80", "-m tcp --dport http", "-m statistic --mode nth --every 2", "-m statistic --mode random ! "
@@ -42,16 +67,32 @@ NOISE = st.sampled_from([
     "-m recent ! --rcheck --name X", "-m recent --name a --name b --set", "-m recent", "-m recent --set --rcheck",
     "-m recent --seconds x --set", "-m recent --set --name", "-m recent --set -m tcp --dport 80 --reap",
     "-m recent --remove --mask 300.0.0.0", "-m recent --set --mask fd00::",
+    "-m multiport --dports 1,x", "-m multiport --dports", "-m multiport --dports 1,,2", "-m icmp --icmp-type bogus",
+    "-m icmp --icmp-type echo", "-m tcp --tcp-flags SYN", "-m tcp --tcp-flags SYN,NOPE SYN", "--syn",
+    "-m set --match-set", "-m set --return-nomatch", "-m set --match-set s sideways",
+    "-m conntrack --ctstate NEW --ctstate INVALID", "-m conntrack --ctdir FOO", "-m conntrack ! --ctdir REPLY",
+    "-m conntrack --ctstate NEW -m mark --mark 1 --ctorigsrc 10.0.0.1",
+    "-m addrtype --dst-type LOCAL --dst-type LOCAL", "-m addrtype --limit-iface-in --limit-iface-out "
+    "--src-type LOCAL", "-m addrtype --limit-iface-in", "-m limit ! --limit 1/s", "-m limit --limit 1/fortnight",
+    "-m owner --uid-owner root", "-m frob", "-m frob ! -s 10.0.0.1", "-m frob --x -m tcp --dport 80",
+    "-m statistic --mode nth", "-m statistic --mode nth --every 2 --packet 5", "-m physdev --physdev-in",
 ])
 TARGETS = st.sampled_from([
     "-j KUBE-SVC-X", "-j KUBE-MARK-MASQ", "-j ACCEPT", "-j DROP", "-j RETURN", "-j REJECT",
     "-j REJECT --reject-with icmp-port-unreachable", "-j DNAT --to-destination 10.0.0.1:80",
     "-j DNAT --to-destination [fd00::1]:80", "-j MARK --or-mark 0x4000", "-j MARK --set-xmark 0x4000/0x4000",
-    "-j MASQUERADE",
+    "-j MASQUERADE", '-j LOG --log-prefix "calico-drop: " --log-level 4', "-j LOG", "-j CT --notrack",
+    "-j NOTRACK", "-j CT --zone 3", "-j CONNMARK --set-xmark 0x1/0xffffffff", "-j CONNMARK --restore-mark "
+    "--nfmask 0xffffffff --ctmask 0xffffffff", "-j DNAT --to-destination 10.0.0.1-10.0.0.5:80-90",
+    "-j SNAT --to-source 10.0.0.1:1024-2048 --persistent", "-j REDIRECT --to-ports 8080",
+    "-j TCPMSS --clamp-mss-to-pmtu", "-j TRACE", "-j NFLOG --nflog-group 1", "-j NFQUEUE --queue-num 1",
 ])
 ODD_TARGETS = st.sampled_from([
     "", "-j DNAT", "-j DNAT --to-destination 10.0.0.1:80-90", "-j MARK --or-mark 0x1/0x1",
     "-j MASQUERADE --random-fully", "-j LOG", "-g KUBE-SVC-X", "-j", "-j X Y", '-j "KUBE-SVC-X"',
+    "-j LOG --log-level 9", "-j CONNMARK", "-j CONNMARK --save-mark --mask 0x1", "-j SET --add-set x src",
+    "-j NFQUEUE --queue-num 1 -m mark --mark 1", "-j TCPMSS", "-j DNAT --to-destination 10.0.0.9-10.0.0.1",
+    "-j CT --notrack --zone 1 --zone-orig 2", "-j REDIRECT --to-ports x",
 ])
 
 
@@ -91,6 +132,20 @@ def test_fast_path_builds_what_the_full_parser_builds(line: str) -> None:
     for _ in ("cold", "warm"):  # the second time the line's texts are memoised
         fast = fast_parse(line, parser)
         assert fast is None or fast == full, (line, fast, full)
+
+
+@given(rule_lines())
+def test_strict_refuses_exactly_the_opaque_lines(line: str) -> None:
+    """strict=True: the same rule when nothing is opaque, an error when a module or target is."""
+    full = full_parse(line)
+    try:
+        matches, target, _ = RuleParser().parse(tokenize(line), 2, strict=True)
+        strict = matches, target
+    except _LineError:
+        strict = None
+    opaque = full is not None and (any(isinstance(m, rs.Opaque) for m in full[0])
+                                   or isinstance(full[1], rs.OpaqueTarget))
+    assert strict == (None if opaque else full), line
 
 
 @given(st.lists(rule_lines(), min_size=2, max_size=8))
