@@ -109,6 +109,20 @@ def _pick_node(cluster: ir.Cluster, name: str | None) -> str:
     return name
 
 
+def dump_sets(cluster: ir.Cluster, rules: dict[str, Path] | None, where: str | None) -> dict[str, Path] | None:
+    """The nodes' ``ipset save`` files: ``--ipsets FILE`` for a single dump, else ``NODE.ipsets`` beside each
+    ``NODE.rules``."""
+    if not rules:
+        return None
+    if where is not None:
+        if len(rules) != 1 or not Path(where).is_file():
+            raise KspecError([Diagnostic(None, f"--ipsets {where}: give one file, with a single --rules dump "
+                                               "(a directory holds NODE.ipsets beside NODE.rules)")])
+        return {node: Path(where) for node in rules}
+    found = {node: dump.with_suffix(".ipsets") for node, dump in rules.items()}
+    return {node: path for node, path in found.items() if path.is_file()}
+
+
 def dump_rules(cluster: ir.Cluster, where: str | None, node: str | None,
                family: ir.IPFamily | None) -> dict[str, Path] | None:
     """The real nodes' dumps ``--rules`` names: one file (from ``--node``), or a directory holding
@@ -214,7 +228,8 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     family = _FAMILIES[args.family] if args.family else None
     rules = dump_rules(loaded[0][1], args.rules, args.node, family)
     outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,
-                           allow_unknown=allow_unknown, jobs=jobs, family=family)
+                           allow_unknown=allow_unknown, jobs=jobs, family=family,
+                           ipsets=dump_sets(loaded[0][1], rules, args.ipsets), strict=args.strict)
     emit(formats, outs, out, no_color=args.no_color)
     return EXIT_FAILED if any(o.failed for o in outs) else EXIT_OK
 
@@ -240,7 +255,7 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     dst, dport, proto = _destination(args.to)
     family = ir.IPFamily.of(dst)
     rules = dump_rules(cluster, args.rules, args.rules_node, family)
-    network = ClusterNetwork(cluster, node_models(cluster, family, rules), family)
+    network = ClusterNetwork(cluster, node_models(cluster, family, rules, dump_sets(cluster, rules, None)), family)
     entry = args.node
     if entry is None and client.kind is ir.ClientKind.EXTERNAL:
         owner = network.node_of(dst)
@@ -310,8 +325,10 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             progress = (lambda msg: print(f"  {msg}", file=err)) if args.verbose else None
             rules = dump_rules(cluster, args.rules, None, family)
             texts = {node: dump.read_text(encoding="utf-8") for node, dump in rules.items()} if rules else None
+            sets = {node: p.read_text(encoding="utf-8") for node, p in (dump_sets(cluster, rules, None) or {}).items()}
             try:
-                result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family, rules=texts)
+                result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family, rules=texts,
+                             ipsets=sets or None)
             except (LabError, LabUnavailable) as exc:
                 print(f"kspec lab: {path}: {exc}", file=err)
                 return EXIT_BAD_INPUT
@@ -368,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--rules", metavar="DUMP|DIR", help="check a real node's iptables-save dump instead of "
                      "the compiled rules (with --node), or a directory of NODE.rules dumps")
     ver.add_argument("--node", help="the node the --rules dump is from")
+    ver.add_argument("--ipsets", metavar="FILE", help="the 'ipset save' of the --rules dump's node (a --rules "
+                     "directory holds NODE.ipsets beside NODE.rules)")
+    ver.add_argument("--strict", action="store_true", help="a match or target kspec does not model is an error "
+                     "(exit 2) instead of making the paths through it unknown")
     ver.add_argument("--family", choices=sorted(_FAMILIES),
                      help="verify one IP family (default: every family the cluster's nodes and Services have; "
                           "a dual-stack check is violated when either family violates it)")

@@ -15,6 +15,7 @@ declare -A KSPEC_TOOLS=(
   [ip6tables-restore]=iptables
   [conntrack]=conntrack
   [nfacct]=nfacct
+  [ipset]=ipset
 )
 
 _apt_install() {

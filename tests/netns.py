@@ -28,7 +28,7 @@ from kspec.lab.topology import tool_path
 
 PREFIX = "kspec-test-"
 _serial = itertools.count()
-_NFACCT_NAME = re.compile(r"--nfacct-name (\S+)")
+_NFACCT_NAME = re.compile(r"--nfacct-name +(\S+)")  # iptables-save prints two spaces
 
 
 def skip_reason() -> str | None:

@@ -14,14 +14,46 @@ from kspec.heap import collector_paused
 
 
 def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
-                rules: dict[str, "str | Path"] | None = None) -> dict:
+                rules: dict[str, "str | Path"] | None = None, ipsets: dict[str, "str | Path"] | None = None,
+                strict: bool = False) -> dict:
     """One NodeModel per node; ``rules`` maps node names to the restore/save text (or a file holding it) to
-    use instead of compiling, e.g. a real node's ``iptables-save`` dump."""
+    use instead of compiling, e.g. a real node's ``iptables-save`` dump; ``ipsets`` to its ``ipset save``
+    (the sets its ``-m set`` rules name). ``strict``: a match or target kspec does not model is an error
+    rather than an unknown."""
     with collector_paused():  # a bulk build: every model lives as long as the verification
-        return _node_models(cluster, family, rules)
+        return _node_models(cluster, family, rules, ipsets or {}, strict)
 
 
-def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str | Path"] | None) -> dict:
+def _read(source: "str | Path", name: str) -> tuple[str, str]:
+    """(text, file name) of a dump given as text or as a file."""
+    if isinstance(source, Path):
+        return source.read_text(encoding="utf-8", errors="replace"), str(source)
+    return source, name
+
+
+def _node_sets(node: str, source, ruleset):
+    """The node's sets, and a positioned error for each ``-m set`` naming a set they do not hold."""
+    from kspec import ruleset as rs
+    from kspec.diagnostics import Diagnostic, KspecError
+    from kspec.ingest.ipset_save import IpSets, parse_ipset_save
+
+    sets = parse_ipset_save(*_read(source, f"{node}.ipsets")) if source is not None else None
+    errors = []
+    for rule in ruleset.rules():
+        for match in rule.matches:
+            if type(match) is rs.SetMatch and (sets is None or match.name not in sets):
+                column = max(rule.text.find(match.name), 0) + 1 if rule.text else 1
+                where = "the node's sets" if sets is not None else "no sets were given for the node"
+                errors.append(Diagnostic(ir.Span(rule.file or node, rule.line, column),
+                                         f"-m set names '{match.name}', which is not in {where} "
+                                         f"(give its 'ipset save': {node}.ipsets beside the rules, or --ipsets)"))
+    if errors:
+        raise KspecError(errors)
+    return sets if sets is not None else IpSets()
+
+
+def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str | Path"] | None,
+                 ipsets: dict, strict: bool) -> dict:
     from kspec.compiler import compile_cluster
     from kspec.compiler.context import NodeContext
     from kspec.ingest.iptables_save import RuleParser, parse_iptables_save
@@ -35,25 +67,22 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
     for node in cluster.nodes:
         local = NodeContext(node, family, cluster.proxy, False)
         if rules and node.name in rules:
-            source = rules[node.name]
-            if isinstance(source, Path):
-                ruleset = parse_iptables_save(source.read_text(encoding="utf-8", errors="replace"), str(source),
-                                              memo=memo)
-            else:
-                ruleset = parse_iptables_save(source, f"{node.name}.rules", memo=memo)
+            text, name = _read(rules[node.name], f"{node.name}.rules")
+            ruleset = parse_iptables_save(text, name, memo=memo, strict=strict)
         else:
             ruleset = kube_proxy_state(texts[node.name], f"{node.name}.rules", local.localhost_node_ports, memo)
+        sets = _node_sets(node.name, ipsets.get(node.name), ruleset)
         width = 32 if family is ir.IPFamily.V4 else 128
         # The kernel's LOCAL addresses: the node's own, loopback, and the pod gateway it holds for its pods.
         gateway = pod_gateway(node, family)
         local_ips = frozenset(local.local_ips()) | ({gateway} if gateway is not None else set())
-        models[node.name] = NodeModel(node.name, ruleset, local_ips, width)
+        models[node.name] = NodeModel(node.name, ruleset, local_ips, width, sets)
     return models
 
 
 def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, timeout_ms: int = 10_000,
            family: ir.IPFamily | None = None, rules: dict[str, "str | Path"] | None = None,
-           builtins: bool = False):
+           builtins: bool = False, ipsets: dict[str, "str | Path"] | None = None, strict: bool = False):
     """CheckResult for every check (the cluster's own when ``checks`` is None), plus the built-in
     properties when ``builtins``.
 
@@ -68,14 +97,14 @@ def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, t
     if rules and len(families) > 1:
         raise ValueError("a dump holds one family's rules: pass family= with rules= for a dual-stack cluster")
     own = tuple(cluster.checks if checks is None else checks)
-    answers = [_verify_family(cluster, own, f, timeout_ms, rules, builtins, named=len(families) > 1)
+    answers = [_verify_family(cluster, own, f, timeout_ms, rules, builtins, len(families) > 1, ipsets, strict)
                for f in families]
     combined = [_combined([results[i] for results in answers]) for i in range(len(own))]
     return combined + [result for results in answers for result in results[len(own):]]
 
 
 def _verify_family(cluster: ir.Cluster, own: tuple[ir.Check, ...], family: ir.IPFamily, timeout_ms: int,
-                   rules, builtins: bool, named: bool) -> list:
+                   rules, builtins: bool, named: bool, ipsets=None, strict: bool = False) -> list:
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
@@ -85,7 +114,7 @@ def _verify_family(cluster: ir.Cluster, own: tuple[ir.Check, ...], family: ir.IP
         extra = builtin_checks(cluster, family)
         todo += tuple(replace(c, name=f"{c.name} ({family.value})") for c in extra) if named else extra
         cluster = with_builtin_clients(cluster)
-    network = ClusterNetwork(cluster, node_models(cluster, family, rules), family)
+    network = ClusterNetwork(cluster, node_models(cluster, family, rules, ipsets, strict), family)
     verifier = Verifier(cluster, network, timeout_ms)
     return [verifier.check(check) for check in todo]
 

@@ -9,12 +9,15 @@ ends ``UNKNOWN`` naming the rule.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
 
 import z3
 
 from kspec import ruleset as rs
 from kspec.ir import IPAddress
+from kspec.verifier import matches
+from kspec.verifier.matches import CHOICE, CONTINUE_TARGETS, Conn, PacketView
 from kspec.verifier.netfilter import ct_states, protocol_matches, state_match
 
 SHORT_CHAIN = 16  # chains up to this length are walked whole
@@ -58,6 +61,8 @@ class SymPacket:
     invalid: bool = False  # a TCP reply this node never saw the connection of (conntrack: INVALID)
     nat_states: frozenset = frozenset()  # the virtual SNAT/DNAT states of the connection a reply belongs to
     entered: tuple | None = None  # (src, src_value, sport, dst, dport) as the packet entered this node
+    ctmark: int = 0  # the connection's mark on this node (CONNMARK)
+    untracked: bool = False  # -j CT --notrack: no connection here, no NAT
     conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown
@@ -100,6 +105,7 @@ class NodeModel:
     rules: rs.Ruleset
     local_ips: frozenset[IPAddress]
     width: int = 32  # 32 for IPv4, 128 for IPv6
+    ipsets: object = None  # kspec.ingest.ipset_save.IpSets: the node's sets, for -m set
 
     def __post_init__(self) -> None:
         self._solver = z3.Solver()
@@ -186,8 +192,46 @@ class NodeModel:
 
     def _conntrack(self, match: rs.Conntrack, pkt: SymPacket):
         # A connection's first packet, or a reply, as netfilter.ct_states says.
-        return state_match(match, ct_states(pkt.tracked, pkt.dnat, pkt.snat, established=pkt.established,
-                                            related=pkt.related, invalid=pkt.invalid, nat_states=pkt.nat_states))
+        if match.states is not None:
+            states = ct_states(pkt.tracked, pkt.dnat, pkt.snat, untracked=pkt.untracked,
+                               established=pkt.established, related=pkt.related, invalid=pkt.invalid,
+                               nat_states=pkt.nat_states)
+            if not state_match(match, states):
+                return False
+            if not _CT_EXTENDED(match):
+                return True
+        return matches.conntrack_options(match, self.view(pkt))
+
+    def _extension(self, match, pkt: SymPacket):
+        return matches.decide(match, self.view(pkt))
+
+    def view(self, pkt: SymPacket) -> PacketView:
+        """The packet as ``verifier.matches`` reads it (the decisions both engines share)."""
+        has_conn = pkt.tracked and not pkt.invalid and not pkt.untracked
+        conn = None
+        if has_conn and pkt.established:
+            conn = Conn(rs.CtDir.REPLY, None, None, pkt.ctmark)
+        elif has_conn:
+            entered = pkt.entered
+            original = (entered[1] if entered[1] is not None else entered[0], entered[2], entered[3], entered[4]) \
+                if entered is not None else None
+            conn = Conn(rs.CtDir.ORIGINAL, original, (self._dst(pkt), self._dport(pkt), self._src(pkt), pkt.sport),
+                        pkt.ctmark)
+        socket = pkt.in_iface is None and not pkt.established
+        return PacketView(self._src(pkt), pkt.sport, self._dst(pkt), self._dport(pkt), pkt.proto, "",
+                          pkt.established and not pkt.related, conn, self.local_ips, socket, self.ipsets, self.width)
+
+    @staticmethod
+    def _src(pkt: SymPacket):
+        return pkt.src_value if pkt.src_value is not None else pkt.src
+
+    @staticmethod
+    def _dst(pkt: SymPacket):
+        return pkt.dst if pkt.dst is not None else pkt.dst_term
+
+    @staticmethod
+    def _dport(pkt: SymPacket):
+        return pkt.dport if pkt.dport is not None else pkt.dport_term
 
     # No interface (a packet the node sends has no input interface) is the empty name, as in the kernel:
     # `-i veth+` does not match it and `! -i veth+` does (xt: nulldevname; nft: meta iifname "").
@@ -198,15 +242,12 @@ class NodeModel:
         return match.matches(pkt.out_iface or "")
 
     def _addrtype(self, match: rs.AddrType, pkt: SymPacket) -> bool | z3.BoolRef | None:
-        if set(match.types) - {rs.AddrKind.LOCAL}:
-            return None  # only LOCAL is modelled (all kube-proxy uses)
-        value, term = (pkt.dst, pkt.dst_term) if match.direction is rs.AddrDir.DST else (pkt.src_value, pkt.src)
-        if value is not None:
-            return (value in self.local_ips) != match.negated
-        version = 4 if self.width == 32 else 6
-        is_local = z3.Or([term == self.ip_const(ip) for ip in self.local_ips if ip.version == version]
-                         or [z3.BoolVal(False)])
-        return _neg(is_local, match.negated)
+        # kube-proxy's "--dst-type LOCAL" of a concrete IPv4 destination: decided here, fast; the rest (and
+        # the meaning of every type) in verifier.matches.addrtype, which the concrete tracer asks too.
+        if match.types == _LOCAL and match.limit_iface is None and self.width == 32 and pkt.dst is not None \
+                and match.direction is rs.AddrDir.DST:
+            return (pkt.dst in self.local_ips or pkt.dst in _LOOPBACK4) != match.negated
+        return matches.addrtype(match, self.view(pkt))
 
     # ------------------------------------------------------------------------------------ walking
 
@@ -344,6 +385,9 @@ class NodeModel:
             new = target.apply(pkt.mark)
             cont.append(pkt.with_step(replace(step, note=f"mark: {pkt.mark:#x} -> {new:#x}"), mark=new))
         elif kind is rs.Dnat:
+            if _ranged(target):
+                out.append((pkt.evolve(unknown=f"DNAT to a range at {rule.origin}"), UNKNOWN))
+                return
             if pkt.dst is None or pkt.dport is None:  # a reply to any address/port, DNATed as a new connection
                 out.append((pkt.evolve(unknown=f"DNAT of a reply to a symbolic address at {rule.origin}"), UNKNOWN))
                 return
@@ -352,7 +396,21 @@ class NodeModel:
             note = f"dst: {_hostport(pkt.dst, pkt.dport)} -> {_hostport(dst, dport)}"
             out.append((pkt.with_step(replace(step, note=note), dst=dst, dport=dport, dnat=True), ACCEPT))
         elif kind is rs.Masquerade or kind is rs.Snat:
+            if _ranged(target):
+                out.append((pkt.evolve(unknown=f"SNAT to a range at {rule.origin}"), UNKNOWN))
+                return
             out.append((self._source_nat(target, pkt, step), ACCEPT))
+        elif kind in CONTINUE_TARGETS:
+            cont.append(pkt.with_step(step))
+        elif kind is rs.CtTarget and target == _NOTRACK:
+            cont.append(pkt.with_step(step, untracked=True))
+        elif kind is rs.ConnmarkTarget:
+            if not pkt.tracked or pkt.invalid or pkt.untracked:
+                cont.append(pkt.with_step(step))  # no connection: nothing to mark
+            else:
+                mark, ctmark = matches.connmark_target(target, pkt.mark, pkt.ctmark)
+                note = f"mark: {pkt.mark:#x} -> {mark:#x}, connmark: {pkt.ctmark:#x} -> {ctmark:#x}"
+                cont.append(pkt.with_step(replace(step, note=note), mark=mark, ctmark=ctmark))
         else:
             out.append((pkt.evolve(unknown=f"unsupported target {kind.__name__} at {rule.origin}"), UNKNOWN))
 
@@ -363,11 +421,31 @@ class NodeModel:
         if new is None:
             return pkt.evolve(unknown=f"no address to masquerade with at {step.rule.origin}")
         note = f"src: {pkt.src_value or 'client'} -> {new}"
+        port = target.port if type(target) is rs.Snat else target.to_ports[0] if target.to_ports else None
+        sport = pkt.sport if port is None else z3.BitVecVal(port, 16)
         return pkt.with_step(replace(step, note=note), src=z3.BitVecVal(int(new), self.width), src_value=new,
-                             snat=True)
+                             sport=sport, snat=True)
 
 
 _VERDICTS = {rs.Accept: ACCEPT, rs.Drop: DROP, rs.Reject: REJECT}
+_LOCAL = (rs.AddrKind.LOCAL,)
+_LOOPBACK4 = ipaddress.ip_network("127.0.0.0/8")
+_NOTRACK = rs.CtTarget(notrack=True)
+_CT_OPTIONS = ("direction", "orig_src", "orig_dst", "repl_src", "repl_dst", "orig_src_port", "orig_dst_port",
+               "repl_src_port", "repl_dst_port", "proto", "status", "expire")
+
+
+def _CT_EXTENDED(match: rs.Conntrack) -> bool:  # noqa: N802
+    """Whether a ``-m conntrack`` has more than --ctstate (the shared decisions read those options)."""
+    return any(getattr(match, name) is not None for name in _CT_OPTIONS)
+
+
+def _ranged(target) -> bool:
+    """A NAT target whose address or port is a range (the kernel's pick among them is not modelled)."""
+    if type(target) is rs.Masquerade:
+        return target.to_ports is not None and target.to_ports[0] != target.to_ports[1]
+    return (target.ip_high is not None and target.ip_high != target.ip) or \
+        (target.port_high is not None and target.port_high != target.port)
 
 
 def _true(model: "NodeModel", match, pkt: SymPacket) -> bool:
@@ -389,6 +467,7 @@ _GUARDS = {
     rs.Conntrack: NodeModel._conntrack,
     rs.InInterface: NodeModel._in_interface,
     rs.OutInterface: NodeModel._out_interface,
+    **{kind: NodeModel._extension for kind in matches._DECISIONS},
 }
 
 
@@ -405,7 +484,6 @@ def _destination_index(chain: rs.Chain) -> dict[tuple, list[int]]:
     return index
 
 
-CHOICE = object()  # a guard that a random choice decides (see NodeModel._match)
 
 
 def _conj(terms: list[z3.BoolRef]) -> z3.BoolRef:

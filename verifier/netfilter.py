@@ -102,6 +102,7 @@ class Connection:
 
     undo_snat: tuple | None = None  # (address, port) the reply's destination becomes
     undo_dnat: tuple | None = None  # (address, port) the reply's source becomes
+    mark: int = 0  # the connection's mark (CONNMARK), as the first packet left it
 
     @property
     def nat_states(self) -> frozenset[rs.CtState]:

@@ -41,7 +41,7 @@ class Disposition(enum.Enum):
     UNKNOWN = "unknown"
 
 
-Ends = tuple  # (src term, src value or None, sport term, dst, dport) of a packet at a node's door
+Ends = tuple  # (src term, src value or None, sport term, dst, dport, connmark) of a packet at a node's door
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,16 +225,24 @@ class ClusterNetwork:
                 continue
             if not model.has_chain(table, hook):
                 continue
-            survivors = []
-            for path in live:
-                entering = self._entering(node, hook, table, path, looped)
-                for walked, verdict in model.walk_hook(table, hook, entering):
-                    if verdict == ACCEPT and not walked.unknown:
-                        survivors.append(walked)
-                    else:
-                        ended.append(self._stopped(node, walked, verdict, hops, f"{table} {hook}"))
-            live = survivors
+            untracked = [path for path in live if table == "nat" and path.untracked]  # nat: nothing to do
+            survivors, stopped = self._table(node, hook, table, [p for p in live if p not in untracked], hops,
+                                             looped)
+            live = survivors + untracked
+            ended += stopped
         return live, ended
+
+    def _table(self, node: str, hook: str, table: str, live: list[SymPacket], hops: tuple[Hop, ...],
+               looped: bool) -> tuple[list[SymPacket], list[Fate]]:
+        survivors, ended = [], []
+        for path in live:
+            entering = self._entering(node, hook, table, path, looped)
+            for walked, verdict in self.models[node].walk_hook(table, hook, entering):
+                if verdict == ACCEPT and not walked.unknown:
+                    survivors.append(walked)
+                else:
+                    ended.append(self._stopped(node, walked, verdict, hops, f"{table} {hook}"))
+        return survivors, ended
 
     def _entering(self, node: str, hook: str, table: str, pkt: SymPacket, looped: bool) -> SymPacket:
         """What the kernel knows of the packet when ``table`` runs at ``hook``: the outgoing interface from
@@ -284,7 +292,8 @@ class ClusterNetwork:
 
     def _deliver(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...]) -> list[Fate]:
         route = self.route(node, pkt.dst)
-        hop = Hop(node, pkt.steps, f"{pkt.dst} {route}", pkt.entered, _ends(pkt))
+        # An untracked packet (-j CT --notrack) left no connection here for its answers to find.
+        hop = Hop(node, pkt.steps, f"{pkt.dst} {route}", None if pkt.untracked else pkt.entered, _ends(pkt))
         if route.kind is RouteKind.OUTSIDE:
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"{pkt.dst} leaves the cluster")]
         if route.kind is RouteKind.UNREACHABLE:
@@ -300,7 +309,8 @@ class ClusterNetwork:
         if route.kind is RouteKind.POD:
             return [Fate(Disposition.DELIVERED, hops + (hop,), pkt, pod=self.pods_by_ip[pkt.dst], node=node)]
         # A new node means a new conntrack entry: the packet is NEW there, with no DNAT state or mark.
-        onward = pkt.evolve(in_iface="eth0", out_iface=None, dnat=False, snat=False, mark=0, nat_address=None)
+        onward = pkt.evolve(in_iface="eth0", out_iface=None, dnat=False, snat=False, mark=0, nat_address=None,
+                            ctmark=0, untracked=False)
         return self.arrive(route.via, onward, hops + (hop,))
 
     def _stopped(self, node: str, pkt: SymPacket, verdict: str, hops: tuple[Hop, ...], where: str) -> Fate:
@@ -460,16 +470,16 @@ class ClusterNetwork:
 
 
 def _ends(pkt: SymPacket) -> Ends:
-    return (pkt.src, pkt.src_value, pkt.sport, pkt.dst, pkt.dport)
+    return (pkt.src, pkt.src_value, pkt.sport, pkt.dst, pkt.dport, pkt.ctmark)
 
 
 def _connection(entered: Ends, left: Ends) -> Connection:
     """What a node's conntrack holds of a connection that came in as ``entered`` and left as ``left``."""
-    src, _, sport, dst, dport = entered
-    out_src, _, out_sport, out_dst, out_dport = left
+    src, _, sport, dst, dport, _ = entered
+    out_src, _, out_sport, out_dst, out_dport, mark = left
     snat = not (src.eq(out_src) and sport.eq(out_sport))
     dnat = (dst, dport) != (out_dst, out_dport)
-    return Connection((src, sport) if snat else None, (dst, dport) if dnat else None)
+    return Connection((src, sport) if snat else None, (dst, dport) if dnat else None, mark)
 
 
 def _undo_nat(pkt: SymPacket, hook: str, conn: Connection) -> SymPacket:

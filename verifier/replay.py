@@ -71,7 +71,7 @@ class ConcreteCluster:
         route = lambda dst: self.net.route(node, dst).out_iface  # noqa: E731
         nat_source = lambda out_iface: self.net.nat_source(node, out_iface)  # noqa: E731
         return tracer.trace(model.rules, packet, model.local_ips, affinity=True, route=route, nat_source=nat_source,
-                            reply=reply)
+                            reply=reply, ipsets=model.ipsets)
 
     # ---------------------------------------------------------------------------------- round trips
 
@@ -96,7 +96,8 @@ class ConcreteCluster:
         for leg in journey.legs:
             if leg.node in conns:
                 return None
-            conns[leg.node] = _connection(leg.entered, leg.outcome)
+            if not leg.outcome.untracked:  # -j CT --notrack left no connection there
+                conns[leg.node] = _connection(leg.entered, leg.outcome)
         return conns
 
     def _answers(self, journey: Journey, client: ir.Client, expect, protocol: str) -> list[Journey]:
@@ -190,7 +191,8 @@ def _connection(entered: tracer.Packet, outcome: tracer.Outcome) -> Connection:
     """What a node's conntrack holds of a connection that came in as ``entered`` and left as ``outcome``."""
     snat = (entered.src, entered.sport) != (outcome.src, outcome.sport)
     dnat = (entered.dst, entered.dport) != (outcome.dst, outcome.dport)
-    return Connection((entered.src, entered.sport) if snat else None, (entered.dst, entered.dport) if dnat else None)
+    return Connection((entered.src, entered.sport) if snat else None, (entered.dst, entered.dport) if dnat else None,
+                      outcome.ctmark)
 
 
 def replays(concrete: ConcreteCluster, ce) -> str:

@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 from kspec import ruleset as rs
 from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
+from kspec.verifier import matches
 from kspec.verifier.netfilter import (HOOKS_WITH_OUT, UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, Reply, ct_states,
                                       protocol_matches, state_match, tables_of, tracked_in)
 
@@ -235,6 +236,8 @@ class Outcome:
     probability: float | None  # product of the statistic branches; None when a recent branch is involved
     decided_by: Step | None  # the rule (or policy) that dropped/rejected/accepted it in filter, if any
     reason: str = ""  # why the outcome is UNKNOWN
+    ctmark: int = 0  # the connection's mark on this node (CONNMARK)
+    untracked: bool = False  # -j CT --notrack: this node keeps no connection for it
 
     @property
     def dnat(self) -> tuple[IPAddress, int | None] | None:
@@ -264,7 +267,7 @@ class _Thread:
     """One possible path of the packet: its current header, state and history. Copied at each branch."""
 
     __slots__ = ("src", "sport", "dst", "dport", "mark", "dnat", "masq", "tracked", "in_iface", "out_iface",
-                 "steps", "rewrites", "branches", "prob", "decided", "reason")
+                 "steps", "rewrites", "branches", "prob", "decided", "reason", "ctmark", "untracked")
 
     def copy(self) -> "_Thread":
         twin = _Thread()
@@ -298,7 +301,7 @@ def trace(ruleset: rs.Ruleset, packet: Packet, local_ips: Iterable[IPAddress | s
           affinity: bool = False, masquerade_ip: IPAddress | str | None = None,
           route: Callable[[IPAddress], str | None] | None = None,
           nat_source: Callable[[str | None], IPAddress | None] | None = None,
-          reply: Reply | None = None) -> list[Outcome]:
+          reply: Reply | None = None, ipsets=None) -> list[Outcome]:
     """Every way ``packet`` (the first packet of a new connection) can go through this node's tables.
 
     ``local_ips``: the node's addresses (``-m addrtype LOCAL``, and the routing decision); loopback is always
@@ -314,11 +317,12 @@ def trace(ruleset: rs.Ruleset, packet: Packet, local_ips: Iterable[IPAddress | s
     ``reply``: the packet is a reply of a connection (``netfilter.Reply``): ESTABLISHED (or INVALID where the
     node never saw the connection), never meeting nat's rules; conntrack undoes the node's NAT in their place.
     """
-    return _Tracer(ruleset, local_ips, affinity, masquerade_ip, route, nat_source, reply).run(packet)
+    return _Tracer(ruleset, local_ips, affinity, masquerade_ip, route, nat_source, reply, ipsets).run(packet)
 
 
 class _Tracer:
-    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool, masquerade_ip, route, nat_source, reply):
+    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool, masquerade_ip, route, nat_source, reply,
+                 ipsets=None):
         self.ruleset = ruleset
         self.local = frozenset(ipaddress.ip_address(str(ip)) for ip in local_ips)
         self.affinity = affinity
@@ -326,6 +330,7 @@ class _Tracer:
         self.route = route
         self.nat_source = nat_source
         self.reply = reply
+        self.ipsets = ipsets
         self.outcomes: list[Outcome] = []
         self.packet: Packet | None = None
 
@@ -339,6 +344,8 @@ class _Tracer:
         start.out_iface, start.tracked = None, True
         start.steps = start.rewrites = start.branches = ()
         start.prob, start.decided, start.reason = 1.0, None, ""
+        start.ctmark = self.reply.connection.mark if self.reply is not None and self.reply.connection else 0
+        start.untracked = False
         if packet.in_interface is None:
             self._locally_generated([start])
         else:
@@ -394,6 +401,9 @@ class _Tracer:
                 continue
             survivors = []
             for thread in threads:
+                if table == "nat" and thread.untracked:  # no connection: nothing for nat to do
+                    survivors.append(thread)
+                    continue
                 # What the kernel knows when this table runs: the route (re-decided on the current
                 # destination) and whether conntrack has seen the packet (not yet in raw).
                 thread.out_iface = self._out_iface(thread.dst) if hook in HOOKS_WITH_OUT else None
@@ -424,7 +434,8 @@ class _Tracer:
     def _finish(self, thread: _Thread, disposition: Disposition) -> None:
         self.outcomes.append(Outcome(
             disposition, thread.src, thread.sport, thread.dst, thread.dport, thread.masq, thread.mark,
-            thread.steps, thread.rewrites, thread.branches, thread.prob, thread.decided, thread.reason))
+            thread.steps, thread.rewrites, thread.branches, thread.prob, thread.decided, thread.reason,
+            thread.ctmark, thread.untracked))
 
     # ---------------------------------------------------------------------------------- chain walk
 
@@ -517,12 +528,24 @@ class _Tracer:
             if table.name == "filter":
                 th.decided = step
             return _ACCEPT if kind is rs.Accept else _DROP if kind is rs.Drop else _REJECT
+        if (kind is rs.Snat or kind is rs.Masquerade or kind is rs.Dnat) and _ranged(target):
+            raise _Unmodelled(f"{kind.__name__.upper()} to a range at {rule.origin}", th)
         if kind is rs.Dnat:
             self._dnat(th, target, step)
             return _ACCEPT
         if kind is rs.Snat or kind is rs.Masquerade:
             self._snat(th, target, step)
             return _ACCEPT
+        if kind in matches.CONTINUE_TARGETS:
+            return None
+        if kind is rs.CtTarget and target == _NOTRACK:
+            th.untracked = True
+            return None
+        if kind is rs.ConnmarkTarget:
+            if th.tracked and not th.untracked and (self.reply is None or self.reply.connection is not None):
+                mark, th.ctmark = matches.connmark_target(target, th.mark, th.ctmark)
+                th.rewrite("mark", mark, step)
+            return None
         raise _Unmodelled(f"unsupported target {kind.__name__} at {rule.origin}", th)
 
     def _dnat(self, th: _Thread, target: rs.Dnat, step: Step) -> None:
@@ -536,7 +559,7 @@ class _Tracer:
         if isinstance(target, rs.Snat):
             new_src, port = target.ip, target.port
         else:
-            new_src, port = self._masquerade_source(th), None
+            new_src, port = self._masquerade_source(th), target.to_ports[0] if target.to_ports else None
         th.rewrite("src", new_src, step)
         if port is not None:
             th.rewrite("sport", port, step)
@@ -564,11 +587,13 @@ class _Tracer:
         chances: list[tuple[str, float | None]] = []  # branching matches that must all "take"
         unmodelled = None
         for match in rule.matches:
-            decide = self._match if type(match) in _MODELLED else None
-            if decide is None:
+            if type(match) in _MODELLED:
+                result = self._match(th, match, hook)
+            elif matches.modelled(match):
+                result = self._shared(th, matches.decide(match, self._view(th)), match)
+            else:
                 unmodelled = unmodelled or f"unsupported match {type(match).__name__} at {rule.origin}"
                 continue
-            result = decide(th, match, hook)
             if result is False:
                 return []  # whatever the other matches say
             if result is not True:
@@ -613,13 +638,17 @@ class _Tracer:
         if kind is rs.MarkMatch:
             return match.matches(th.mark)
         if kind is rs.AddrType:
-            ip = th.src if match.direction is rs.AddrDir.SRC else th.dst
-            return (self._addr_kind(ip) in match.types) != match.negated
+            return self._shared(th, matches.addrtype(match, self._view(th)), match)
         if kind is rs.Conntrack:
             conn = self.reply.connection if self.reply is not None else None
-            return state_match(match, ct_states(th.tracked, th.dnat, th.masq, established=conn is not None,
-                                                invalid=self.reply is not None and conn is None,
-                                                nat_states=conn.nat_states if conn is not None else frozenset()))
+            if match.states is not None:
+                states = ct_states(th.tracked, th.dnat, th.masq, untracked=th.untracked, established=conn is not None,
+                                   related=self.reply is not None and self.reply.related,
+                                   invalid=self.reply is not None and conn is None,
+                                   nat_states=conn.nat_states if conn is not None else frozenset())
+                if not state_match(match, states):
+                    return False
+            return self._shared(th, matches.conntrack_options(match, self._view(th)), match)
         if kind is rs.InInterface:
             return match.matches(th.in_iface or "")  # locally generated: no input interface
         if kind is rs.OutInterface:
@@ -649,18 +678,45 @@ class _Tracer:
         return (f"recent {match.name} {match.mode.value} {'misses' if match.negated else 'hits'} "
                 f"(an earlier connection within {match.seconds}s)", None)
 
-    def _addr_kind(self, ip: IPAddress) -> rs.AddrKind:
-        if self._is_local(ip):
-            return rs.AddrKind.LOCAL
-        if ip.is_multicast:
-            return rs.AddrKind.MULTICAST
-        if ip.version == 4 and int(ip) == 0xFFFFFFFF:
-            return rs.AddrKind.BROADCAST
-        return rs.AddrKind.UNICAST
+    def _shared(self, th: _Thread, decided, match):
+        """A decision of ``verifier.matches`` in the tracer's terms: a bool, a branch, or UNKNOWN."""
+        if decided is None:
+            raise _Unmodelled(f"unsupported match {type(match).__name__}", th)
+        if decided is matches.CHOICE:
+            return (f"{type(match).__name__} may or may not match (a rate or a counter)", None)
+        return decided
+
+    def _view(self, th: _Thread) -> matches.PacketView:
+        """The packet as ``verifier.matches`` reads it (the decisions both engines share)."""
+        conn = None
+        known = self.reply.connection if self.reply is not None else None
+        if th.tracked and not th.untracked and (self.reply is None or known is not None):
+            if self.reply is not None:
+                conn = matches.Conn(rs.CtDir.REPLY, None, None, known.mark)
+            else:
+                first = self.packet
+                conn = matches.Conn(rs.CtDir.ORIGINAL, (first.src, first.sport, first.dst, first.dport),
+                                    (th.dst, th.dport, th.src, th.sport), th.ctmark)
+        width = 32 if th.src.version == 4 else 128
+        answer = self.reply is not None and not self.reply.related
+        socket = self.packet.in_interface is None and self.reply is None
+        return matches.PacketView(th.src, th.sport, th.dst, th.dport, self.packet.protocol, "", answer, conn,
+                                  self.local, socket, self.ipsets, width)
 
 
-# The matches _Tracer._match decides; a rule with any other makes the path UNKNOWN (unless another match of
-# the rule is decided False).
+_NOTRACK = rs.CtTarget(notrack=True)
+
+
+def _ranged(target) -> bool:
+    """A NAT target whose address or port is a range (the kernel's pick among them is not modelled)."""
+    if type(target) is rs.Masquerade:
+        return target.to_ports is not None and target.to_ports[0] != target.to_ports[1]
+    return (target.ip_high is not None and target.ip_high != target.ip) or \
+        (target.port_high is not None and target.port_high != target.port)
+
+
+# The matches _Tracer._match decides itself; verifier.matches decides the extension matches (both engines);
+# a rule with any other makes the path UNKNOWN (unless another match of the rule is decided False).
 _MODELLED = frozenset({rs.Source, rs.Destination, rs.Protocol, rs.Port, rs.Comment, rs.Nfacct, rs.MarkMatch,
                        rs.AddrType, rs.Conntrack, rs.InInterface, rs.OutInterface, rs.Statistic, rs.Recent})
 

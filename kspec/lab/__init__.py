@@ -57,24 +57,25 @@ def cleanup(include_live: bool = False):
     return clean(include_live)
 
 
-def predictions(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4, rules: dict[str, str] | None = None):
+def predictions(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4, rules: dict[str, str] | None = None,
+                ipsets: dict[str, str] | None = None):
     """The model's prediction for every probe the lab can send (``verifier.predict.probes``)."""
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
-    models = node_models(cluster, family, rules)
+    models = node_models(cluster, family, rules, ipsets)
     return probes(cluster, Verifier(cluster, ClusterNetwork(cluster, models, family)))
 
 
 def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
             progress: Callable[[str], None] | None = None, family: ir.IPFamily | None = None,
-            rules: dict[str, str] | None = None):
+            rules: dict[str, str] | None = None, ipsets: dict[str, str] | None = None):
     """Build, probe, compare, tear down (unless ``keep``; always on error or Ctrl-C). A LabReport.
     ``family``: which of the cluster's families the lab builds (IPv4 when it has both, as ``kspec compile``).
     ``rules``: node name -> a whole ``iptables-save`` dump of the family, loaded exactly as given and
-    verified in place of the compiled rules."""
+    verified in place of the compiled rules; ``ipsets``: node name -> its ``ipset save`` (for ``-m set``)."""
     from kspec.lab import workloads
     from kspec.lab.report import LabReport
     from kspec.lab.topology import Lab, LabError
@@ -87,8 +88,8 @@ def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
     report = LabReport(spec or cluster.name)
     if family not in cluster.families():
         raise LabError(f"this spec has no {family.value} nodes or Services to build a lab of")
-    planned = predictions(cluster, family, rules)
-    lab = Lab(cluster, family, rules=rules)
+    planned = predictions(cluster, family, rules, ipsets)
+    lab = Lab(cluster, family, rules=rules, ipsets=ipsets)
     started = time.monotonic()
     torn_down = False
     try:

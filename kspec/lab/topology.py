@@ -50,7 +50,7 @@ NETNS_DIR = "/var/run/netns"
 CLONE_NEWNET = 0x40000000
 COMMAND_TIMEOUT = 20.0  # seconds, for every ip/iptables/nfacct/conntrack command
 _NAME_PID = re.compile(rf"^{re.escape(PREFIX)}(\d+)-")
-_NFACCT_NAME = re.compile(r"--nfacct-name (\S+)")
+_NFACCT_NAME = re.compile(r"--nfacct-name +(\S+)")  # iptables-save prints two spaces
 _serial = iter(range(1, 1 << 30))
 _UNNUMBERED_V6_HOP = "fe80::1"  # the next hop an unnumbered node's pods use (link-local only)
 T = TypeVar("T")
@@ -297,6 +297,7 @@ class Lab:
     vip_routes: set[ir.IPAddress] = field(default_factory=set)
     lb_filter: bool = False  # the router drops sources a node-port-style LB would refuse (this probe)
     rules: dict[str, str] | None = None  # node name -> a dump to load as given, instead of compiling
+    ipsets: dict[str, str] | None = None  # node name -> its 'ipset save', restored before its dump
 
     @property
     def prefix(self) -> str:
@@ -535,6 +536,7 @@ class Lab:
                         raise LabError(f"nfacct add {counter} in {node.name}'s namespace failed: "
                                        f"{made.stderr.strip()} (the kernel needs nfnetlink_acct)")
             if node.name in dumps:  # a dump is the whole state of its tables: they are replaced, not added to
+                self._restore_sets(node.name, ns)
                 self._restore(node.name, ns, text, "dump", noflush=False)
                 continue
             self._restore(node.name, ns, text, "compiled rules")
@@ -548,6 +550,17 @@ class Lab:
         self.rules = {**(self.rules or {}), **dumps}
         for name, text in dumps.items():
             self._restore(name, self.nodes[name], text, "dump", noflush=False)
+
+    def _restore_sets(self, node: str, ns: str) -> None:
+        """The node's ipsets (per network namespace, like its rules), before the rules that name them."""
+        text = (self.ipsets or {}).get(node)
+        if not text:
+            return
+        if shutil.which("ipset", path=tool_path()) is None:
+            raise LabError(f"{node}'s rules use ipsets but the ipset tool is missing (Debian: apt-get install ipset)")
+        result = in_ns(ns, ["ipset", "restore", "-exist"], stdin=text, check=False)
+        if result.returncode != 0:
+            raise LabError(f"ipset restore of {node}'s sets failed: {result.stderr.strip()}")
 
     def _restore(self, node: str, ns: str, text: str, what: str, noflush: bool = True) -> None:
         flags = ["--noflush"] if noflush else []

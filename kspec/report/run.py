@@ -9,25 +9,27 @@ from kspec.report import Outcome, outcomes, parse_format, render, use_color
 
 
 def _verify_one(path: str, cluster, timeout_ms: int, rules, builtins: bool, allow_unknown: bool,
-                family=None) -> list[Outcome]:
+                family=None, ipsets=None, strict: bool = False) -> list[Outcome]:
     from kspec.verifier import verify
 
-    results = verify(cluster, timeout_ms=timeout_ms, rules=rules, builtins=builtins, family=family)
+    results = verify(cluster, timeout_ms=timeout_ms, rules=rules, builtins=builtins, family=family, ipsets=ipsets,
+                     strict=strict)
     return outcomes(path, results, allow_unknown)
 
 
 def verify_outcomes(loaded: list[tuple[str, object]], *, timeout_ms: int, rules=None, builtins: bool = True,
-                    allow_unknown: bool = False, jobs: int = 1, family=None) -> list[Outcome]:
+                    allow_unknown: bool = False, jobs: int = 1, family=None, ipsets=None,
+                    strict: bool = False) -> list[Outcome]:
     """Outcomes for every (spec, check), in spec order; specs are verified ``jobs`` at a time. ``family``:
-    one IP family, or None for every family each cluster's nodes and Services have (``kspec.verifier.verify``)."""
+    one IP family, or None for every family each cluster's nodes and Services have (``kspec.verifier.verify``);
+    ``rules``, ``ipsets``: real nodes' dumps and sets; ``strict``: what kspec does not model is an error."""
+    args = (timeout_ms, rules, builtins, allow_unknown, family, ipsets, strict)
     if jobs <= 1 or len(loaded) <= 1:
-        return [o for path, cluster in loaded
-                for o in _verify_one(path, cluster, timeout_ms, rules, builtins, allow_unknown, family)]
+        return [o for path, cluster in loaded for o in _verify_one(path, cluster, *args)]
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=min(jobs, len(loaded))) as pool:
-        futures = [pool.submit(_verify_one, path, cluster, timeout_ms, rules, builtins, allow_unknown, family)
-                   for path, cluster in loaded]
+        futures = [pool.submit(_verify_one, path, cluster, *args) for path, cluster in loaded]
         return [o for future in futures for o in future.result()]
 
 

@@ -1,0 +1,322 @@
+"""The extension matches beyond kube-proxy's, decided once for both engines.
+
+Each decision reads a ``PacketView`` whose addresses and ports are Python values in the concrete tracer and
+may be Z3 terms in the model (a symbolic source, or an answer's symbolic destination). The small value
+operations below (``port_in``, ``addr_in``...) give a Python bool on values and a Z3 term on terms, so one
+function serves both engines. A decision answers True or False, a Z3 term, ``CHOICE`` (a rate limit or a
+packet counter: either may hold, whatever the packet), or None: not modelled exactly, so the path is
+unknown, never guessed.
+
+What the model assumes, as the lab builds nodes: packets are routed, never bridged with br_netfilter (so
+``physdev`` sees no bridge port), addresses are host routes (no subnet broadcast), and the packets are a
+connection's first one (a TCP SYN), its answer (SYN-ACK), or a REJECT's ICMP error (port unreachable).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import z3
+
+from kspec import ruleset as rs
+from kspec.ir import IPAddress
+
+CHOICE = object()  # decided by a rate or a counter, not by the packet (see module docstring)
+
+_LOOPBACK4 = ipaddress.ip_network("127.0.0.0/8")
+_THIS4 = ipaddress.ip_network("0.0.0.0/8")
+_MULTICAST4 = ipaddress.ip_network("224.0.0.0/4")
+_ALL_ONES4 = ipaddress.ip_address("255.255.255.255")
+_PORT_PROTOCOLS = frozenset({"tcp", "udp", "sctp", "udplite", "dccp"})
+_ICMP_ERROR = {"icmp": (3, 3), "ipv6-icmp": (1, 4)}  # what REJECT sends by default: port unreachable
+_SYN, _SYN_ACK = 0x02, 0x12
+
+
+@dataclass(frozen=True, slots=True)
+class Conn:
+    """What conntrack holds for the packet here: its direction and the connection's two tuples
+    (src, sport, dst, dport) as far as they are known (None: not modelled for this packet), and its mark."""
+
+    direction: rs.CtDir
+    original: tuple | None
+    reply: tuple | None
+    mark: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PacketView:
+    src: Any  # IPAddress or a Z3 bit-vector
+    sport: Any  # int or a Z3 bit-vector
+    dst: Any
+    dport: Any
+    proto: str
+    hook: str
+    answer: bool  # the connection's answer (a TCP SYN-ACK), not its first packet
+    conn: Conn | None  # None: no connection (raw before conntrack, INVALID, UNTRACKED)
+    local_ips: frozenset[IPAddress]
+    socket: bool  # sent by a local socket (a node's process; not a forwarded packet, not a kernel ICMP error)
+    ipsets: Any = None  # kspec.ingest.ipset_save.IpSets, when the node's sets are known
+    width: int = 32
+
+
+def decide(match, view: PacketView):
+    decision = _DECISIONS.get(type(match))
+    return None if decision is None else decision(match, view)
+
+
+def modelled(match) -> bool:
+    return type(match) in _DECISIONS
+
+
+# ----------------------------------------------------------------------------------- value operations
+
+
+def _symbolic(value) -> bool:
+    return isinstance(value, z3.ExprRef)
+
+
+def neg(value, negated: bool):
+    if not negated:
+        return value
+    return (not value) if isinstance(value, bool) else z3.Not(value)
+
+
+def any_of(values):
+    """Or over bools and terms: True as soon as one is True."""
+    terms = []
+    for value in values:
+        if value is True:
+            return True
+        if value is not False:
+            terms.append(value)
+    return False if not terms else terms[0] if len(terms) == 1 else z3.Or(terms)
+
+
+def all_of(values):
+    terms = []
+    for value in values:
+        if value is False:
+            return False
+        if value is not True:
+            terms.append(value)
+    return True if not terms else terms[0] if len(terms) == 1 else z3.And(terms)
+
+
+def port_in(port, low: int, high: int):
+    if _symbolic(port):
+        return z3.And(z3.UGE(port, low), z3.ULE(port, high))
+    return low <= port <= high
+
+
+def addr_between(addr, low: IPAddress, high: IPAddress, width: int):
+    if _symbolic(addr):
+        return z3.And(z3.UGE(addr, z3.BitVecVal(int(low), width)), z3.ULE(addr, z3.BitVecVal(int(high), width)))
+    return addr.version == low.version and low <= addr <= high
+
+
+def addr_in(addr, net, width: int):
+    if _symbolic(addr):
+        mask = z3.BitVecVal(int(net.netmask), width)
+        return (addr & mask) == z3.BitVecVal(int(net.network_address), width)
+    return addr.version == net.version and addr in net
+
+
+def addr_is(addr, ip: IPAddress, width: int):
+    if _symbolic(addr):
+        return addr == z3.BitVecVal(int(ip), width)
+    return addr == ip
+
+
+# ------------------------------------------------------------------------------------------ decisions
+
+
+def _multiport(m: rs.MultiPort, v: PacketView):
+    if v.proto not in _PORT_PROTOCOLS:
+        return False  # the rule needs -p tcp|udp...: another protocol never gets here matching
+    ports = {rs.MultiPortDir.SRC: (v.sport,), rs.MultiPortDir.DST: (v.dport,),
+             rs.MultiPortDir.ANY: (v.sport, v.dport)}[m.direction]
+    return neg(any_of(port_in(p, low, high) for p in ports for low, high in m.ranges), m.negated)
+
+
+def _icmp(m, v: PacketView):
+    protocol = "icmp" if type(m) is rs.Icmp else "ipv6-icmp"
+    if v.proto != protocol:
+        return False
+    kind, code = _ICMP_ERROR[protocol]
+    any_type = type(m) is rs.Icmp and m.type == 0xFF
+    return (any_type or (m.type == kind and m.code_min <= code <= m.code_max)) != m.negated
+
+
+def _tcp_flags(m: rs.TcpFlags, v: PacketView):
+    if v.proto != "tcp":
+        return False
+    return m.matches(_SYN_ACK if v.answer else _SYN)
+
+
+def _choice(m, v: PacketView):
+    return CHOICE
+
+
+def _physdev(m: rs.Physdev, v: PacketView):
+    # A routed packet has no bridge port: the match holds only when every option given is negated.
+    given = [(m.physdev_in, m.in_negated), (m.physdev_out, m.out_negated)]
+    given += [(flag, flag is False) for flag in (m.is_in, m.is_out, m.is_bridged)]
+    return all(negated for value, negated in given if value is not None)
+
+
+def _iprange(m: rs.IpRange, v: PacketView):
+    addr = v.src if m.direction is rs.RangeDir.SRC else v.dst
+    return neg(addr_between(addr, m.low, m.high, v.width), m.negated)
+
+
+def _connmark(m: rs.ConnmarkMatch, v: PacketView):
+    if v.conn is None:
+        return False  # no connection: no mark to compare, negated or not
+    return ((v.conn.mark & m.mask) == m.value) != m.negated
+
+
+def _owner(m: rs.Owner, v: PacketView):
+    if not v.socket:
+        # No socket (a forwarded packet, an ICMP error): the match holds only if every option is negated.
+        given = [(m.uid, m.uid_negated), (m.gid, m.gid_negated)]
+        given += [(m.socket_exists, m.socket_exists is False)]
+        return all(negated for value, negated in given if value is not None)
+    if m.uid is not None or m.gid is not None:
+        return None  # which user a node's process runs as is not part of the model
+    return m.socket_exists is not False
+
+
+def _set(m: rs.SetMatch, v: PacketView):
+    if v.ipsets is None or m.packets is not None or m.bytes is not None:
+        return None
+    found = v.ipsets.get(m.name)
+    if found is None:
+        return None
+    if not any(_symbolic(x) for x in (v.src, v.sport, v.dst, v.dport)):
+        from kspec.ingest.ipset_save import SetPacket
+
+        number = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58}.get(v.proto, 0)
+        kind, code = _ICMP_ERROR.get(v.proto, (0, 0))
+        packet = SetPacket(v.src, v.dst, number, v.sport, v.dport, kind, code)
+        return v.ipsets.test(m, packet)
+    return _set_symbolic(m, found, v)
+
+
+def _set_symbolic(m: rs.SetMatch, found, v: PacketView):
+    """An address set (hash:ip, hash:net, bitmap:ip) looked up by a symbolic address, without exceptions."""
+    if found.dimensions not in (("ip",), ("net",)) or len(m.flags) != 1 or m.return_nomatch:
+        return None
+    if found.netmask is not None or any(entry.nomatch for entry in found.entries):
+        return None
+    addr = v.src if m.flags[0] is rs.SetDir.SRC else v.dst
+    members = []
+    for entry in found.entries:
+        value = entry.values[0]
+        if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            members.append(addr_in(addr, value, v.width) if value.version == (4 if v.width == 32 else 6)
+                           else False)
+        elif hasattr(value, "low"):
+            members.append(addr_between(addr, value.low, value.high, v.width)
+                           if value.low.version == (4 if v.width == 32 else 6) else False)
+        else:
+            return None
+    return neg(any_of(members), m.negated)
+
+
+def _conntrack(m: rs.Conntrack, v: PacketView):
+    """The whole ``-m conntrack`` (the engines decide a state-only one themselves, faster)."""
+    if m.states is not None:
+        return None  # states with other options: left to the engines' own state check (see their guards)
+    return conntrack_options(m, v)
+
+
+def conntrack_options(m: rs.Conntrack, v: PacketView):
+    """``-m conntrack`` options other than ``--ctstate``: with no connection, they are not looked at (the
+    match then holds only if it has --ctstate, which the caller checked)."""
+    if v.conn is None:
+        return m.states is not None
+    if m.status is not None or m.expire is not None:
+        return None  # timers and status bits are not part of the model
+    checks = []
+    if m.direction is not None:
+        checks.append(m.direction is v.conn.direction)
+    if m.proto is not None:
+        number = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58}.get(v.proto)
+        checks.append((number == m.proto.number) != m.proto.negated)
+    for tuple_, fields in ((v.conn.original, (m.orig_src, m.orig_src_port, m.orig_dst, m.orig_dst_port)),
+                           (v.conn.reply, (m.repl_src, m.repl_src_port, m.repl_dst, m.repl_dst_port))):
+        if all(f is None for f in fields):
+            continue
+        if tuple_ is None:
+            return None
+        src, sport, dst, dport = tuple_
+        for value, option, is_addr in ((src, fields[0], True), (sport, fields[1], False),
+                                       (dst, fields[2], True), (dport, fields[3], False)):
+            if option is None:
+                continue
+            hit = addr_in(value, option.network, v.width) if is_addr else port_in(value, option.low, option.high)
+            checks.append(neg(hit, option.negated))
+    return all_of(checks)
+
+
+def addrtype(m: rs.AddrType, v: PacketView):
+    if m.limit_iface is not None:
+        return None  # an interface's own routes are not modelled
+    addr = v.src if m.direction is rs.AddrDir.SRC else v.dst
+    if v.width != 32:  # IPv6 looks the whole routing table up: only LOCAL (the node's own) is modelled
+        if m.types != (rs.AddrKind.LOCAL,):
+            return None
+        local = any_of([addr_is(addr, ipaddress.ip_address("::1"), 128)]
+                       + [addr_is(addr, ip, 128) for ip in v.local_ips if ip.version == 6])
+        return neg(local, m.negated)
+    return neg(any_of(addr_kind_is(addr, kind, v) for kind in m.types), m.negated)
+
+
+def addr_kind_is(addr, kind: rs.AddrKind, v: PacketView):
+    """IPv4: the type of the address's route in the local table (host routes only, as the lab builds)."""
+    local = any_of([addr_in(addr, _LOOPBACK4, 32)] + [addr_is(addr, ip, 32) for ip in v.local_ips if ip.version == 4])
+    broadcast = any_of([addr_in(addr, _THIS4, 32), addr_is(addr, _ALL_ONES4, 32)])
+    multicast = addr_in(addr, _MULTICAST4, 32)
+    if kind is rs.AddrKind.LOCAL:
+        return local
+    if kind is rs.AddrKind.BROADCAST:
+        return all_of([broadcast, neg(local, True)])
+    if kind is rs.AddrKind.MULTICAST:
+        return multicast
+    if kind is rs.AddrKind.UNICAST:
+        return all_of([neg(local, True), neg(broadcast, True), neg(multicast, True)])
+    return False  # no local-table route has any other type here
+
+
+_DECISIONS = {
+    rs.MultiPort: _multiport,
+    rs.Icmp: _icmp,
+    rs.Icmp6: _icmp,
+    rs.TcpFlags: _tcp_flags,
+    rs.Limit: _choice,
+    rs.HashLimit: _choice,
+    rs.StatisticNth: _choice,
+    rs.Physdev: _physdev,
+    rs.IpRange: _iprange,
+    rs.ConnmarkMatch: _connmark,
+    rs.Owner: _owner,
+    rs.SetMatch: _set,
+}
+
+# Targets that only look (or log, or clamp a TCP option): the packet goes on to the next rule.
+CONTINUE_TARGETS = (rs.Log, rs.Nflog, rs.TcpMss)
+
+
+def connmark_target(target: rs.ConnmarkTarget, mark: int, ctmark: int) -> tuple[int, int]:
+    """(packet mark, connection mark) after ``-j CONNMARK`` (see ``rs.ConnmarkTarget``)."""
+    full = 0xFFFFFFFF
+
+    def shifted(value: int) -> int:
+        return (value << target.shift if target.shift >= 0 else value >> -target.shift) & full
+
+    if target.mode is rs.ConnmarkMode.SET:
+        return mark, ((ctmark & ~target.ctmask) ^ shifted(target.value)) & full
+    if target.mode is rs.ConnmarkMode.SAVE:
+        return mark, ((ctmark & ~target.ctmask) ^ shifted(mark & target.nfmask)) & full
+    return ((mark & ~target.nfmask) ^ shifted(ctmark & target.ctmask)) & full, ctmark
