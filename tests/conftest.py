@@ -1,6 +1,8 @@
 """Shared fixtures: where kube-proxy's conformance corpus lives (``../shared`` beside the clone)."""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,8 +36,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(reason)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--rulesets", type=int, default=200, metavar="N",
+                     help="random rulesets the kernel differential draws (tests/lab/test_random_rulesets.py)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "session_hygiene: checks the whole session's side effects; runs last")
+    # Read by tests/lab/test_random_rulesets.py at import, where Hypothesis settles its example count.
+    os.environ["KSPEC_RULESETS"] = str(config.getoption("--rulesets"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -61,7 +70,6 @@ def root_ruleset_before():
 # (HYPOTHESIS_PROFILE=dev); `local`: Hypothesis' defaults for a plain `pytest`. CI=true selects `ci` unless
 # HYPOTHESIS_PROFILE says otherwise. None has a per-example deadline: on a shared machine a wall-clock
 # deadline fails at random (a flaky test); hangs are bounded where they can happen (e.g. parser_robustness).
-import os  # noqa: E402
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
@@ -100,6 +108,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    random_rulesets = sys.modules.get("tests.lab.test_random_rulesets")
+    if random_rulesets is not None and random_rulesets.STATS["examples"]:
+        stats = random_rulesets.STATS
+        terminalreporter.section("random rulesets against the kernel")
+        terminalreporter.write_line(f"{stats['examples']} rulesets in {stats['seconds']:.0f} s, "
+                                    f"{len(stats['disagreements'])} disagreement(s)")
+        seen = ", ".join(f"{what} {count}" for what, count in sorted(stats["outcomes"].items()))
+        terminalreporter.write_line(f"  predicted outcomes: {seen}")
+        for where in stats["disagreements"]:
+            terminalreporter.write_line(f"  {where}")
     if _tally:
         terminalreporter.section("kube-proxy conformance corpus")
         for kind, (passed, total) in _tally.items():
