@@ -275,17 +275,19 @@ def addrtype(m: rs.AddrType, v: PacketView):
 
 def addr_kind_is(addr, kind: rs.AddrKind, v: PacketView):
     """IPv4: the type of the address's route in the local table (host routes only, as the lab builds)."""
-    local = any_of([addr_in(addr, _LOOPBACK4, 32)] + [addr_is(addr, ip, 32) for ip in v.local_ips if ip.version == 4])
-    broadcast = any_of([addr_in(addr, _THIS4, 32), addr_is(addr, _ALL_ONES4, 32)])
-    multicast = addr_in(addr, _MULTICAST4, 32)
+    # Built only as needed: on a symbolic address each is a Z3 term, and kube-proxy asks LOCAL a lot.
+    local = lambda: any_of([addr_in(addr, _LOOPBACK4, 32)]  # noqa: E731
+                           + [addr_is(addr, ip, 32) for ip in v.local_ips if ip.version == 4])
+    broadcast = lambda: any_of([addr_in(addr, _THIS4, 32), addr_is(addr, _ALL_ONES4, 32)])  # noqa: E731
+    multicast = lambda: addr_in(addr, _MULTICAST4, 32)  # noqa: E731
     if kind is rs.AddrKind.LOCAL:
-        return local
+        return local()
     if kind is rs.AddrKind.BROADCAST:
-        return all_of([broadcast, neg(local, True)])
+        return all_of([broadcast(), neg(local(), True)])
     if kind is rs.AddrKind.MULTICAST:
-        return multicast
+        return multicast()
     if kind is rs.AddrKind.UNICAST:
-        return all_of([neg(local, True), neg(broadcast, True), neg(multicast, True)])
+        return all_of([neg(local(), True), neg(broadcast(), True), neg(multicast(), True)])
     return False  # no local-table route has any other type here
 
 

@@ -322,6 +322,15 @@ class ClusterNetwork:
 
     # ---------------------------------------------------------------------------------- replies
 
+    def unanswerable_outside(self, node: str, src: ir.IPAddress | None, dst: ir.IPAddress | None) -> bool:
+        """Whether a packet ``node`` sent out of the cluster from ``src`` hears nothing back: the outside world
+        has no route to the nodes' pod CIDRs (the lab's router has none either), so the ICMP error it answers
+        with is lost. Both engines ask this of what left the cluster."""
+        if dst is None or self.route(node, dst).kind is not RouteKind.OUTSIDE:
+            return False
+        owner = self.node_of(src) if src is not None else None
+        return owner is not None and owner[1] == "pods"
+
     def replies(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
         """Every fate of the pod's answer to ``fate`` (a DELIVERED one): back through the nodes, each undoing
         the NAT of the connection its conntrack holds, to the client. ANSWERED only when the answer reaches

@@ -80,9 +80,9 @@ def observed(disposition: Disposition, pod, seen, comes_back: Disposition | None
     """What a client observes of a first packet's fate and of what comes back (``comes_back``: the answer's,
     or a REJECT's ICMP error's, fate; None when not traced). Both engines' paths are judged here."""
     if comes_back is not None and comes_back is not Disposition.ANSWERED:
-        # The pod got the packet (or a REJECT answered), but nothing reaches the client, or not as its own:
-        # it sees no answer, as after a drop (an unknown way back stays unknown).
-        if disposition in (Disposition.DELIVERED, Disposition.REJECTED):
+        # The pod got the packet (or a REJECT or the outside answered), but nothing reaches the client, or
+        # not as its own: it sees no answer, as after a drop (an unknown way back stays unknown).
+        if disposition in (Disposition.DELIVERED, Disposition.REJECTED, Disposition.NO_ROUTE):
             return Outcome(Disposition.UNKNOWN if comes_back is Disposition.UNKNOWN else Disposition.DROPPED)
     if disposition is not Disposition.DELIVERED:
         return Outcome(disposition)

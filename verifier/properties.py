@@ -255,6 +255,10 @@ class Verifier:
             return self.net.replies(fate, inst.client, expect)
         if fate.disposition is Disposition.REJECTED:
             return self.net.rejections(fate, inst.client, expect)
+        if fate.disposition is Disposition.NO_ROUTE and fate.hops and \
+                self.net.unanswerable_outside(fate.hops[-1].node, fate.packet.src_value, fate.packet.dst):
+            return [Fate(Disposition.DROPPED, (), fate.packet, reason="it left the cluster from a pod address, "
+                         "which the outside cannot answer")]
         return [None]
 
     def _node_addresses(self) -> frozenset[ir.IPAddress]:

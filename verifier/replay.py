@@ -85,6 +85,10 @@ class ConcreteCluster:
                 answers = self._answers(journey, client, expect, packet.protocol)
             elif journey.disposition is Disposition.REJECTED and journey.legs:
                 answers = self._rejections(journey, client, expect)
+            elif journey.disposition is Disposition.NO_ROUTE and journey.legs and \
+                    self.net.unanswerable_outside(journey.legs[-1].node, journey.src, journey.dst):
+                answers = [Journey(Disposition.DROPPED, (), journey.src, journey.dst, journey.dport,
+                                   reason="it left the cluster from a pod address, which the outside cannot answer")]
             else:
                 found.append(journey)
                 continue

@@ -93,6 +93,7 @@ SCENARIOS = {
         filter="-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\n-A FORWARD -o eth0 -j DROP")),
     "answer's source after the undo": dict(node1=_dump(filter="-A FORWARD -s 10.96.0.10/32 -j DROP")),
     "external, DNAT on another node": dict(),
+    "untracked: never DNATed, leaves from a pod address": dict(node1=_dump(raw="-A PREROUTING -p udp -j CT --notrack")),
     "reject, ICMP error dropped on the way back": dict(node0=_dump(filter="-A FORWARD -p tcp -j REJECT"),
                                                         node1=_dump(filter="-A FORWARD -p icmp -j DROP")),
     "reject, RELATED dropped": dict(node0=_dump(filter="-A FORWARD -p tcp -j REJECT"),
@@ -166,10 +167,21 @@ def test_4_conntrack_has_not_seen_the_packet_in_raw():
 
 
 def test_5_a_path_through_an_unmodelled_match_is_unknown_not_violated():
-    node0 = _dump(filter="-A FORWARD -m addrtype --dst-type UNICAST -j DROP")
+    node0 = _dump(filter='-A FORWARD -m string --algo bm --string "GET /" -j DROP')
     result = _results(node0=node0)["delivered"]
     assert result.verdict is Verdict.UNKNOWN, result.verdict
     assert "node0.rules:" in result.reason  # the rule is named
+    # A known match that rules the packet out settles it: the unknown one is never asked.
+    node0 = _dump(filter='-A FORWARD -p udp -m string --algo bm --string "GET /" -j DROP')
+    assert _results(node0=node0)["delivered"].verdict is Verdict.PROVED
+
+
+def test_5_address_types_are_modelled_as_the_kernel_types_them():
+    # A pod's address is UNICAST to node0 (IPv4 looks in the local table only), not LOCAL.
+    results = _results(node0=_dump(filter="-A FORWARD -m addrtype --dst-type UNICAST -j DROP"))
+    assert results["delivered"].verdict is Verdict.VIOLATED and not results["delivered"].replay_error
+    results = _results(node0=_dump(filter="-A FORWARD -m addrtype --dst-type LOCAL,BROADCAST -j DROP"))
+    assert results["delivered"].verdict is Verdict.PROVED
 
 
 def test_7_protocol_numbers_match_like_names():
@@ -247,3 +259,16 @@ def test_10_trace_rewrite_and_conclusion_agree():
         seen = [line.split("client_address=")[1] for line in branch.splitlines() if "client_address=" in line]
         if rewrites and seen:
             assert rewrites[-1] == seen[0], branch
+
+
+def test_6_a_negated_zero_prefix_is_refused_as_the_kernel_refuses_it():
+    # Found by the random-ruleset differential: nf_tables refuses '! -s 0.0.0.0/0' (it can match nothing).
+    import pytest
+
+    from kspec.diagnostics import KspecError
+    from kspec.ingest.iptables_save import parse_iptables_save
+
+    with pytest.raises(KspecError) as refused:
+        parse_iptables_save(_dump(filter="-A FORWARD ! -s 0.0.0.0/0 -j DROP"), "node0.rules")
+    assert "node0.rules:" in str(refused.value) and "! -s 0.0.0.0/0" in str(refused.value)
+    parse_iptables_save(_dump(filter="-A FORWARD -s 0.0.0.0/0 -j DROP"), "node0.rules")  # not negated: fine
