@@ -385,7 +385,7 @@ class NodeModel:
             new = target.apply(pkt.mark)
             cont.append(pkt.with_step(replace(step, note=f"mark: {pkt.mark:#x} -> {new:#x}"), mark=new))
         elif kind is rs.Dnat:
-            if _ranged(target):
+            if matches.nat_range(target):
                 out.append((pkt.evolve(unknown=f"DNAT to a range at {rule.origin}"), UNKNOWN))
                 return
             if pkt.dst is None or pkt.dport is None:  # a reply to any address/port, DNATed as a new connection
@@ -396,7 +396,7 @@ class NodeModel:
             note = f"dst: {_hostport(pkt.dst, pkt.dport)} -> {_hostport(dst, dport)}"
             out.append((pkt.with_step(replace(step, note=note), dst=dst, dport=dport, dnat=True), ACCEPT))
         elif kind is rs.Masquerade or kind is rs.Snat:
-            if _ranged(target):
+            if matches.nat_range(target):
                 out.append((pkt.evolve(unknown=f"SNAT to a range at {rule.origin}"), UNKNOWN))
                 return
             out.append((self._source_nat(target, pkt, step), ACCEPT))
@@ -439,13 +439,6 @@ def _CT_EXTENDED(match: rs.Conntrack) -> bool:  # noqa: N802
     """Whether a ``-m conntrack`` has more than --ctstate (the shared decisions read those options)."""
     return any(getattr(match, name) is not None for name in _CT_OPTIONS)
 
-
-def _ranged(target) -> bool:
-    """A NAT target whose address or port is a range (the kernel's pick among them is not modelled)."""
-    if type(target) is rs.Masquerade:
-        return target.to_ports is not None and target.to_ports[0] != target.to_ports[1]
-    return (target.ip_high is not None and target.ip_high != target.ip) or \
-        (target.port_high is not None and target.port_high != target.port)
 
 
 def _true(model: "NodeModel", match, pkt: SymPacket) -> bool:

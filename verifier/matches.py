@@ -306,6 +306,14 @@ _DECISIONS = {
     rs.SetMatch: _set,
 }
 
+def nat_range(target) -> bool:
+    """A NAT target whose address or port is a range: the kernel's pick among them is not modelled."""
+    if type(target) is rs.Masquerade:
+        return target.to_ports is not None and target.to_ports[0] != target.to_ports[1]
+    return (target.ip_high is not None and target.ip_high != target.ip) or \
+        (target.port_high is not None and target.port_high != target.port)
+
+
 # Targets that only look (or log, or clamp a TCP option): the packet goes on to the next rule.
 CONTINUE_TARGETS = (rs.Log, rs.Nflog, rs.TcpMss)
 

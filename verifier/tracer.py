@@ -528,7 +528,7 @@ class _Tracer:
             if table.name == "filter":
                 th.decided = step
             return _ACCEPT if kind is rs.Accept else _DROP if kind is rs.Drop else _REJECT
-        if (kind is rs.Snat or kind is rs.Masquerade or kind is rs.Dnat) and _ranged(target):
+        if (kind is rs.Snat or kind is rs.Masquerade or kind is rs.Dnat) and matches.nat_range(target):
             raise _Unmodelled(f"{kind.__name__.upper()} to a range at {rule.origin}", th)
         if kind is rs.Dnat:
             self._dnat(th, target, step)
@@ -706,13 +706,6 @@ class _Tracer:
 
 _NOTRACK = rs.CtTarget(notrack=True)
 
-
-def _ranged(target) -> bool:
-    """A NAT target whose address or port is a range (the kernel's pick among them is not modelled)."""
-    if type(target) is rs.Masquerade:
-        return target.to_ports is not None and target.to_ports[0] != target.to_ports[1]
-    return (target.ip_high is not None and target.ip_high != target.ip) or \
-        (target.port_high is not None and target.port_high != target.port)
 
 
 # The matches _Tracer._match decides itself; verifier.matches decides the extension matches (both engines);

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-TABLE_CHAINS = {
-    "raw": ("PREROUTING", "OUTPUT"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-    "filter": ("INPUT", "FORWARD", "OUTPUT"),
-    "security": ("INPUT", "FORWARD", "OUTPUT"),
-}
+from kspec import ruleset as rs
+
+TABLE_CHAINS = rs.BUILTIN_CHAINS
 ADDRESSES = ("10.244.1.10/32", "10.244.0.10/32", "10.244.0.20/32", "10.244.0.0/16", "10.244.1.0/24",
              "10.96.0.10/32", "192.0.2.50/32", "203.0.113.0/24", "10.240.0.10/32", "10.240.0.11/32", "0.0.0.0/0",
              "10.96.0.0/12")
