@@ -325,7 +325,7 @@ class NodeModel:
             decide = _GUARDS.get(type(match))
             g = None if decide is None else decide(self, match, pkt)
             if g is None:
-                unknown = unknown or f"unsupported match {type(match).__name__} at {rule.origin}"
+                unknown = unknown or matches.unmodelled(match, rule)
                 continue
             if g is False:
                 return None, pkt  # whatever the other matches say
@@ -412,7 +412,7 @@ class NodeModel:
                 note = f"mark: {pkt.mark:#x} -> {mark:#x}, connmark: {pkt.ctmark:#x} -> {ctmark:#x}"
                 cont.append(pkt.with_step(replace(step, note=note), mark=mark, ctmark=ctmark))
         else:
-            out.append((pkt.evolve(unknown=f"unsupported target {kind.__name__} at {rule.origin}"), UNKNOWN))
+            out.append((pkt.evolve(unknown=matches.unmodelled(target, rule)), UNKNOWN))
 
 
     def _source_nat(self, target, pkt: SymPacket, step: Step) -> SymPacket:

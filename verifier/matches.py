@@ -60,6 +60,17 @@ class PacketView:
     width: int = 32
 
 
+def unmodelled(what, rule) -> str:
+    """Why a path is unknown, naming the match or target (an Opaque one by its module) and the rule."""
+    kind = type(what)
+    name = f"match -m {what.module}" if kind is rs.Opaque else f"target -j {what.name}" \
+        if kind is rs.OpaqueTarget else f"{'target' if kind.__name__ in _TARGET_NAMES else 'match'} {kind.__name__}"
+    return f"unsupported {name} at {rule.origin}"
+
+
+_TARGET_NAMES = frozenset(t.__name__ for t in rs.Target.__args__)
+
+
 def decide(match, view: PacketView):
     decision = _DECISIONS.get(type(match))
     return None if decision is None else decision(match, view)

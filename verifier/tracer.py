@@ -546,7 +546,7 @@ class _Tracer:
                 mark, th.ctmark = matches.connmark_target(target, th.mark, th.ctmark)
                 th.rewrite("mark", mark, step)
             return None
-        raise _Unmodelled(f"unsupported target {kind.__name__} at {rule.origin}", th)
+        raise _Unmodelled(matches.unmodelled(target, rule), th)
 
     def _dnat(self, th: _Thread, target: rs.Dnat, step: Step) -> None:
         if target.ip is not None:
@@ -592,7 +592,9 @@ class _Tracer:
             elif matches.modelled(match):
                 result = self._shared(th, matches.decide(match, self._view(th)), match)
             else:
-                unmodelled = unmodelled or f"unsupported match {type(match).__name__} at {rule.origin}"
+                result = None
+            if result is None:  # not modelled exactly (here, or for this packet)
+                unmodelled = unmodelled or matches.unmodelled(match, rule)
                 continue
             if result is False:
                 return []  # whatever the other matches say
@@ -679,9 +681,7 @@ class _Tracer:
                 f"(an earlier connection within {match.seconds}s)", None)
 
     def _shared(self, th: _Thread, decided, match):
-        """A decision of ``verifier.matches`` in the tracer's terms: a bool, a branch, or UNKNOWN."""
-        if decided is None:
-            raise _Unmodelled(f"unsupported match {type(match).__name__}", th)
+        """A decision of ``verifier.matches`` in the tracer's terms: a bool, a branch, or None (unknown)."""
         if decided is matches.CHOICE:
             return (f"{type(match).__name__} may or may not match (a rate or a counter)", None)
         return decided
