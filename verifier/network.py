@@ -93,6 +93,25 @@ def _endpoint_pods(cluster: ir.Cluster) -> list[ir.Pod]:
     return pods
 
 
+def listening_ports(cluster: ir.Cluster, family: ir.IPFamily) -> dict[str, dict[str, set[int]]]:
+    """For each pod of ``family``: the TCP and UDP ports something listens on (its container ports, and the
+    ports of every endpoint with its address). The lab starts its echo servers on exactly these."""
+    own = [pod for pod in cluster.pods if ir.IPFamily.of(pod.ip) is family]
+    ports: dict[str, dict[str, set[int]]] = {pod.key: {"tcp": set(), "udp": set()} for pod in own}
+    by_ip = {pod.ip: pod.key for pod in own}
+    for pod in own:
+        for cport in pod.ports:
+            if cport.protocol in (ir.Protocol.TCP, ir.Protocol.UDP):
+                ports[pod.key][cport.protocol.lower].add(cport.port)
+    for svc in cluster.services:
+        for ep in svc.endpoints:
+            key = by_ip.get(ep.ip)
+            for eport in ep.ports if key is not None else ():
+                if eport.protocol in (ir.Protocol.TCP, ir.Protocol.UDP):
+                    ports[key][eport.protocol.lower].add(eport.port)
+    return ports
+
+
 def pod_gateway(node: ir.Node, family: ir.IPFamily) -> ir.IPAddress | None:
     """The address the node holds on the host side of its pods' network, if its wiring gives it one."""
     if node.pod_wiring is ir.PodWiring.UNNUMBERED:
@@ -133,6 +152,7 @@ class ClusterNetwork:
         self._pod_number = {ip: i for i, ip in enumerate(self.pods_by_ip)}
         self._owner: dict = {}
         self._routes: dict = {}
+        self._listening: dict | None = None
 
     # ------------------------------------------------------------------------------- addressing
 
@@ -295,6 +315,8 @@ class ClusterNetwork:
         # An untracked packet (-j CT --notrack) left no connection here for its answers to find.
         hop = Hop(node, pkt.steps, f"{pkt.dst} {route}", None if pkt.untracked else pkt.entered, _ends(pkt))
         if route.kind is RouteKind.OUTSIDE:
+            if self.routed_back(pkt.dst):
+                return [Fate(Disposition.UNKNOWN, hops + (hop,), pkt, reason=self.routed_back(pkt.dst))]
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"{pkt.dst} leaves the cluster")]
         if route.kind is RouteKind.UNREACHABLE:
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}")]
@@ -321,6 +343,27 @@ class ClusterNetwork:
                     reason=pkt.unknown or f"{verdict} in {where} on {node}")
 
     # ---------------------------------------------------------------------------------- replies
+
+    def routed_back(self, dst: ir.IPAddress) -> str:
+        """Why a packet leaving the cluster for ``dst`` has an unknown fate ('' when it simply leaves): the
+        outside sends a Service's external or load-balancer IPs back into the cluster, and where is not part
+        of the model."""
+        for svc in self.cluster.services:
+            if dst in svc.external_ips or any(i.ip == dst for i in svc.load_balancer_ingress):
+                return f"{dst} leaves the cluster, but it is {svc.key}'s external or LB IP, which the outside " \
+                       "routes back into the cluster (not modelled)"
+        return ""
+
+    def silent_pod(self, pod: ir.Pod | None, proto: str, port: int | None) -> str:
+        """Why a pod cannot answer a packet to ``port`` ('' when something listens there): it resets the
+        connection (or, for UDP, answers port unreachable), and that answer's way back is not modelled."""
+        if pod is None or port is None or proto not in ("tcp", "udp"):
+            return ""
+        if self._listening is None:
+            self._listening = listening_ports(self.cluster, self.family)
+        if port in self._listening.get(pod.key, {}).get(proto, ()):
+            return ""
+        return f"nothing listens on {pod.key}'s {proto} port {port}: it refuses the connection (not modelled)"
 
     def unanswerable_outside(self, node: str, src: ir.IPAddress | None, dst: ir.IPAddress | None) -> bool:
         """Whether a packet ``node`` sent out of the cluster from ``src`` hears nothing back: the outside world

@@ -252,6 +252,9 @@ class Verifier:
             return [None]  # e.g. refused by the load balancer before any node
         expect = (inst.target.dst, inst.target.dport)
         if fate.disposition is Disposition.DELIVERED:
+            refused = self.net.silent_pod(fate.pod, fate.packet.proto, fate.packet.dport)
+            if refused:
+                return [Fate(Disposition.UNKNOWN, (), fate.packet, node=fate.node, reason=refused)]
             return self.net.replies(fate, inst.client, expect)
         if fate.disposition is Disposition.REJECTED:
             return self.net.rejections(fate, inst.client, expect)

@@ -82,7 +82,9 @@ class ConcreteCluster:
         found = []
         for journey in self.journeys(client, packet, entry_node):
             if journey.disposition is Disposition.DELIVERED:
-                answers = self._answers(journey, client, expect, packet.protocol)
+                refused = self.net.silent_pod(journey.pod, packet.protocol, journey.dport)
+                answers = [Journey(Disposition.UNKNOWN, (), journey.src, journey.dst, journey.dport, reason=refused)] \
+                    if refused else self._answers(journey, client, expect, packet.protocol)
             elif journey.disposition is Disposition.REJECTED and journey.legs:
                 answers = self._rejections(journey, client, expect)
             elif journey.disposition is Disposition.NO_ROUTE and journey.legs and \
@@ -177,6 +179,8 @@ class ConcreteCluster:
             return end(Disposition.HOST, node=node)
         route = self.net.route(node, outcome.dst)
         if route.kind is RouteKind.OUTSIDE:
+            if self.net.routed_back(outcome.dst):
+                return end(Disposition.UNKNOWN, reason=self.net.routed_back(outcome.dst))
             return end(Disposition.NO_ROUTE, reason=f"{outcome.dst} leaves the cluster")
         if route.kind is RouteKind.POD:
             pod = self.net.pods_by_ip[outcome.dst]

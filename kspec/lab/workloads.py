@@ -16,7 +16,6 @@ import time
 
 from kspec import ir
 from kspec.compiler.healthcheck import healthy_nodes, healthz, local_endpoint_counts
-from kspec.compiler.nodeview import service_ports
 from kspec.lab.topology import Lab, LabError, call_in_ns, tool_path
 
 READY_TIMEOUT = 15.0  # seconds for a server to bind its sockets
@@ -27,22 +26,10 @@ METRICS_PORT = 10249  # kube-proxy's --metrics-bind-address (127.0.0.1), serves 
 
 def pod_ports(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, dict[str, set[int]]]:
     """For each pod of ``family``: the TCP and UDP ports its echo server listens on (endpoint ports and
-    container ports)."""
-    own = [pod for pod in cluster.pods if ir.IPFamily.of(pod.ip) is family]  # the other family's stay unwired
-    by_ip = {pod.ip: pod for pod in own}
-    ports: dict[str, dict[str, set[int]]] = {pod.key: {"tcp": set(), "udp": set()} for pod in own}
-    for pod in own:
-        for cport in pod.ports:
-            if cport.protocol in (ir.Protocol.TCP, ir.Protocol.UDP):
-                ports[pod.key][cport.protocol.lower].add(cport.port)
-    for info in service_ports(cluster, family):
-        if info.protocol not in ("tcp", "udp"):
-            continue
-        for ep in info.endpoints:
-            pod = by_ip.get(ep.ip)
-            if pod is not None:
-                ports[pod.key][info.protocol].add(ep.port)
-    return ports
+    container ports): the network model's ``listening_ports``, so that the two agree."""
+    from kspec.verifier.network import listening_ports
+
+    return listening_ports(cluster, family)
 
 
 def node_answers(cluster: ir.Cluster, node: str, family: ir.IPFamily = ir.IPFamily.V4) -> list[dict]:
