@@ -315,8 +315,6 @@ class ClusterNetwork:
         # An untracked packet (-j CT --notrack) left no connection here for its answers to find.
         hop = Hop(node, pkt.steps, f"{pkt.dst} {route}", None if pkt.untracked else pkt.entered, _ends(pkt))
         if route.kind is RouteKind.OUTSIDE:
-            if self.routed_back(pkt.dst):
-                return [Fate(Disposition.UNKNOWN, hops + (hop,), pkt, reason=self.routed_back(pkt.dst))]
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"{pkt.dst} leaves the cluster")]
         if route.kind is RouteKind.UNREACHABLE:
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}")]
@@ -343,16 +341,6 @@ class ClusterNetwork:
                     reason=pkt.unknown or f"{verdict} in {where} on {node}")
 
     # ---------------------------------------------------------------------------------- replies
-
-    def routed_back(self, dst: ir.IPAddress) -> str:
-        """Why a packet leaving the cluster for ``dst`` has an unknown fate ('' when it simply leaves): the
-        outside sends a Service's external or load-balancer IPs back into the cluster, and where is not part
-        of the model."""
-        for svc in self.cluster.services:
-            if dst in svc.external_ips or any(i.ip == dst for i in svc.load_balancer_ingress):
-                return f"{dst} leaves the cluster, but it is {svc.key}'s external or LB IP, which the outside " \
-                       "routes back into the cluster (not modelled)"
-        return ""
 
     def silent_pod(self, pod: ir.Pod | None, proto: str, port: int | None) -> str:
         """Why a pod cannot answer a packet to ``port`` ('' when something listens there): it resets the

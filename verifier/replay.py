@@ -179,8 +179,6 @@ class ConcreteCluster:
             return end(Disposition.HOST, node=node)
         route = self.net.route(node, outcome.dst)
         if route.kind is RouteKind.OUTSIDE:
-            if self.net.routed_back(outcome.dst):
-                return end(Disposition.UNKNOWN, reason=self.net.routed_back(outcome.dst))
             return end(Disposition.NO_ROUTE, reason=f"{outcome.dst} leaves the cluster")
         if route.kind is RouteKind.POD:
             pod = self.net.pods_by_ip[outcome.dst]

@@ -170,8 +170,7 @@ def _differential(lab: Lab, dumps: dict[str, str], pick: int) -> None:
     for outcome in model:
         _count(outcome.disposition.value)
     if any(o.disposition is Disposition.UNKNOWN for o in model):
-        # Honest, never wrong, and counted: a Service's external IP sent back out of the cluster (where the
-        # outside routes it is not modelled), a pod port nothing listens on (its reset's way back).
+        # Honest, never wrong, and counted: e.g. a pod port nothing listens on (its reset's way back).
         assert model == concrete, (sorted(map(str, model)), sorted(map(str, concrete)))
         return
     result = _kernel(lab, check, inst, model)
