@@ -286,7 +286,7 @@ class ClusterNetwork:
         """After PREROUTING: the routing decision, then INPUT for the node itself or FORWARD for the rest."""
         route = self.route(node, pkt.dst)
         if route.kind is RouteKind.LOCAL:
-            return self._to_host(node, pkt, hops, "INPUT")
+            return self._to_host(node, pkt, hops)
         if route.kind is RouteKind.UNREACHABLE:
             hop = Hop(node, pkt.steps, f"{pkt.dst}: no route")
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}")]
@@ -295,13 +295,14 @@ class ClusterNetwork:
             fates += self._leave(node, path, hops)
         return fates
 
-    def _to_host(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...], hook: str) -> list[Fate]:
-        live, fates = self._hook(node, hook, pkt, hops, looped=pkt.in_iface == "lo")
-        for path in live:
-            hop = Hop(node, path.steps, f"{pkt.dst} is local to {node}")
-            fates.append(Fate(Disposition.HOST, hops + (hop,), path, node=node,
-                              reason=f"reached a socket on {node}, not a pod"))
-        return fates
+    def _to_host(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...]) -> list[Fate]:
+        live, fates = self._hook(node, "INPUT", pkt, hops)
+        return fates + self._host_fates(node, live, hops)
+
+    @staticmethod
+    def _host_fates(node: str, live: list[SymPacket], hops: tuple[Hop, ...]) -> list[Fate]:
+        return [Fate(Disposition.HOST, hops + (Hop(node, path.steps, f"{path.dst} is local to {node}"),), path,
+                     node=node, reason=f"reached a socket on {node}, not a pod") for path in live]
 
     def _leave(self, node: str, pkt: SymPacket, hops: tuple[Hop, ...]) -> list[Fate]:
         """POSTROUTING, then hand the packet to the pod, the next node, or the outside."""
@@ -321,11 +322,8 @@ class ClusterNetwork:
         if route.kind is RouteKind.LOCAL:
             # A process on this node talking to itself: back in through lo, PREROUTING and INPUT without nat
             # (conntrack already holds the connection's NAT).
-            looped = pkt.evolve(in_iface="lo", out_iface=None)
-            live, fates = self._hook(node, "PREROUTING", looped, hops, looped=True)
-            for path in live:
-                fates += self._to_host(node, path, hops, "INPUT")
-            return fates
+            live, fates = self._looped_in(node, [pkt], hops, None)
+            return fates + self._host_fates(node, live, hops)
         if route.kind is RouteKind.POD:
             return [Fate(Disposition.DELIVERED, hops + (hop,), pkt, pod=self.pods_by_ip[pkt.dst], node=node)]
         # A new node means a new conntrack entry: the packet is NEW there, with no DNAT state or mark.
