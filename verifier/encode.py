@@ -18,13 +18,11 @@ from kspec import ruleset as rs
 from kspec.ir import IPAddress
 from kspec.verifier import matches
 from kspec.verifier.matches import CHOICE, CONTINUE_TARGETS, Conn, PacketView
-from kspec.verifier.netfilter import ct_states, protocol_matches, state_match
+from kspec.verifier.netfilter import (ACCEPT, DROP, REJECT, UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, UNKNOWN, Connection,
+                                      ct_states, protocol_matches, state_match)
 
 SHORT_CHAIN = 16  # chains up to this length are walked whole
 SLICE_CACHE = 50_000  # (chain, destination) slices remembered per node
-
-# How a hook walk ends.
-ACCEPT, DROP, REJECT, UNKNOWN = "accept", "drop", "reject", "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +68,12 @@ class SymPacket:
     @property
     def cond(self) -> z3.BoolRef:
         return z3.And(self.conds) if self.conds else z3.BoolVal(True)
+
+    @property
+    def sport_value(self) -> int | None:
+        """The source port when it is a constant (an answer's always is), else None."""
+        port = z3.simplify(self.sport)
+        return port.as_long() if z3.is_bv_value(port) else None
 
     def with_step(self, step: Step, **changes) -> "SymPacket":
         new = self.evolve(**changes)
@@ -218,8 +222,9 @@ class NodeModel:
             conn = Conn(rs.CtDir.ORIGINAL, original, (self._dst(pkt), self._dport(pkt), self._src(pkt), pkt.sport),
                         pkt.ctmark)
         socket = pkt.in_iface is None and not pkt.established
-        return PacketView(self._src(pkt), pkt.sport, self._dst(pkt), self._dport(pkt), pkt.proto, "",
-                          pkt.established and not pkt.related, conn, self.local_ips, socket, self.ipsets, self.width)
+        answer = (pkt.established or pkt.invalid) and not pkt.related  # a SYN-ACK, known here or not
+        return PacketView(self._src(pkt), pkt.sport, self._dst(pkt), self._dport(pkt), pkt.proto, "", answer,
+                          conn, self.local_ips, socket, self.ipsets, self.width)
 
     @staticmethod
     def _src(pkt: SymPacket):
@@ -248,6 +253,51 @@ class NodeModel:
                 and match.direction is rs.AddrDir.DST:
             return (pkt.dst in self.local_ips or pkt.dst in _LOOPBACK4) != match.negated
         return matches.addrtype(match, self.view(pkt))
+
+    # ------------------------------------------------------------- packets, for walk.Walk (walk.Engine)
+
+    @staticmethod
+    def at_door(pkt: SymPacket) -> SymPacket:
+        return pkt.evolve(steps=(), entered=NodeModel.ends(pkt))
+
+    @staticmethod
+    def ends(pkt: SymPacket) -> tuple:
+        return (pkt.src, pkt.src_value, pkt.sport, pkt.dst, pkt.dport, pkt.ctmark)
+
+    @staticmethod
+    def connection(entered: tuple, left: tuple) -> Connection:
+        """What a node's conntrack holds of a connection that came in as ``entered`` and left as ``left``."""
+        src, _, sport, dst, dport, _ = entered
+        out_src, _, out_sport, out_dst, out_dport, mark = left
+        snat = not (src.eq(out_src) and sport.eq(out_sport))
+        dnat = (dst, dport) != (out_dst, out_dport)
+        return Connection((src, sport) if snat else None, (dst, dport) if dnat else None, mark)
+
+    def undo_nat(self, pkt: SymPacket, hook: str, conn: Connection) -> SymPacket:
+        """Conntrack's reverse NAT of a reply at nat's place in ``hook`` (a step of its own in the trace)."""
+        if hook in UNDO_SNAT_HOOKS and conn.undo_snat is not None:
+            term, sport = conn.undo_snat
+            value = _value(term)
+            step = Step("nat", hook, None, f"conntrack undoes SNAT: dst: {pkt.dst or 'client'} -> {value or 'client'}")
+            return pkt.with_step(step, dst=value, dst_term=None if value is not None else term, dport=None,
+                                 dport_term=sport)
+        if hook in UNDO_DNAT_HOOKS and conn.undo_dnat is not None:
+            dst, dport = conn.undo_dnat
+            step = Step("nat", hook, None, f"conntrack undoes DNAT: src: {pkt.src_value} -> {dst}:{dport}")
+            return pkt.with_step(step, src=self.ip_const(dst), src_value=dst, sport=z3.BitVecVal(dport, 16))
+        return pkt
+
+    def answer(self, pkt: SymPacket, in_iface: str) -> SymPacket:
+        """The receiver's answer: from the delivered packet's (constant) destination to its source, which may
+        be symbolic (any external host): then ``dst_term`` and ``dport_term`` say which."""
+        return SymPacket(src=self.ip_const(pkt.dst), src_value=pkt.dst, sport=z3.BitVecVal(pkt.dport, 16),
+                         dst=pkt.src_value, dport=None, proto=pkt.proto, in_iface=in_iface, conds=pkt.conds,
+                         dst_term=pkt.src, dport_term=pkt.sport)
+
+    def icmp_error(self, pkt: SymPacket, src: IPAddress, conn: Connection) -> SymPacket:
+        return SymPacket(src=self.ip_const(src), src_value=src, sport=z3.BitVecVal(0, 16), dst=pkt.src_value,
+                         dport=0, proto="icmp" if self.width == 32 else "ipv6-icmp", conds=pkt.conds,
+                         dst_term=pkt.src, established=True, related=True, nat_states=conn.nat_states)
 
     # ------------------------------------------------------------------------------------ walking
 
@@ -485,6 +535,13 @@ def _conj(terms: list[z3.BoolRef]) -> z3.BoolRef:
 
 def _neg(term: z3.BoolRef, negated: bool) -> z3.BoolRef:
     return z3.Not(term) if negated else term
+
+
+def _value(term: z3.BitVecRef):
+    """The address a constant term stands for, else None (a symbolic one)."""
+    if not z3.is_bv_value(term):
+        return None
+    return ipaddress.ip_address(term.as_long()) if term.size() == 32 else ipaddress.IPv6Address(term.as_long())
 
 
 def _hostport(ip: IPAddress, port: int) -> str:

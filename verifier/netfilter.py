@@ -10,13 +10,17 @@ concrete tracer) read them from here, so that they cannot drift.
 * protocol names and numbers (``-p 17`` is ``-p udp``).
 
 Where a packet is routed and which address source NAT picks are facts of the cluster network, so they live
-in ``network.ClusterNetwork`` (``route``, ``nat_source``), which both engines ask.
+in ``network.ClusterNetwork`` (``route``, ``nat_source``); the order in which a packet meets hooks, routes and
+nodes is ``walk``, which both engines run.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from kspec import ruleset as rs
+
+# How a table's walk of a packet ends (both engines).
+ACCEPT, DROP, REJECT, UNKNOWN = "accept", "drop", "reject", "unknown"
 
 # Tables per hook, in priority order. A table without the hook's chain is skipped.
 HOOK_TABLES: dict[str, tuple[str, ...]] = {

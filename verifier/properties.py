@@ -18,6 +18,7 @@ from kspec import ir
 from kspec.heap import heap_frozen
 from kspec.verifier.encode import symbolic_packet
 from kspec.verifier.network import ClusterNetwork, Disposition, Fate, Hop, pod_gateway
+from kspec.verifier.walk import Walk
 
 
 # Checks of one Service ask about the same packets (e.g. the Local and the health-check built-ins); a small
@@ -96,6 +97,7 @@ class Verifier:
     def __init__(self, cluster: ir.Cluster, network: ClusterNetwork, timeout_ms: int = 10_000):
         self.cluster = cluster
         self.net = network
+        self.walk = Walk(network, network.models)  # the Z3 engine's walk through the cluster
         self.family = network.family
         self.timeout_ms = timeout_ms
         self.width = 32 if self.family is ir.IPFamily.V4 else 128
@@ -239,30 +241,13 @@ class Verifier:
         key = (inst.client.name, inst.target)
         found = self._round_trips.get(key)
         if found is None:
+            expect = (inst.target.dst, inst.target.dport) if inst.target is not None else None
             found = tuple(replace(fate, reply=answer) for fate in inst.fates
-                          for answer in self._answers(inst, fate))
+                          for answer in (self.walk.answers(fate, inst.client, expect) if expect else [None]))
             if len(self._round_trips) >= INSTANCE_CACHE:
                 self._round_trips.clear()
             self._round_trips[key] = found
         return found
-
-    def _answers(self, inst: Instance, fate: Fate) -> list:
-        """The fates of what comes back: the pod's answer, or a REJECT's ICMP error."""
-        if inst.target is None or fate.packet.entered is None:
-            return [None]  # e.g. refused by the load balancer before any node
-        expect = (inst.target.dst, inst.target.dport)
-        if fate.disposition is Disposition.DELIVERED:
-            refused = self.net.silent_pod(fate.pod, fate.packet.proto, fate.packet.dport)
-            if refused:
-                return [Fate(Disposition.UNKNOWN, (), fate.packet, node=fate.node, reason=refused)]
-            return self.net.replies(fate, inst.client, expect)
-        if fate.disposition is Disposition.REJECTED:
-            return self.net.rejections(fate, inst.client, expect)
-        if fate.disposition is Disposition.NO_ROUTE and fate.hops and \
-                self.net.unanswerable_outside(fate.hops[-1].node, fate.packet.src_value, fate.packet.dst):
-            return [Fate(Disposition.DROPPED, (), fate.packet, reason="it left the cluster from a pod address, "
-                         "which the outside cannot answer")]
-        return [None]
 
     def _node_addresses(self) -> frozenset[ir.IPAddress]:
         """Every address a node can masquerade with: its own, and the pod gateway it holds for its pods."""
@@ -316,15 +301,7 @@ class Verifier:
 
     def _send(self, client: ir.Client, pkt, entry_node: str | None) -> tuple[Fate, ...]:
         """Fates of ``pkt`` sent by ``client``; external clients enter at ``entry_node``."""
-        if client.kind is ir.ClientKind.NODE:
-            return tuple(self.net.originate(client.node, pkt))
-        if client.kind is ir.ClientKind.POD:
-            pod = next(p for p in self.cluster.pods if p.ip == client.ip or p.key == client.name)
-            return tuple(self.net.arrive(pod.node, pkt.evolve(in_iface=self.net.pod_iface(pod))))
-        if entry_node is None:
-            return (Fate(Disposition.NO_ROUTE, (Hop("-", (), "no route from outside"),), pkt,
-                         reason=f"{pkt.dst} is not reachable from outside the cluster"),)
-        return tuple(self.net.arrive(entry_node, pkt.evolve(in_iface="eth0")))
+        return tuple(self.walk.send(client, pkt, entry_node))
 
     def _instances_for(self, client: ir.Client, svc: ir.Service, port: ir.ServicePort, dest: ir.Destination):
         for target, label in self.targets(svc, port, dest):

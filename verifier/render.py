@@ -109,9 +109,9 @@ def _hops_json(fate: Fate) -> list[dict]:
             for hop in fate.hops]
 
 
-def journey_text(number: int, total: int, journey) -> str:
-    """One branch of ``kspec trace``: hops, rule lines with their origin, rewrites, and the ending; then the
-    pod's answer, the same way."""
+def journey_text(number: int, total: int, journey: Fate) -> str:
+    """One branch of ``kspec trace`` (a fate of the concrete engine): hops, rule lines with their origin,
+    rewrites, and the ending; then the pod's answer, the same way."""
     answered = f", {journey.reply.disposition.value.upper()}" if journey.reply is not None else ""
     lines = [f"branch {number}/{total}: {journey.disposition.value.upper()}{answered}"] + _legs_text(journey)
     if journey.reply is not None:
@@ -119,16 +119,16 @@ def journey_text(number: int, total: int, journey) -> str:
     return "\n".join(lines)
 
 
-def _legs_text(journey) -> list[str]:
+def _legs_text(journey: Fate) -> list[str]:
     lines = []
-    for hop, leg in enumerate(journey.legs, 1):
-        outcome = leg.outcome
-        extra = f"  [{', '.join(outcome.branches)}]" if outcome.branches else ""
-        lines.append(f"  {hop}. {leg.node}{extra}")
+    for number, hop in enumerate((h for h in journey.hops if h.packet is not None), 1):
+        pkt = hop.packet  # a tracer.ConcretePacket: its rewrites and branches on this node
+        extra = f"  [{', '.join(pkt.branches)}]" if pkt.branches else ""
+        lines.append(f"  {number}. {hop.node}{extra}")
         rewrites: dict[int, list] = {}
-        for rewrite in outcome.rewrites:
+        for rewrite in pkt.rewrites:
             rewrites.setdefault(id(rewrite.step), []).append(rewrite)
-        for step in outcome.steps:
+        for step in hop.steps:
             if step.rule is not None and step.rule.text:
                 text = step.rule.text
             else:  # a chain's policy, or conntrack undoing NAT in the rules' place
@@ -137,10 +137,11 @@ def _legs_text(journey) -> list[str]:
             lines.append(f"     {step.table:<6} {text}{origin}")
             for rewrite in rewrites.get(id(step), ()):
                 lines.append(f"            {_rewrite_text(rewrite)}")
-    if journey.disposition.value == "delivered":
-        lines.append(f"  => DELIVERED to {journey.pod.key} on {journey.node}, client_address={journey.src}")
-    elif journey.disposition.value == "answered":
-        lines.append(f"  => ANSWERED on {journey.node}, from {journey.src}")
+    src = journey.packet.src_value
+    if journey.disposition is Disposition.DELIVERED:
+        lines.append(f"  => DELIVERED to {journey.pod.key} on {journey.node}, client_address={src}")
+    elif journey.disposition is Disposition.ANSWERED:
+        lines.append(f"  => ANSWERED on {journey.node}, from {src}")
     else:
         reason = f": {journey.reason}" if journey.reason else ""
         lines.append(f"  => {journey.disposition.value.upper()}{reason}")

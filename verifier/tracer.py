@@ -1,12 +1,12 @@
-"""Concrete packet tracing over a ``kspec.ruleset.Ruleset`` for one node.
+"""Concrete packet tracing over a ``kspec.ruleset.Ruleset``: the engine that follows one packet.
 
 Two tracers live here:
 
-* ``trace`` — the full model: netfilter's real hook order (nat PREROUTING or nat OUTPUT, the routing decision,
-  filter INPUT/FORWARD/OUTPUT, nat POSTROUTING / nat INPUT), conntrack state NEW for the first packet (plus
-  the virtual DNAT/SNAT states once the packet is NATed), packet marks, DNAT/SNAT/MASQUERADE rewrites,
-  jumps, gotos, RETURN and chain policies. ``-m statistic`` and ``-m recent --rcheck`` are *branches*: every
-  endpoint a packet can reach is enumerated (with its probability), never sampled.
+* ``NodeTracer`` — the concrete engine: one table's chain walked for one ``ConcretePacket`` (matches, marks,
+  conntrack states, DNAT/SNAT/MASQUERADE rewrites, jumps, gotos, RETURN, policies). ``-m statistic`` and
+  ``-m recent --rcheck`` are *branches*: every endpoint a packet can reach is enumerated (with its
+  probability), never sampled. The hooks, routes and nodes around it are ``walk``'s, the same the Z3 model
+  runs; ``trace`` runs them for one node.
 * ``unit_test_trace`` — kube-proxy's unit-test tracer (``tracePacket`` in proxier_test.go), reproduced
   exactly as spec §11 describes, because the conformance corpus' flows are written against it.
 
@@ -20,17 +20,18 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 from kspec import ruleset as rs
 from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
 from kspec.verifier import matches
-from kspec.verifier.netfilter import (HOOKS_WITH_OUT, UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, Reply, ct_states,
-                                      protocol_matches, state_match, tables_of, tracked_in)
+from kspec.verifier.netfilter import (ACCEPT, DROP, HOOKS_WITH_OUT, REJECT, UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS,
+                                      UNKNOWN, Connection, ct_states, protocol_matches, state_match)
 
 __all__ = [
-    "Disposition", "Packet", "Step", "Rewrite", "Outcome", "TraceError", "trace", "unit_test_trace",
+    "Disposition", "Packet", "ConcretePacket", "NodeTracer", "Step", "Rewrite", "Outcome", "TraceError", "trace",
+    "outcome", "unit_test_trace",
     "as_unit_test_output",
     "kube_proxy_state",
 ]
@@ -263,17 +264,33 @@ def _hostport(ip: IPAddress, port: int | None) -> str:
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
-class _Thread:
-    """One possible path of the packet: its current header, state and history. Copied at each branch."""
+class ConcretePacket:
+    """One way of the packet: its header, what conntrack knows of it, and its history on this node. The field
+    names are ``encode.SymPacket``'s, so ``walk`` moves both engines' packets alike."""
 
-    __slots__ = ("src", "sport", "dst", "dport", "mark", "dnat", "masq", "tracked", "in_iface", "out_iface",
-                 "steps", "rewrites", "branches", "prob", "decided", "reason", "ctmark", "untracked")
+    __slots__ = ("src", "sport", "dst", "dport", "proto", "mark", "in_iface", "out_iface", "dnat", "snat",
+                 "tracked", "nat_address", "established", "related", "invalid", "nat_states", "entered", "ctmark",
+                 "untracked", "steps", "rewrites", "branches", "prob", "decided", "unknown")
 
-    def copy(self) -> "_Thread":
-        twin = _Thread()
+    def copy(self) -> "ConcretePacket":
+        twin = ConcretePacket.__new__(ConcretePacket)
         for name in self.__slots__:
             setattr(twin, name, getattr(self, name))
         return twin
+
+    def evolve(self, **changes) -> "ConcretePacket":
+        twin = self.copy()
+        for name, value in changes.items():
+            setattr(twin, name, value)
+        return twin
+
+    @property
+    def src_value(self) -> IPAddress:
+        return self.src
+
+    @property
+    def sport_value(self) -> int | None:
+        return self.sport
 
     def step(self, step: Step) -> None:
         self.steps = self.steps + (step,)
@@ -284,186 +301,150 @@ class _Thread:
             self.rewrites = self.rewrites + (Rewrite(name, str(old), str(new), step),)
             setattr(self, name, new)
 
-
-_ACCEPT, _DROP, _REJECT, _UNKNOWN = "ACCEPT", "DROP", "REJECT", "UNKNOWN"
-_ENDED = {_DROP: Disposition.DROPPED, _REJECT: Disposition.REJECTED, _UNKNOWN: Disposition.UNKNOWN}
+    @staticmethod
+    def of(packet: Packet) -> "ConcretePacket":
+        """The first packet of a connection, ``packet``, before any node has seen it."""
+        new = ConcretePacket.__new__(ConcretePacket)
+        new.src, new.sport, new.dst, new.dport, new.proto = packet.src, packet.sport, packet.dst, packet.dport, \
+            packet.protocol
+        new.mark, new.in_iface, new.out_iface = packet.mark, packet.in_interface, packet.out_interface
+        new.dnat = new.snat = new.established = new.related = new.invalid = new.untracked = False
+        new.tracked, new.nat_address, new.nat_states, new.entered, new.ctmark = True, None, frozenset(), None, 0
+        new.steps = new.rewrites = new.branches = ()
+        new.prob, new.decided, new.unknown = 1.0, None, None
+        return new
 
 
 class _Unmodelled(Exception):
     """A match or target the model does not follow exactly: the path's outcome is UNKNOWN, never a guess."""
 
-    def __init__(self, reason: str, thread: "_Thread"):
+    def __init__(self, reason: str, packet: ConcretePacket):
         super().__init__(reason)
-        self.reason, self.thread = reason, thread
+        self.reason, self.packet = reason, packet
 
 
 def trace(ruleset: rs.Ruleset, packet: Packet, local_ips: Iterable[IPAddress | str], *,
-          affinity: bool = False, masquerade_ip: IPAddress | str | None = None,
-          route: Callable[[IPAddress], str | None] | None = None,
-          nat_source: Callable[[str | None], IPAddress | None] | None = None,
-          reply: Reply | None = None, ipsets=None) -> list[Outcome]:
-    """Every way ``packet`` (the first packet of a new connection) can go through this node's tables.
+          affinity: bool = False, masquerade_ip: IPAddress | str | None = None, ipsets=None) -> list[Outcome]:
+    """Every way ``packet`` (the first packet of a new connection) can go through this one node's tables, in
+    the order ``walk.NodeWalk`` runs them (the cluster's walk runs the same, node after node).
 
-    ``local_ips``: the node's addresses (``-m addrtype LOCAL``, and the routing decision); loopback is always
-    local. ``affinity``: model ``recent --rcheck`` (ClientIP session affinity) as a branch — some earlier
-    connection may have set the entry — instead of "no history, no match".
-
-    The cluster network answers two questions (``network.ClusterNetwork.route`` and ``nat_source``, which the
-    Z3 model asks too): ``route(dst)``, the outgoing interface of the routing decision (None: unreachable),
-    and ``nat_source(out_iface)``, the address MASQUERADE picks. Without them, ``packet.out_interface`` is the
-    outgoing interface and ``masquerade_ip`` (default: the first non-loopback local address of the packet's
-    family) MASQUERADE's address.
-
-    ``reply``: the packet is a reply of a connection (``netfilter.Reply``): ESTABLISHED (or INVALID where the
-    node never saw the connection), never meeting nat's rules; conntrack undoes the node's NAT in their place.
+    ``local_ips``: the node's addresses (``-m addrtype LOCAL``, and the routing decision: anything else is
+    forwarded, or sent, through ``packet.out_interface``); loopback is always local. ``affinity``: model
+    ``recent --rcheck`` (ClientIP session affinity) as a branch (some earlier connection may have set the
+    entry) instead of "no history, no match". ``masquerade_ip``: MASQUERADE's address (default: the first
+    non-loopback local address of the packet's family).
     """
-    return _Tracer(ruleset, local_ips, affinity, masquerade_ip, route, nat_source, reply, ipsets).run(packet)
+    from kspec.verifier.walk import LOCAL_ROUTE, ExitKind, NodeWalk, Route, RouteKind
+
+    engine = NodeTracer(ruleset, local_ips, affinity, ipsets)
+    local = engine.local
+    masquerade = ipaddress.ip_address(str(masquerade_ip)) if masquerade_ip is not None else \
+        next((ip for ip in sorted(local, key=lambda a: (a.version, int(a)))
+              if ip.version == packet.dst.version and not ip.is_loopback), None)
+
+    def route(dst: IPAddress) -> Route:
+        if _is_local(dst, local):
+            return LOCAL_ROUTE
+        return Route(RouteKind.OUTSIDE, packet.out_interface)
+
+    walk = NodeWalk(engine, route, lambda out_iface: masquerade)
+    start = engine.at_door(ConcretePacket.of(packet))
+    sent = packet.in_interface is None
+    exits = walk.originating(start) if sent else walk.arriving(start)
+    ended = {ExitKind.HOST: Disposition.ACCEPTED_LOCAL, ExitKind.OUT: Disposition.SENT if sent else
+             Disposition.FORWARDED, ExitKind.UNREACHABLE: Disposition.UNREACHABLE,
+             ExitKind.DROPPED: Disposition.DROPPED, ExitKind.REJECTED: Disposition.REJECTED,
+             ExitKind.UNKNOWN: Disposition.UNKNOWN}
+    return [outcome(ex.packet, ended[ex.kind]) for ex in exits]
 
 
-class _Tracer:
-    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool, masquerade_ip, route, nat_source, reply,
-                 ipsets=None):
+def outcome(pkt: ConcretePacket, disposition: Disposition) -> Outcome:
+    """What ``pkt``'s way through one node came to, in the tracer's terms."""
+    return Outcome(disposition, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.snat, pkt.mark, pkt.steps,
+                   pkt.rewrites, pkt.branches, pkt.prob, pkt.decided, pkt.unknown or "", pkt.ctmark, pkt.untracked)
+
+
+def _is_local(ip: IPAddress, local: frozenset) -> bool:
+    return ip in local or any(ip.version == net.version and ip in net for net in _LOOPBACK)
+
+
+class NodeTracer:
+    """The concrete engine (``walk.Engine``): one node's ruleset, a table's chain walked for one packet, every
+    ``statistic``/``recent``/rate choice a branch."""
+
+    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool = False, ipsets=None):
         self.ruleset = ruleset
         self.local = frozenset(ipaddress.ip_address(str(ip)) for ip in local_ips)
         self.affinity = affinity
-        self.masquerade_ip = ipaddress.ip_address(str(masquerade_ip)) if masquerade_ip is not None else None
-        self.route = route
-        self.nat_source = nat_source
-        self.reply = reply
         self.ipsets = ipsets
-        self.outcomes: list[Outcome] = []
-        self.packet: Packet | None = None
 
-    # ---------------------------------------------------------------------------------- hook order
+    # --------------------------------------------------------------------- packets (walk.Engine)
 
-    def run(self, packet: Packet) -> list[Outcome]:
-        self.packet = packet
-        start = _Thread()
-        start.src, start.sport, start.dst, start.dport = packet.src, packet.sport, packet.dst, packet.dport
-        start.mark, start.dnat, start.masq, start.in_iface = packet.mark, False, False, packet.in_interface
-        start.out_iface, start.tracked = None, True
-        start.steps = start.rewrites = start.branches = ()
-        start.prob, start.decided, start.reason = 1.0, None, ""
-        start.ctmark = self.reply.connection.mark if self.reply is not None and self.reply.connection else 0
-        start.untracked = False
-        if packet.in_interface is None:
-            self._locally_generated([start])
-        else:
-            self._arriving([start])
-        return self.outcomes
+    @staticmethod
+    def at_door(pkt: ConcretePacket) -> ConcretePacket:
+        return pkt.evolve(steps=(), rewrites=(), branches=(), decided=None, entered=NodeTracer.ends(pkt))
 
-    def _arriving(self, threads: list[_Thread]) -> None:
-        threads = self._hook(threads, "PREROUTING")
-        local = [t for t in threads if self._is_local(t.dst)]  # the routing decision
-        self._deliver(self._hook(local, "INPUT"))
-        routed = []
-        for thread in threads:
-            if self._is_local(thread.dst):
-                continue
-            if self.route is not None and self.route(thread.dst) is None:
-                self._finish(thread, Disposition.UNREACHABLE)
-            else:
-                routed.append(thread)
-        for thread in self._hook(self._hook(routed, "FORWARD"), "POSTROUTING"):
-            self._finish(thread, Disposition.FORWARDED)
+    @staticmethod
+    def ends(pkt: ConcretePacket) -> tuple:
+        return (pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.ctmark)
 
-    def _locally_generated(self, threads: list[_Thread]) -> None:
-        threads = self._hook(threads, "OUTPUT")  # each table re-routed on the destination it sees
-        threads = self._hook(threads, "POSTROUTING")
-        looped = []
-        for thread in threads:
-            if self._is_local(thread.dst):
-                # Back in through lo, already NATed: PREROUTING and INPUT without nat.
-                thread.in_iface, thread.out_iface = "lo", None
-                looped.append(thread)
-            else:
-                self._finish(thread, Disposition.SENT)
-        self._deliver(self._hook(self._hook(looped, "PREROUTING", looped=True), "INPUT", looped=True))
+    @staticmethod
+    def connection(entered: tuple, left: tuple) -> Connection:
+        src, sport, dst, dport, _ = entered
+        out_src, out_sport, out_dst, out_dport, mark = left
+        snat = (src, sport) != (out_src, out_sport)
+        dnat = (dst, dport) != (out_dst, out_dport)
+        return Connection((src, sport) if snat else None, (dst, dport) if dnat else None, mark)
 
-    def _deliver(self, threads: list[_Thread]) -> None:
-        for thread in threads:
-            self._finish(thread, Disposition.ACCEPTED_LOCAL)
-
-    def _is_local(self, ip: IPAddress) -> bool:
-        return ip in self.local or any(ip.version == net.version and ip in net for net in _LOOPBACK)
-
-    def _out_iface(self, dst: IPAddress) -> str | None:
-        if self.route is not None:
-            return self.route(dst)
-        return "lo" if self._is_local(dst) else self.packet.out_interface
-
-    def _hook(self, threads: list[_Thread], hook: str, looped: bool = False) -> list[_Thread]:
-        """Run every table of a hook (``netfilter.tables_of``); return the threads all of them accepted."""
-        for table in tables_of(hook, looped):
-            if table == "nat" and self.reply is not None:
-                for thread in threads:
-                    self._undo_nat(thread, hook)
-                continue
-            survivors = []
-            for thread in threads:
-                if table == "nat" and thread.untracked:  # no connection: nothing for nat to do
-                    survivors.append(thread)
-                    continue
-                # What the kernel knows when this table runs: the route (re-decided on the current
-                # destination) and whether conntrack has seen the packet (not yet in raw).
-                thread.out_iface = self._out_iface(thread.dst) if hook in HOOKS_WITH_OUT else None
-                thread.tracked = tracked_in(table, looped)
-                for result, verdict in self._walk(thread, table, hook):
-                    if verdict is _ACCEPT:
-                        survivors.append(result)
-                    else:
-                        self._finish(result, _ENDED[verdict])
-            threads = survivors
-        return threads
-
-    def _undo_nat(self, th: _Thread, hook: str) -> None:
+    @staticmethod
+    def undo_nat(pkt: ConcretePacket, hook: str, conn: Connection) -> ConcretePacket:
         """Conntrack's reverse NAT of a reply, where nat would run (``netfilter.Connection``)."""
-        conn = self.reply.connection
-        if conn is None:
-            return
         step = Step("nat", hook, 0, None, "conntrack undoes the connection's NAT (no rules for a reply)")
         if hook in UNDO_SNAT_HOOKS and conn.undo_snat is not None:
-            th.step(step)
-            th.rewrite("dst", conn.undo_snat[0], step)
-            th.rewrite("dport", conn.undo_snat[1], step)
+            fields = (("dst", conn.undo_snat[0]), ("dport", conn.undo_snat[1]))
         elif hook in UNDO_DNAT_HOOKS and conn.undo_dnat is not None:
-            th.step(step)
-            th.rewrite("src", conn.undo_dnat[0], step)
-            th.rewrite("sport", conn.undo_dnat[1], step)
+            fields = (("src", conn.undo_dnat[0]), ("sport", conn.undo_dnat[1]))
+        else:
+            return pkt
+        undone = pkt.copy()
+        undone.step(step)
+        for name, value in fields:
+            undone.rewrite(name, value, step)
+        return undone
 
-    def _finish(self, thread: _Thread, disposition: Disposition) -> None:
-        self.outcomes.append(Outcome(
-            disposition, thread.src, thread.sport, thread.dst, thread.dport, thread.masq, thread.mark,
-            thread.steps, thread.rewrites, thread.branches, thread.prob, thread.decided, thread.reason,
-            thread.ctmark, thread.untracked))
+    @staticmethod
+    def answer(pkt: ConcretePacket, in_iface: str) -> ConcretePacket:
+        return ConcretePacket.of(Packet(pkt.dst, pkt.src, pkt.proto, pkt.dport, pkt.sport, in_iface))
+
+    @staticmethod
+    def icmp_error(pkt: ConcretePacket, src: IPAddress, conn: Connection) -> ConcretePacket:
+        proto = "icmp" if pkt.src.version == 4 else "ipv6-icmp"
+        return ConcretePacket.of(Packet(src, pkt.src, proto, None, None, in_interface=None)).evolve(
+            established=True, related=True, nat_states=conn.nat_states)
 
     # ---------------------------------------------------------------------------------- chain walk
 
-    def _walk(self, thread: _Thread, table_name: str, hook: str) -> list[tuple[_Thread, str]]:
-        """Walk a built-in chain (and everything it jumps to); (thread, verdict) per branch."""
+    def has_chain(self, table: str, chain: str) -> bool:
+        return self.ruleset.chain(table, chain) is not None
+
+    def walk_hook(self, table_name: str, hook: str, pkt: ConcretePacket) -> list[tuple[ConcretePacket, str]]:
+        """Walk a built-in chain (and everything it jumps to); (packet, verdict) per branch."""
         table = self.ruleset.table(table_name)
-        builtin = table.chain(hook) if table is not None else None
-        if builtin is None:
-            return [(thread, _ACCEPT)]
-        results = []
-        work = [(thread, [[hook, 0]], None)]  # (thread, call stack of [chain, next rule index], matched rule)
+        results: list[tuple[ConcretePacket, str]] = []
+        work = [(pkt.copy(), [[hook, 0]], None)]  # (packet, call stack of [chain, next rule index], matched rule)
         while work:
             current, stack, matched = work.pop()
-            self._run(current, table, hook, stack, matched, work, results)
+            try:
+                self._run_until_verdict(current, table, hook, stack, matched, work, results)
+            except _Unmodelled as exc:
+                exc.packet.unknown = exc.reason
+                results.append((exc.packet, UNKNOWN))
         return results
 
-    def _run(self, th: _Thread, table: rs.Table, hook: str, stack: list, matched, work: list,
-             results: list) -> None:
-        """Advance one thread until it reaches a verdict (appended to results) or branches (the other
-        alternatives are pushed on work)."""
-        try:
-            self._run_until_verdict(th, table, hook, stack, matched, work, results)
-        except _Unmodelled as exc:
-            exc.thread.reason = exc.reason
-            results.append((exc.thread, _UNKNOWN))
-
-    def _run_until_verdict(self, th: _Thread, table: rs.Table, hook: str, stack: list, matched, work: list,
+    def _run_until_verdict(self, th: ConcretePacket, table: rs.Table, hook: str, stack: list, matched, work: list,
                            results: list) -> None:
+        """Advance one packet until it reaches a verdict (appended to results) or branches (the other
+        alternatives are pushed on work)."""
         while True:
             if matched is not None:
                 rule, index, chain = matched
@@ -479,7 +460,7 @@ class _Tracer:
                 th.step(step)
                 if table.name == "filter":
                     th.decided = step
-                results.append((th, _ACCEPT if policy is rs.Policy.ACCEPT else _DROP))
+                results.append((th, ACCEPT if policy is rs.Policy.ACCEPT else DROP))
                 return
             frame = stack[-1]
             chain = table.chain(frame[0])
@@ -500,7 +481,7 @@ class _Tracer:
             if hit:
                 matched = (rule, frame[1], chain.name)
 
-    def _apply(self, th: _Thread, table: rs.Table, hook: str, stack: list, rule: rs.Rule, index: int,
+    def _apply(self, th: ConcretePacket, table: rs.Table, hook: str, stack: list, rule: rs.Rule, index: int,
                chain: str) -> str | None:
         """Apply a matched rule's target; return a verdict when the table's walk ends here."""
         target = rule.target
@@ -527,61 +508,53 @@ class _Tracer:
         if kind is rs.Accept or kind is rs.Drop or kind is rs.Reject:
             if table.name == "filter":
                 th.decided = step
-            return _ACCEPT if kind is rs.Accept else _DROP if kind is rs.Drop else _REJECT
+            return ACCEPT if kind is rs.Accept else DROP if kind is rs.Drop else REJECT
         if (kind is rs.Snat or kind is rs.Masquerade or kind is rs.Dnat) and matches.nat_range(target):
             raise _Unmodelled(f"{kind.__name__.upper()} to a range at {rule.origin}", th)
         if kind is rs.Dnat:
             self._dnat(th, target, step)
-            return _ACCEPT
+            return ACCEPT
         if kind is rs.Snat or kind is rs.Masquerade:
-            self._snat(th, target, step)
-            return _ACCEPT
+            self._snat(th, target, step, rule)
+            return ACCEPT
         if kind in matches.CONTINUE_TARGETS:
             return None
         if kind is rs.CtTarget and target == _NOTRACK:
             th.untracked = True
             return None
         if kind is rs.ConnmarkTarget:
-            if th.tracked and not th.untracked and (self.reply is None or self.reply.connection is not None):
+            if th.tracked and not th.untracked and not th.invalid:
                 mark, th.ctmark = matches.connmark_target(target, th.mark, th.ctmark)
                 th.rewrite("mark", mark, step)
             return None
         raise _Unmodelled(matches.unmodelled(target, rule), th)
 
-    def _dnat(self, th: _Thread, target: rs.Dnat, step: Step) -> None:
+    @staticmethod
+    def _dnat(th: ConcretePacket, target: rs.Dnat, step: Step) -> None:
         if target.ip is not None:
             th.rewrite("dst", target.ip, step)
         if target.port is not None:
             th.rewrite("dport", target.port, step)
         th.dnat = True
 
-    def _snat(self, th: _Thread, target, step: Step) -> None:
+    @staticmethod
+    def _snat(th: ConcretePacket, target, step: Step, rule: rs.Rule) -> None:
+        """SNAT to its address, MASQUERADE to the address the walk says it picks on this route."""
         if isinstance(target, rs.Snat):
             new_src, port = target.ip, target.port
         else:
-            new_src, port = self._masquerade_source(th), target.to_ports[0] if target.to_ports else None
+            new_src, port = th.nat_address, target.to_ports[0] if target.to_ports else None
+            if new_src is None:
+                raise _Unmodelled(f"no address to masquerade with at {rule.origin}", th)
         th.rewrite("src", new_src, step)
         if port is not None:
             th.rewrite("sport", port, step)
-        th.masq = True
-
-    def _masquerade_source(self, th: _Thread) -> IPAddress:
-        if self.nat_source is not None:
-            found = self.nat_source(th.out_iface)
-            if found is None:
-                raise TraceError(f"no address to masquerade with towards {th.dst}")
-            return found
-        dst = th.dst
-        if self.masquerade_ip is not None:
-            return self.masquerade_ip
-        for ip in sorted(self.local, key=lambda a: (a.version, int(a))):
-            if ip.version == dst.version and not ip.is_loopback:
-                return ip
-        raise TraceError(f"MASQUERADE needs a local IPv{dst.version} address (pass masquerade_ip)")
+        th.snat = True
 
     # ---------------------------------------------------------------------------------- matching
 
-    def _matches(self, th: _Thread, rule: rs.Rule, table: str, hook: str) -> list[tuple[_Thread, bool]]:
+    def _matches(self, th: ConcretePacket, rule: rs.Rule, table: str, hook: str
+                 ) -> list[tuple[ConcretePacket, bool]]:
         """[] when the rule cannot match; [(th, True)] when it does; otherwise the branches (each with the
         choice recorded), matched first."""
         chances: list[tuple[str, float | None]] = []  # branching matches that must all "take"
@@ -590,7 +563,7 @@ class _Tracer:
             if type(match) in _MODELLED:
                 result = self._match(th, match, hook)
             elif matches.modelled(match):
-                result = self._shared(th, matches.decide(match, self._view(th)), match)
+                result = self._shared(matches.decide(match, self._view(th)), match)
             else:
                 result = None
             if result is None:  # not modelled exactly (here, or for this packet)
@@ -606,7 +579,8 @@ class _Tracer:
             return [(th, True)]
         return self._branch(th, rule, chances)
 
-    def _branch(self, th: _Thread, rule: rs.Rule, chances: list) -> list[tuple[_Thread, bool]]:
+    @staticmethod
+    def _branch(th: ConcretePacket, rule: rs.Rule, chances: list) -> list[tuple[ConcretePacket, bool]]:
         p_all: float | None = 1.0
         for _, p in chances:
             p_all = None if p is None or p_all is None else p_all * p
@@ -619,7 +593,7 @@ class _Tracer:
         miss.prob = None if p_all is None or th.prob is None else th.prob * (1 - p_all)
         return [(hit, True), (miss, False)]
 
-    def _match(self, th: _Thread, match, hook: str):
+    def _match(self, th: ConcretePacket, match, hook: str):
         """True / False, or (label, probability) for a branch."""
         kind = type(match)
         if kind is rs.Source:
@@ -627,10 +601,10 @@ class _Tracer:
         if kind is rs.Destination:
             return _in(th.dst, match.network) != match.negated
         if kind is rs.Protocol:
-            return protocol_matches(match.name, self.packet.protocol) != match.negated
+            return protocol_matches(match.name, th.proto) != match.negated
         if kind is rs.Port:
             value = th.dport if match.direction is rs.PortDir.DPORT else th.sport
-            if self.packet.protocol != match.module:
+            if th.proto != match.module:
                 return False
             if value is None:
                 raise TraceError(f"a rule matches {match.direction.value}: the packet needs that port")
@@ -640,17 +614,14 @@ class _Tracer:
         if kind is rs.MarkMatch:
             return match.matches(th.mark)
         if kind is rs.AddrType:
-            return self._shared(th, matches.addrtype(match, self._view(th)), match)
+            return self._shared(matches.addrtype(match, self._view(th)), match)
         if kind is rs.Conntrack:
-            conn = self.reply.connection if self.reply is not None else None
             if match.states is not None:
-                states = ct_states(th.tracked, th.dnat, th.masq, untracked=th.untracked, established=conn is not None,
-                                   related=self.reply is not None and self.reply.related,
-                                   invalid=self.reply is not None and conn is None,
-                                   nat_states=conn.nat_states if conn is not None else frozenset())
+                states = ct_states(th.tracked, th.dnat, th.snat, untracked=th.untracked, established=th.established,
+                                   related=th.related, invalid=th.invalid, nat_states=th.nat_states)
                 if not state_match(match, states):
                     return False
-            return self._shared(th, matches.conntrack_options(match, self._view(th)), match)
+            return self._shared(matches.conntrack_options(match, self._view(th)), match)
         if kind is rs.InInterface:
             return match.matches(th.in_iface or "")  # locally generated: no input interface
         if kind is rs.OutInterface:
@@ -680,29 +651,28 @@ class _Tracer:
         return (f"recent {match.name} {match.mode.value} {'misses' if match.negated else 'hits'} "
                 f"(an earlier connection within {match.seconds}s)", None)
 
-    def _shared(self, th: _Thread, decided, match):
+    @staticmethod
+    def _shared(decided, match):
         """A decision of ``verifier.matches`` in the tracer's terms: a bool, a branch, or None (unknown)."""
         if decided is matches.CHOICE:
             return (f"{type(match).__name__} may or may not match (a rate or a counter)", None)
         return decided
 
-    def _view(self, th: _Thread) -> matches.PacketView:
+    def _view(self, th: ConcretePacket) -> matches.PacketView:
         """The packet as ``verifier.matches`` reads it (the decisions both engines share)."""
         conn = None
-        known = self.reply.connection if self.reply is not None else None
-        if th.tracked and not th.untracked and (self.reply is None or known is not None):
-            if self.reply is not None:
-                conn = matches.Conn(rs.CtDir.REPLY, None, None, known.mark)
-            else:
-                first = self.packet
-                conn = matches.Conn(rs.CtDir.ORIGINAL, (first.src, first.sport, first.dst, first.dport),
-                                    (th.dst, th.dport, th.src, th.sport), th.ctmark)
+        if th.tracked and not th.untracked and not th.invalid:
+            if th.established:
+                conn = matches.Conn(rs.CtDir.REPLY, None, None, th.ctmark)
+            elif th.entered is not None:
+                src, sport, dst, dport, _ = th.entered
+                conn = matches.Conn(rs.CtDir.ORIGINAL, (src, sport, dst, dport), (th.dst, th.dport, th.src, th.sport),
+                                    th.ctmark)
         width = 32 if th.src.version == 4 else 128
-        answer = self.reply is not None and not self.reply.related
-        socket = self.packet.in_interface is None and self.reply is None
-        return matches.PacketView(th.src, th.sport, th.dst, th.dport, self.packet.protocol, "", answer, conn,
-                                  self.local, socket, self.ipsets, width)
-
+        answer = (th.established or th.invalid) and not th.related  # a SYN-ACK, known here or not
+        socket = th.in_iface is None and not th.established
+        return matches.PacketView(th.src, th.sport, th.dst, th.dport, th.proto, "", answer, conn, self.local,
+                                  socket, self.ipsets, width)
 
 _NOTRACK = rs.CtTarget(notrack=True)
 

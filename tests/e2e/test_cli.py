@@ -126,7 +126,7 @@ def test_trace_shows_every_branch_and_the_client_address():
     assert "client_address=10.240.0.5\n  answer:" in cluster_.stdout
     assert cluster_.stdout.rstrip().endswith("=> ANSWERED on node2, from 10.240.0.5")
     local = kspec("trace", str(REPO / "specs" / "nodeport-local.k"), "--from", "internet", "--to", "10.240.0.5:30080")
-    assert local.stdout.rstrip().endswith("=> DROPPED")
+    assert local.stdout.rstrip().endswith("=> DROPPED: drop in filter INPUT on node2")
     bad = kspec("trace", str(REPO / "specs" / "nodeport-local.k"), "--from", "nobody", "--to", "10.240.0.5:30080")
     assert bad.returncode == 2 and "unknown client 'nobody'" in bad.stderr
 

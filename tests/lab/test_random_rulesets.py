@@ -90,7 +90,7 @@ def _concrete(concrete: ConcreteCluster, inst) -> frozenset:
     target = inst.target
     packet = Packet(inst.client_address, target.dst, target.protocol.lower, SPORT, target.dport)
     journeys = concrete.round_trips(inst.client, packet, target.entry_node, (target.dst, target.dport))
-    return frozenset(observed(j.disposition, j.pod, j.src, j.reply.disposition if j.reply else None)
+    return frozenset(observed(j.disposition, j.pod, j.packet.src_value, j.reply.disposition if j.reply else None)
                      for j in journeys)
 
 

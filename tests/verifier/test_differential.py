@@ -40,7 +40,7 @@ class Both:
                  for f in self.verifier.round_trip_fates(inst) if _feasible(f)}
         packet = Packet(pkt.src, pkt.dst, pkt.protocol.lower, pkt.sport, pkt.dport)
         journeys = self.concrete.round_trips(pkt.client, packet, pkt.entry_node, (pkt.dst, pkt.dport))
-        concrete = {outcome_key(j.disposition, j.pod, j.src, j.reply.disposition if j.reply else None)
+        concrete = {outcome_key(j.disposition, j.pod, j.packet.src_value, j.reply.disposition if j.reply else None)
                     for j in journeys}
         assert model == concrete, (
             f"\n{pkt.client.name} {pkt.src}:{pkt.sport} -> {pkt.dst}:{pkt.dport}/{pkt.protocol.lower} "

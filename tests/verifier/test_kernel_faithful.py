@@ -85,6 +85,10 @@ HAIRPIN = "-A POSTROUTING -s 10.244.0.0/24 -d 10.244.0.0/24 -j MASQUERADE"
 NEIGHBOUR_NAT = """-A PREROUTING -s 10.244.0.20/32 -d 10.96.0.10/32 -p tcp -m tcp --dport 80 \
 -j DNAT --to-destination 10.244.0.10:8080"""
 
+# The first packet marks its connection on node1; the pod's answer carries that mark back there and is dropped.
+CONNMARK_DROP = """-A PREROUTING -m connmark --mark 0x1/0x1 -j DROP
+-A PREROUTING -i veth+ -j CONNMARK --set-xmark 0x1/0x1"""
+
 # The scenarios above, for the lab (tests/lab/test_lab_dumps.py): the kernel must do what kspec says.
 SCENARIOS = {
     "forward -o drop": dict(node0=_dump(filter="-A FORWARD -i eth+ -o veth+ -j DROP")),
@@ -113,6 +117,7 @@ SCENARIOS = {
     "protocol number": dict(node0=_dump(filter="-A FORWARD -p 17 -j DROP")),
     "hairpin, gateway": dict(node0=_dump(nat=f"{NEIGHBOUR_NAT}\n{HAIRPIN}")),
     "hairpin, unnumbered": dict(node0=_dump(nat=f"{NEIGHBOUR_NAT}\n{HAIRPIN}"), wiring="pod_wiring unnumbered "),
+    "connmark set by the first packet, seen by the answer": dict(node1=_dump(mangle=CONNMARK_DROP)),
 }
 
 
@@ -246,6 +251,16 @@ def test_9_a_rejects_icmp_error_makes_its_own_way_back():
         verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
         http = [p for p in probes(cluster, verifier) if p.check.name == "delivered"]
         assert {o.disposition for p in http for o in p.outcomes} == {seen}, node1_filter
+
+
+def test_9_an_answer_sees_the_mark_its_connection_got_from_the_first_packet():
+    # Found by the 10,000-ruleset run against the kernel: the Z3 model sent answers with no connection mark
+    # while the concrete tracer (and the kernel) used the connection's; one walk for both engines now.
+    results = _results(node1=_dump(mangle=CONNMARK_DROP))
+    assert results["delivered"].verdict is Verdict.PROVED
+    answered = results["answered"]
+    assert answered.verdict is Verdict.VIOLATED and not answered.replay_error
+    assert answered.counterexample.fate.reply.disposition is Disposition.DROPPED
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
