@@ -87,6 +87,7 @@ class Fate:
     node: str | None = None  # where it was delivered (pod's node or the host)
     reason: str = ""
     reply: "Fate | None" = None  # one fate of what comes back (the pod's answer, a REJECT's ICMP error)
+    loops: bool = False  # NO_ROUTE: it left toward an address the outside routes back in, until its TTL ends
 
     @property
     def cond(self):
@@ -285,20 +286,23 @@ class Walk:
         if entry_node is None:
             return [Fate(Disposition.NO_ROUTE, (Hop("-", (), "no route from outside"),), pkt,
                          reason=f"{pkt.dst} is not reachable from outside the cluster")]
-        return self.arrive(entry_node, pkt.evolve(in_iface="eth0"))
+        # The outside steers the Service's external address to the entry node; it would steer it back there.
+        steered = None if self.net.node_of(pkt.dst) is not None else pkt.dst
+        return self.arrive(entry_node, pkt.evolve(in_iface="eth0"), steered=steered)
 
-    def arrive(self, node: str, pkt, hops: tuple[Hop, ...] = ()) -> list[Fate]:
-        """A packet arriving at ``node`` from the wire (or a pod's veth)."""
+    def arrive(self, node: str, pkt, hops: tuple[Hop, ...] = (), steered=None) -> list[Fate]:
+        """A packet arriving at ``node`` from the wire (or a pod's veth). ``steered``: the address the outside
+        routes into the cluster at the external client's entry node (its Service's external IP)."""
         if len(hops) >= MAX_HOPS:
             return [Fate(Disposition.UNKNOWN, hops, pkt, reason="routing loop")]
         engine = self.engines[node]
-        return self._first(node, self.node(node).arriving(engine.at_door(pkt)), hops)
+        return self._first(node, self.node(node).arriving(engine.at_door(pkt)), hops, steered)
 
     def originate(self, node: str, pkt) -> list[Fate]:
         """A packet sent by a process on ``node``."""
         return self._first(node, self.node(node).originating(self.engines[node].at_door(pkt)), ())
 
-    def _first(self, node: str, exits: list[Exit], hops: tuple[Hop, ...]) -> list[Fate]:
+    def _first(self, node: str, exits: list[Exit], hops: tuple[Hop, ...], steered=None) -> list[Fate]:
         fates: list[Fate] = []
         for ex in exits:
             pkt = ex.packet
@@ -310,24 +314,30 @@ class Walk:
                 hop = Hop(node, pkt.steps, f"{pkt.dst}: no route", packet=pkt)
                 fates.append(Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}"))
             elif ex.kind is ExitKind.OUT:
-                fates += self._delivered(node, ex, hops)
+                fates += self._delivered(node, ex, hops, steered)
             else:
                 fates.append(self._stopped(node, ex, hops))
         return fates
 
-    def _delivered(self, node: str, ex: Exit, hops: tuple[Hop, ...]) -> list[Fate]:
+    def _delivered(self, node: str, ex: Exit, hops: tuple[Hop, ...], steered) -> list[Fate]:
         pkt, route = ex.packet, ex.route
         engine = self.engines[node]
         # An untracked packet (-j CT --notrack) left no connection here for its answers to find.
         hop = Hop(node, pkt.steps, f"{pkt.dst} {route}", None if pkt.untracked else pkt.entered, engine.ends(pkt),
                   pkt)
+        if route.kind is RouteKind.OUTSIDE and pkt.dst == steered:
+            # Back in at the entry node, the same connection again (the same decisions): a loop until its TTL
+            # runs out. It reaches no pod; what the client then hears (an ICMP time exceeded from some hop,
+            # unless a rule drops it) is not modelled: see answers.
+            return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, loops=True,
+                         reason=f"{pkt.dst} leaves {node} untranslated and the outside routes it back in: a loop")]
         if route.kind is RouteKind.OUTSIDE:
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"{pkt.dst} leaves the cluster")]
         if route.kind is RouteKind.UNREACHABLE:
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}")]
         if route.kind is RouteKind.POD:
             return [Fate(Disposition.DELIVERED, hops + (hop,), pkt, pod=self.net.pods_by_ip[pkt.dst], node=node)]
-        return self.arrive(route.via, pkt.evolve(**_ONWARD), hops + (hop,))
+        return self.arrive(route.via, pkt.evolve(**_ONWARD), hops + (hop,), steered)
 
     @staticmethod
     def _stopped(node: str, ex: Exit, hops: tuple[Hop, ...]) -> Fate:
@@ -357,6 +367,9 @@ class Walk:
             return self.replies(fate, client, expect)
         if fate.disposition is Disposition.REJECTED:
             return self.rejections(fate, client, expect)
+        if fate.loops:
+            return [Fate(Disposition.UNKNOWN, (), pkt, reason=f"{fate.reason}; what the client hears of it (an "
+                         "ICMP time exceeded, unless a rule drops it) is not modelled")]
         if fate.disposition is Disposition.NO_ROUTE and self.net.unanswerable_outside(fate.hops[-1].node,
                                                                                       pkt.src_value, pkt.dst):
             return [Fate(Disposition.DROPPED, (), pkt,

@@ -62,8 +62,14 @@ class ProbeResult:
         return [o for o in wanted if o not in seen]
 
     @property
+    def unknown(self) -> bool:
+        """The model does not know what some path of this probe comes to (it names the rule or the loop): the
+        kernel's behaviour is shown, not judged."""
+        return any(o.disposition is Disposition.UNKNOWN for o in self.predicted)
+
+    @property
     def agree(self) -> bool:
-        if any(o.disposition is Disposition.UNKNOWN for o in self.predicted) or not self.predicted:
+        if self.unknown or not self.predicted:
             return False
         return bool(self.tries) and not self.unexpected and not self.missing
 
@@ -109,12 +115,14 @@ class LabReport:
 
     @property
     def agree(self) -> bool:
-        return not self.problems and all(r.agree for r in self.results)
+        """No judged probe disagrees (a probe the model says ``unknown`` for is not judged)."""
+        return not self.problems and all(r.agree or r.unknown for r in self.results)
 
     def table(self) -> str:
         rows = [("probe", "predicted", "observed", "agree")]
         for r in self.results:
-            rows.append((r.description, r.predicted_text(), r.observed_text(), "yes" if r.agree else "NO"))
+            verdict = "yes" if r.agree else "-" if r.unknown else "NO"
+            rows.append((r.description, r.predicted_text(), r.observed_text(), verdict))
         widths = [min(max(len(row[i]) for row in rows), cap) for i, cap in enumerate((70, 60, 70, 5))]
         lines = []
         for row in rows:
@@ -124,6 +132,7 @@ class LabReport:
 
     def text(self) -> str:
         agreed = sum(r.agree for r in self.results)
+        unknown = sum(r.unknown for r in self.results)
         out = [f"== {self.spec}", self.table()]
         out += [f"note: {note}" for note in self.notes]
         out += [f"DISAGREE: {problem}" for problem in self.problems]
@@ -132,7 +141,8 @@ class LabReport:
                 out.append(r.traces())
         t = self.timings
         timing = ", ".join(f"{k} {v:.2f}s" for k, v in t.items())
-        out.append(f"{agreed}/{len(self.results)} probes agree with the model"
+        out.append(f"{agreed}/{len(self.results) - unknown} probes agree with the model"
+                   + (f" ({unknown} more the model says unknown for: not judged)" if unknown else "")
                    + (f", {len(self.problems)} other disagreement(s)" if self.problems else "")
                    + (f" ({timing})" if timing else ""))
         if self.kept:

@@ -50,6 +50,16 @@ def test_unknown_prediction_never_agrees():
     assert not _result({Outcome(Disposition.UNKNOWN)}, [Try(1, DROPPED)]).agree
 
 
+def test_a_probe_the_model_says_unknown_for_is_shown_not_judged():
+    from kspec.lab.report import LabReport
+
+    unknown = _result({Outcome(Disposition.UNKNOWN)}, [Try(1, DROPPED)])
+    wrong = _result({Outcome(Disposition.REJECTED)}, [Try(1, DROPPED)])
+    assert LabReport("s", [unknown]).agree and not LabReport("s", [unknown, wrong]).agree
+    text = LabReport("s", [unknown]).text()
+    assert "0/0 probes agree with the model (1 more the model says unknown for: not judged)" in text
+
+
 def test_a_refused_rule_names_the_kernel_feature():
     text = "*nat\n:KUBE-POSTROUTING - [0:0]\n-A KUBE-POSTROUTING -j MASQUERADE --random-fully\nCOMMIT\n"
     hint = _feature_hint(text, "iptables-restore: line 3 failed")

@@ -41,6 +41,7 @@ SPEC = """cluster c {
   check "keeps source" { from c  to web:http via cluster_ip  assert source == client }
   check "neighbour keeps source" { from neighbour  to web:http via cluster_ip  assert source == client }
   check "external answered" { from ext  to web:http via external_ip  assert answered }
+  check "external delivered" { from ext  to web:http via external_ip  assert delivered }
 }
 """
 
@@ -118,6 +119,7 @@ SCENARIOS = {
     "hairpin, gateway": dict(node0=_dump(nat=f"{NEIGHBOUR_NAT}\n{HAIRPIN}")),
     "hairpin, unnumbered": dict(node0=_dump(nat=f"{NEIGHBOUR_NAT}\n{HAIRPIN}"), wiring="pod_wiring unnumbered "),
     "connmark set by the first packet, seen by the answer": dict(node1=_dump(mangle=CONNMARK_DROP)),
+    "external, untracked at the entry node": dict(node1=_dump(raw="-A PREROUTING -d 192.0.2.50/32 -j CT --notrack")),
 }
 
 
@@ -261,6 +263,24 @@ def test_9_an_answer_sees_the_mark_its_connection_got_from_the_first_packet():
     answered = results["answered"]
     assert answered.verdict is Verdict.VIOLATED and not answered.replay_error
     assert answered.counterexample.fate.reply.disposition is Disposition.DROPPED
+
+
+def test_9_an_external_ip_left_untranslated_loops_and_what_comes_back_is_unknown():
+    # Found by the random-ruleset run: node1 does not track (so never DNATs) the external client's packet to
+    # the Service's external IP; it leaves for the outside, which routes that address back to node1. The
+    # kernel loops it until its TTL runs out: it reaches no pod, and what the client hears of it is unknown.
+    from kspec.verifier import node_models
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.properties import Verifier
+
+    cluster, rules = scenario(node1=_dump(raw="-A PREROUTING -d 192.0.2.50/32 -j CT --notrack"))
+    verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
+    check = next(c for c in cluster.checks if c.name == "external delivered")
+    [via_node1] = [i for i in verifier.instances(check) if i.target.entry_node == "node1"]
+    [fate] = via_node1.fates
+    assert fate.disposition is Disposition.NO_ROUTE and fate.loops and "routes it back in: a loop" in fate.reason
+    [trip] = verifier.round_trip_fates(via_node1)
+    assert trip.reply.disposition is Disposition.UNKNOWN
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
