@@ -36,10 +36,12 @@ HOOK_TABLES: dict[str, tuple[str, ...]] = {
 HOOKS_WITH_OUT = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
 
 
-def tracked_in(table: str, looped: bool = False) -> bool:
+def tracked_in(table: str, looped: bool = False, attached: bool = False) -> bool:
     """Whether conntrack has seen the packet when ``table`` runs (raw runs first; a looped-back packet was
-    tracked on its way out)."""
-    return looped or table != "raw"
+    tracked on its way out). ``attached``: an error the node itself sends about a connection (a REJECT's ICMP
+    error) carries that connection from its birth (nf_ct_attach), so even raw OUTPUT sees it RELATED, with
+    its mark; the kernel agrees (tests/verifier/test_kernel_faithful.py, "reject ... raw OUTPUT")."""
+    return looped or attached or table != "raw"
 
 
 def tables_of(hook: str, looped: bool = False) -> tuple[str, ...]:

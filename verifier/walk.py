@@ -248,7 +248,7 @@ class NodeWalk:
                 changes["nat_address"] = self.nat_source(route.out_iface)
         elif pkt.out_iface is not None:
             changes["out_iface"] = None
-        tracked = tracked_in(table, looped)
+        tracked = tracked_in(table, looped, attached=pkt.related and hook == "OUTPUT")
         if tracked != pkt.tracked:
             changes["tracked"] = tracked
         return pkt.evolve(**changes) if changes else pkt

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 
 import pytest
@@ -147,9 +146,10 @@ def test_kernel_agrees_on_random_rulesets(lab, dumps, pick):
         _differential(lab, dumps, pick)
     finally:
         STATS["seconds"] += time.monotonic() - start
-        if STATS["examples"] % 250 == 0:  # a long run says how far it got, on stderr
-            print(f"random rulesets: {STATS['examples']} in {STATS['seconds']:.0f} s, "
-                  f"{len(STATS['disagreements'])} disagreement(s), {STATS['outcomes']}", file=sys.stderr)
+        if LONG_RUN and STATS["examples"] % 250 == 0:  # how far a long run got, beside its LOG
+            with open(f"{LOG}.progress", "a", encoding="utf-8") as progress:
+                progress.write(f"random rulesets: {STATS['examples']} in {STATS['seconds']:.0f} s, "
+                               f"{len(STATS['disagreements'])} disagreement(s), {STATS['outcomes']}\n")
 
 
 def _disagree(summary: str, details: str) -> None:

@@ -119,6 +119,10 @@ SCENARIOS = {
     "hairpin, gateway": dict(node0=_dump(nat=f"{NEIGHBOUR_NAT}\n{HAIRPIN}")),
     "hairpin, unnumbered": dict(node0=_dump(nat=f"{NEIGHBOUR_NAT}\n{HAIRPIN}"), wiring="pod_wiring unnumbered "),
     "connmark set by the first packet, seen by the answer": dict(node1=_dump(mangle=CONNMARK_DROP)),
+    "reject, ICMP error meets raw OUTPUT with its connection": dict(node0=_dump(
+        filter="-A FORWARD -p tcp -j REJECT", raw="-A OUTPUT -o eth0 -m connmark ! --mark 0x1 -j DROP")),
+    "reject, ICMP error is RELATED in raw OUTPUT": dict(node0=_dump(
+        filter="-A FORWARD -p tcp -j REJECT", raw="-A OUTPUT -m conntrack --ctstate INVALID -j DROP")),
     "external, untracked at the entry node": dict(node1=_dump(raw="-A PREROUTING -d 192.0.2.50/32 -j CT --notrack")),
 }
 
@@ -281,6 +285,23 @@ def test_9_an_external_ip_left_untranslated_loops_and_what_comes_back_is_unknown
     assert fate.disposition is Disposition.NO_ROUTE and fate.loops and "routes it back in: a loop" in fate.reason
     [trip] = verifier.round_trip_fates(via_node1)
     assert trip.reply.disposition is Disposition.UNKNOWN
+
+
+def test_9_a_rejects_icmp_error_carries_its_connection_from_birth():
+    # Found by the 10,000-ruleset run: the kernel attaches the connection to the ICMP error a REJECT sends
+    # before raw OUTPUT runs, so raw sees it RELATED and with the connection's mark (not untracked, INVALID).
+    from kspec.verifier.predict import probes
+    from kspec.verifier import node_models
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.properties import Verifier
+
+    for raw, seen in (("-A OUTPUT -o eth0 -m connmark ! --mark 0x1 -j DROP", Disposition.DROPPED),
+                      ("-A OUTPUT -o eth0 -m conntrack --ctstate RELATED -j DROP", Disposition.DROPPED),
+                      ("-A OUTPUT -m conntrack --ctstate INVALID -j DROP", Disposition.REJECTED)):
+        cluster, rules = scenario(node0=_dump(filter="-A FORWARD -p tcp -j REJECT", raw=raw))
+        verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
+        http = [p for p in probes(cluster, verifier) if p.check.name == "delivered"]
+        assert {o.disposition for p in http for o in p.outcomes} == {seen}, raw
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
