@@ -213,17 +213,14 @@ class NodeWalk:
         conntrack undoes the NAT of the connection this node holds (``conn``)."""
         ended: list[Exit] = []
         for table in tables_of(hook, looped):
-            if table == "nat":
-                replying = [p for p in live if p.established or p.invalid]
-                if replying:
-                    undone = [self.engine.undo_nat(p, hook, conn) if conn is not None else p for p in replying]
-                    live = undone + [p for p in live if not (p.established or p.invalid)]
+            if table == "nat" and conn is not None and any(_replying(p) for p in live):
+                live = [self.engine.undo_nat(p, hook, conn) if _replying(p) else p for p in live]
             if not self.engine.has_chain(table, hook):
                 continue
             survivors = []
             for path in live:
                 # nat: no rules for a reply (undone above), nor for an untracked packet (no connection)
-                if table == "nat" and (path.established or path.invalid or path.untracked):
+                if table == "nat" and (_replying(path) or path.untracked):
                     survivors.append(path)
                     continue
                 for walked, verdict in self.engine.walk_hook(table, hook, self._entering(hook, table, path, looped)):
@@ -252,6 +249,11 @@ class NodeWalk:
         if tracked != pkt.tracked:
             changes["tracked"] = tracked
         return pkt.evolve(**changes) if changes else pkt
+
+
+def _replying(pkt) -> bool:
+    """A reply conntrack handles (an untracked one, -j CT --notrack, it never sees: no NAT is undone)."""
+    return (pkt.established or pkt.invalid) and not pkt.untracked
 
 
 # The packet as the next node's conntrack first sees it: a new connection there, with no NAT or marks yet.
@@ -428,7 +430,7 @@ class Walk:
         pkt = self.engines[node].at_door(pkt).evolve(
             established=known, invalid=not known and (pkt.proto == "tcp" or pkt.related),
             nat_states=conn.nat_states if known else frozenset(), dnat=False, snat=False, mark=0,
-            ctmark=conn.mark if known else 0)
+            ctmark=conn.mark if known else 0, untracked=False)
         return self._answer_exits(node, self.node(node).arriving(pkt, conn), hops, conns, client, expect)
 
     def _answer_exits(self, node: str, exits: list[Exit], hops: tuple[Hop, ...], conns: dict[str, Connection],

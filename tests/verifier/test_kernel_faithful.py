@@ -123,6 +123,7 @@ SCENARIOS = {
         filter="-A FORWARD -p tcp -j REJECT", raw="-A OUTPUT -o eth0 -m connmark ! --mark 0x1 -j DROP")),
     "reject, ICMP error is RELATED in raw OUTPUT": dict(node0=_dump(
         filter="-A FORWARD -p tcp -j REJECT", raw="-A OUTPUT -m conntrack --ctstate INVALID -j DROP")),
+    "answer untracked on the way back": dict(node1=_dump(raw="-A PREROUTING -s 10.244.0.10/32 -j CT --notrack")),
     "external, untracked at the entry node": dict(node1=_dump(raw="-A PREROUTING -d 192.0.2.50/32 -j CT --notrack")),
 }
 
@@ -302,6 +303,16 @@ def test_9_a_rejects_icmp_error_carries_its_connection_from_birth():
         verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
         http = [p for p in probes(cluster, verifier) if p.check.name == "delivered"]
         assert {o.disposition for p in http for o in p.outcomes} == {seen}, raw
+
+
+def test_9_an_answer_left_untracked_keeps_the_pods_address():
+    # Found by the 10,000-ruleset run: node1 does not track the pod's answer (raw CT --notrack), so its
+    # conntrack cannot undo the DNAT; the client hears from the pod's address, not the Service's: no answer.
+    results = _results(node1=_dump(raw="-A PREROUTING -s 10.244.0.10/32 -j CT --notrack"))
+    assert results["delivered"].verdict is Verdict.PROVED
+    answered = results["answered"]
+    assert answered.verdict is Verdict.VIOLATED and not answered.replay_error
+    assert "from 10.244.0.10:8080" in answered.counterexample.fate.reply.reason
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
