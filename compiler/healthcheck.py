@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from kspec import ir
-from kspec.compiler.nodeview import port_infos
+from kspec.compiler.nodeview import node_endpoints, port_infos
 
 
 def local_endpoint_counts(cluster: ir.Cluster, node: str, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, int]:
@@ -29,7 +29,7 @@ def local_ready_endpoints(service: ir.Service, node: str, proxy: ir.ProxyConfig,
     infos = port_infos(service, family, proxy)
     if not any(info.health_check_node_port for info in infos):
         return None
-    return len({ep.address for info in infos for ep in info.endpoints if ep.node == node and ep.ready})
+    return len({ep.address for info in infos for ep in node_endpoints(info, node) if ep.node == node and ep.ready})
 
 
 def healthz(service: ir.Service, local_endpoints: int, proxy_healthy: bool = True) -> tuple[int, str]:

@@ -68,9 +68,7 @@ def ext_chain(out: Restore, ctx: NodeContext, view: PortView) -> None:
 
 def entry_rules(out: Restore, ctx: NodeContext) -> None:
     """The jump from KUBE-SERVICES to KUBE-NODEPORTS for traffic to this node's NodePort addresses."""
-    cidrs = ctx.proxy.node_port_addresses
-    family_cidrs = [c for c in cidrs or () if ir.IPFamily.of(c) is ctx.family]
-    if cidrs is None or any(c.prefixlen == 0 for c in family_cidrs):
+    if ctx.node_ports_match_all:
         extra: tuple[str, ...] = ()
         if ctx.family is ir.IPFamily.V6:
             extra = ("!", "-d", "::1/128")
@@ -82,5 +80,5 @@ def entry_rules(out: Restore, ctx: NodeContext) -> None:
     for ip in ctx.local_ips():
         if ip.is_loopback and not ctx.localhost_node_ports:
             continue
-        if any(ip in cidr for cidr in family_cidrs):
+        if any(ip in cidr for cidr in ctx.node_port_cidrs):
             out.nat.add("KUBE-SERVICES", *comment(ENTRY_COMMENT), "-d", str(ip), "-j", "KUBE-NODEPORTS")

@@ -53,7 +53,9 @@ class ServicePortInfo:
     internal_policy_local: bool
     health_check_node_port: int
     affinity_timeout: int | None
-    endpoints: tuple[EndpointView, ...]  # deduplicated, sorted by endpoint string
+    endpoints: tuple[EndpointView, ...]  # deduplicated (the first copy of each), sorted by endpoint string
+    # Every copy of an endpoint string given more than once (in order), for the node-dependent choice.
+    duplicates: tuple[tuple[EndpointView, ...], ...] = ()
 
     @property
     def externally_accessible(self) -> bool:
@@ -147,8 +149,11 @@ def port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> l
     cluster_ip = next((ip for ip in svc.cluster_ips if ir.IPFamily.of(ip) is family), None)
     if cluster_ip is None:  # headless, or single-stack in the other family
         return []
-    node_port_type = svc.type in (ir.ServiceType.NODE_PORT, ir.ServiceType.LOAD_BALANCER)
-    external_local = node_port_type and svc.external_traffic_policy is ir.TrafficPolicy.LOCAL
+    # ExternallyAccessible: a NodePort or LoadBalancer, or a ClusterIP Service with external IPs; only
+    # such a Service's externalTrafficPolicy counts (ExternalPolicyLocal).
+    externally_accessible = svc.type in (ir.ServiceType.NODE_PORT, ir.ServiceType.LOAD_BALANCER) or \
+        (svc.type is ir.ServiceType.CLUSTER_IP and bool(svc.external_ips))
+    external_local = externally_accessible and svc.external_traffic_policy is ir.TrafficPolicy.LOCAL
     in_family = lambda addrs: tuple(a for a in addrs if ir.IPFamily.of(a) is family)  # noqa: E731
     lb_ips = tuple(
         ing.ip for ing in svc.load_balancer_ingress
@@ -176,15 +181,16 @@ def port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> l
                 if svc.type is ir.ServiceType.LOAD_BALANCER and external_local else 0
             ),
             affinity_timeout=svc.session_affinity.timeout_seconds if svc.session_affinity else None,
-            endpoints=_endpoints(svc, port, family, name, protocol),
+            **_endpoints(svc, port, family, name, protocol),
         ))
     return infos
 
 
-def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily, name: str, protocol: str
-               ) -> tuple[EndpointView, ...]:
-    """The service port's endpoints: joined by port name and protocol, one per ip:port, sorted as strings."""
+def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily, name: str, protocol: str) -> dict:
+    """The service port's endpoints: joined by port name and protocol, one per ip:port (the first copy),
+    sorted as strings; and every copy of a string given twice, which node sees which copy depends on."""
     by_text: dict[str, EndpointView] = {}
+    copies: dict[str, list[EndpointView]] = {}
     family_version = 4 if family is ir.IPFamily.V4 else 6
     for ep in svc.endpoints:
         if ep.ip.version != family_version:
@@ -197,17 +203,29 @@ def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily, name:
             text = f"[{address}]:{ep_port.port}" if ep.ip.version == 6 else f"{address}:{ep_port.port}"
             view = EndpointView(ep.ip, ep_port.port, ep.node, ep.ready, ep.serving, ep.terminating, text,
                                 names.sep_chain(name, protocol, text), address)
-            # Duplicates collapse; kube-proxy lets a node-local copy win, and is_local needs the node,
-            # so remember whether any copy names a node.
             previous = by_text.get(view.text)
-            if previous is None or (previous.node is None and view.node is not None):
+            if previous is None:
                 by_text[view.text] = view
-    return tuple(by_text[text] for text in sorted(by_text))
+            else:
+                copies.setdefault(view.text, [previous]).append(view)
+    return {"endpoints": tuple(by_text[text] for text in sorted(by_text)),
+            "duplicates": tuple(tuple(found) for found in copies.values())}
+
+
+def node_endpoints(info: ServicePortInfo, node: str) -> tuple[EndpointView, ...]:
+    """The endpoints as kube-proxy on ``node`` keeps them when one is given twice (addEndpoints): a copy on
+    this node replaces the one kept so far (the last such copy wins), else the first copy stays."""
+    eps = info.endpoints
+    if not info.duplicates:
+        return eps
+    chosen = {copies[0].text: next((ep for ep in reversed(copies) if ep.node == node), copies[0])
+              for copies in info.duplicates}
+    return tuple(chosen.get(ep.text, ep) for ep in eps)
 
 
 def categorise(info: ServicePortInfo, node: str) -> PortView:
     """Split a port's endpoints into the Cluster and Local lists as kube-proxy does on ``node``."""
-    eps = info.endpoints
+    eps = node_endpoints(info, node)
     is_local = lambda ep: ep.node == node  # noqa: E731
     cluster: tuple[EndpointView, ...] = ()
     has_endpoints = False

@@ -123,6 +123,9 @@ class Node:
     ips: tuple[IPAddress, ...]  # the node's own (non-loopback) addresses; ips[0] per family is primary
     pod_cidrs: tuple[IPNetwork, ...] = ()
     pod_wiring: PodWiring = PodWiring.GATEWAY
+    # kube-proxy's nodeIP where it is not simply the primary address of the proxier's family: the corpus's
+    # fake proxier keeps 192.168.0.2 even for IPv6 and need not hold it on an interface.
+    proxy_ip: IPAddress | None = None
     span: Span | None = _span()
 
     def primary_ip(self, family: IPFamily) -> IPAddress | None:

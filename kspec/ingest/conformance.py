@@ -23,7 +23,7 @@ def load_case(case_dir: str | Path) -> tuple[ir.Cluster, str, ir.IPFamily, SyncS
     data = json.loads((Path(case_dir) / "input.json").read_text())
     proxier = data["proxier"]
     family = ir.IPFamily(proxier["ipFamily"])
-    node = _node(proxier)
+    node = _node(proxier, family)
     cluster = ir.Cluster(
         name=Path(case_dir).name,
         nodes=(node,),
@@ -39,22 +39,29 @@ def load_case(case_dir: str | Path) -> tuple[ir.Cluster, str, ir.IPFamily, SyncS
     return cluster, node.name, family, sync
 
 
-def _node(proxier: dict) -> ir.Node:
-    # The proxier's node IP comes first: kube-proxy uses it for the source-range hairpin check (§5.9).
-    ips = [parse_ip_lenient(proxier["nodeIP"])]
+def _node(proxier: dict, family: ir.IPFamily) -> ir.Node:
+    # The node's addresses are its interfaces' (kube-proxy's GetNodeIPs, for nodePortAddresses); the
+    # proxier's nodeIP is kept apart: only the source-range hairpin check reads it (§5.9), and the fake
+    # proxier's need not be an interface address, nor of the proxier's family.
+    ips: list[ir.IPAddress] = []
     for entry in proxier.get("interfaceAddresses", []):
         ip = parse_cidr_lenient(entry["cidr"])
         addr = parse_ip_lenient(entry["cidr"].split("/")[0])
         if ip is not None and addr is not None and not addr.is_loopback and addr not in ips:
             ips.append(addr)
-    return ir.Node(name=proxier["nodeName"], ips=tuple(ips))
+    node_ip = parse_ip_lenient(proxier["nodeIP"])
+    detector = proxier.get("localDetector") or {}
+    # The NodeCIDR local detector's CIDR is this node's pod CIDR (not a cluster CIDR).
+    pod_cidrs = (parse_cidr_lenient(detector["cidr"]),) if detector.get("mode") == "NodeCIDR" else ()
+    return ir.Node(name=proxier["nodeName"], ips=tuple(ips), pod_cidrs=pod_cidrs,
+                   proxy_ip=None if node_ip == ir.Node("", tuple(ips)).primary_ip(family) else node_ip)
 
 
 def _proxy(proxier: dict, family: ir.IPFamily) -> ir.ProxyConfig:
     detector = proxier.get("localDetector") or {"mode": "None"}
     mode = _DETECT[detector["mode"]]
     cidrs: tuple[ir.IPNetwork, ...] = ()
-    if mode in (ir.LocalDetectMode.CLUSTER_CIDR, ir.LocalDetectMode.NODE_CIDR):
+    if mode is ir.LocalDetectMode.CLUSTER_CIDR:
         cidrs = (parse_cidr_lenient(detector["cidr"]),)
     counters = proxier.get("nfacctCounters") or {}
     node_port_addresses = proxier.get("nodePortAddresses")

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 from kspec import ir
+from kspec.compiler.context import NodeContext
 
 PREFIX = "kspec-lab-"
 NETNS_DIR = "/var/run/netns"
@@ -441,7 +442,7 @@ class Lab:
                 else:
                     pod_cmds.append("route add default dev eth0")
             values = self._forwarding()
-            if cluster.proxy.localhost_node_ports and family is ir.IPFamily.V4:
+            if NodeContext(node, family, cluster.proxy, False).localhost_node_ports:
                 values["net/ipv4/conf/all/route_localnet"] = "1"  # as kube-proxy sets it
             if cluster.proxy.tcp_liberal:
                 values["net/netfilter/nf_conntrack_tcp_be_liberal"] = "1"
@@ -515,7 +516,6 @@ class Lab:
         """
         from kspec.compiler import compile_cluster
         from kspec.compiler.basechains import base_rules
-        from kspec.compiler.context import NodeContext
 
         start = time.monotonic()
         dumps = self.rules or {}
