@@ -1,15 +1,12 @@
 """The per-node facts every rule module needs: which node, which family, which proxy settings."""
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Callable
 
 from kspec import ir
+from kspec.compiler.nodeportaddresses import NodePortAddresses
 from kspec.compiler.nodeview import LOOPBACK
-
-_ZERO = {ir.IPFamily.V4: ipaddress.ip_network("0.0.0.0/0"), ir.IPFamily.V6: ipaddress.ip_network("::/0")}
-_LOOPBACK4 = ipaddress.ip_address("127.0.0.1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,22 +30,14 @@ class NodeContext:
         return self.proxy.mark
 
     @property
-    def node_port_cidrs(self) -> tuple[ir.IPNetwork, ...]:
-        """kube-proxy's NodePortAddresses for this family: the configured CIDRs of the family, or, when none
-        is (none given, or only the other family's), the zero CIDR: every local address."""
-        mine = tuple(c for c in self.proxy.node_port_addresses or () if ir.IPFamily.of(c) is self.family)
-        return mine or (_ZERO[self.family],)
-
-    @property
-    def node_ports_match_all(self) -> bool:
-        return any(c.prefixlen == 0 for c in self.node_port_cidrs)
+    def node_port_addresses(self) -> NodePortAddresses:
+        return NodePortAddresses.of(self.family, self.proxy.node_port_addresses)
 
     @property
     def localhost_node_ports(self) -> bool:
         """NodePorts on 127.0.0.1: IPv4 only, and forced off when nodePortAddresses do not cover IPv4 loopback
         (as kube-proxy's NewProxier does)."""
-        covered = any(c.network_address.is_loopback or _LOOPBACK4 in c for c in self.node_port_cidrs)
-        return self.proxy.localhost_node_ports and self.family is ir.IPFamily.V4 and covered
+        return self.proxy.localhost_node_ports and self.node_port_addresses.contains_ipv4_loopback
 
     @property
     def primary_ip(self) -> ir.IPAddress | None:

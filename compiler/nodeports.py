@@ -68,7 +68,8 @@ def ext_chain(out: Restore, ctx: NodeContext, view: PortView) -> None:
 
 def entry_rules(out: Restore, ctx: NodeContext) -> None:
     """The jump from KUBE-SERVICES to KUBE-NODEPORTS for traffic to this node's NodePort addresses."""
-    if ctx.node_ports_match_all:
+    addresses = ctx.node_port_addresses
+    if addresses.match_all:
         extra: tuple[str, ...] = ()
         if ctx.family is ir.IPFamily.V6:
             extra = ("!", "-d", "::1/128")
@@ -77,8 +78,6 @@ def entry_rules(out: Restore, ctx: NodeContext) -> None:
         out.nat.add("KUBE-SERVICES", *comment(ENTRY_COMMENT), "-m", "addrtype", "--dst-type", "LOCAL", *extra,
                     "-j", "KUBE-NODEPORTS")
         return
-    for ip in ctx.local_ips():
-        if ip.is_loopback and not ctx.localhost_node_ports:
-            continue
-        if any(ip in cidr for cidr in ctx.node_port_cidrs):
+    for ip in addresses.node_ips(ctx.local_ips()):
+        if not ip.is_loopback or ctx.localhost_node_ports:
             out.nat.add("KUBE-SERVICES", *comment(ENTRY_COMMENT), "-d", str(ip), "-j", "KUBE-NODEPORTS")

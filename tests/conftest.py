@@ -94,6 +94,12 @@ _SCOREBOARD = {
     "test_flows.py::test_full_tracer_agrees": "flow cases (246 flows), full concrete tracer",
     "test_flows_z3.py::test_flows_in_z3_model": "flow cases (246 flows), Z3 model",
     "test_k8s_objects.py::test_objects_compile_to_kube_proxys_ruleset": "full-sync cases written as Kubernetes objects",
+    "test_kube_proxy_helpers.py::test_node_port_addresses":
+        "helper cases, util/nodeport_addresses_test.go (NodePortAddresses)",
+    "test_kube_proxy_helpers.py::test_service_port_info":
+        "helper cases, servicechangetracker_test.go (ServicePortInfo)",
+    "test_kube_proxy_helpers.py::test_endpoints_of_each_service_port":
+        "helper cases, endpointslicecache_test.go (endpoints per node; skipped: a later release's)",
 }
 _tally: dict[str, list[int]] = {}
 

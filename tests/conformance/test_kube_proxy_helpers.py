@@ -1,0 +1,177 @@
+"""kube-proxy's helper-level table tests (``tests/data/kube-proxy-helpers/``, transcribed as data with the
+upstream file, test and case beside each) against the kspec code that computes the same thing:
+
+* ``util/nodeport_addresses_test.go`` -> ``compiler.nodeportaddresses.NodePortAddresses``;
+* ``servicechangetracker_test.go`` ``TestServiceToServiceMap`` -> a Service object through kspec's Kubernetes
+  ingest, then ``compiler.nodeview.port_infos`` (kube-proxy's ServicePortInfo);
+* ``endpointslicecache_test.go`` (the endpoints of each service port as one node keeps them) -> EndpointSlice
+  objects through the ingest, then ``nodeview.node_endpoints``.
+
+Cases of later releases than the one kspec compiles are listed in ``LATER`` with the upstream change.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+
+from kspec import ir
+from kspec.compiler.nodeportaddresses import NodePortAddresses
+from kspec.compiler.nodeview import node_endpoints, port_infos
+from kspec.ingest.k8s import load_k8s
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "kube-proxy-helpers"
+FAMILIES = {"IPv4": ir.IPFamily.V4, "IPv6": ir.IPFamily.V6}
+# Behaviour of a later kube-proxy than the one kspec compiles today (issue 11: releases).
+LATER = {"with duplicate Endpoints, prefer non-terminating": "kubernetes PR #135593 (after v1.34)"}
+
+
+def _cases(name: str, tests: tuple[str, ...]):
+    cases = [c for c in json.loads((DATA / name).read_text()) if c["upstream"]["test"] in tests]
+    return [pytest.param(c, id=f"{c['upstream']['test']}: {c['upstream']['case']}",
+                         marks=[pytest.mark.skip(reason=LATER[c["upstream"]["case"]])]
+                         if c["upstream"]["case"] in LATER else []) for c in cases]
+
+
+# ------------------------------------------------------------------------------ nodePortAddresses
+
+
+@pytest.mark.parametrize("case", _cases("nodeport-addresses.json", ("TestGetNodeIPs", "TestContainsIPv4Loopback")))
+def test_node_port_addresses(case):
+    cidrs = [ipaddress.ip_network(c, strict=False) for c in case["input"]["nodeport_addresses"]]
+    addresses = [ipaddress.ip_interface(a).ip for iface in case["input"].get("interfaces", ()) for a in iface["addrs"]]
+    for family_name, expected in case["expected"].items():
+        npa = NodePortAddresses.of(FAMILIES[family_name], cidrs)
+        if "match_all" in expected:
+            assert npa.match_all == expected["match_all"], family_name
+            assert sorted(map(str, npa.node_ips(addresses))) == sorted(expected["node_ips"]), family_name
+        if "contains_ipv4_loopback" in expected:
+            assert npa.contains_ipv4_loopback == expected["contains_ipv4_loopback"], family_name
+
+
+# ------------------------------------------------------------------------------- ServicePortInfo
+
+
+def _service_object(svc: dict) -> dict:
+    spec: dict = {"type": svc["type"] or "ClusterIP",
+                  "ports": [{"name": p["name"], "protocol": p["protocol"], "port": p["port"],
+                             **({"nodePort": p["node_port"]} if p["node_port"] else {})} for p in svc["ports"]]}
+    if svc.get("cluster_ip") is not None:
+        spec["clusterIP"] = svc["cluster_ip"]
+    if svc.get("cluster_ips"):
+        spec["clusterIPs"] = svc["cluster_ips"]
+    for key, field in (("external_ips", "externalIPs"), ("load_balancer_source_ranges", "loadBalancerSourceRanges")):
+        if svc.get(key):
+            spec[field] = svc[key]
+    for key, field in (("external_traffic_policy", "externalTrafficPolicy"),
+                       ("health_check_node_port", "healthCheckNodePort"), ("external_name", "externalName"),
+                       ("load_balancer_ip", "loadBalancerIP")):
+        if svc.get(key):
+            spec[field] = svc[key]
+    ingress = [{"ip": i["ip"], **({"ipMode": i["ip_mode"]} if i.get("ip_mode") else {})}
+               for i in svc.get("load_balancer_ingress") or ()]
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": svc["namespace"], "name": svc["name"]},
+            "spec": spec, **({"status": {"loadBalancer": {"ingress": ingress}}} if ingress else {})}
+
+
+def _load(tmp_path: Path, objects: list[dict]) -> ir.Cluster:
+    path = tmp_path / "objects.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    return load_k8s([str(path)])
+
+
+@pytest.mark.parametrize("case", _cases("servicechangetracker.json", ("TestServiceToServiceMap",)))
+def test_service_port_info(case, tmp_path):
+    given = case["input"]
+    family = FAMILIES[given["ip_family"]]
+    got = []
+    if given["service"] is not None:
+        cluster = _load(tmp_path, [_service_object(given["service"])])
+        proxy = dataclasses.replace(cluster.proxy, lb_ip_mode_gate=given["load_balancer_ip_mode_enabled"])
+        for svc in cluster.services:
+            for info in port_infos(svc, family, proxy):
+                got.append({
+                    "service_port_name": {"namespace": svc.namespace, "name": svc.name, "port": info.port.name,
+                                          "protocol": info.port.protocol.value},
+                    "cluster_ip": str(info.cluster_ip), "port": info.port.port, "protocol": info.port.protocol.value,
+                    "health_check_node_port": info.health_check_node_port,
+                    "external_ips": sorted(map(str, info.external_ips)),
+                    "load_balancer_source_ranges": sorted(map(str, info.source_ranges)),
+                    "load_balancer_vips": sorted(map(str, info.lb_ips))})
+    expected = [{**sp, **{k: sorted(sp[k]) for k in ("external_ips", "load_balancer_source_ranges",
+                                                       "load_balancer_vips")}}
+                for sp in case["expected"]["service_ports"]]
+    key = lambda sp: (sp["service_port_name"]["port"], sp["protocol"])  # noqa: E731
+    assert sorted(got, key=key) == sorted(expected, key=key)
+
+
+# ------------------------------------------------------------------------------ EndpointSliceCache
+
+
+def _slices(given: dict) -> list[dict]:
+    """The slices as the cache holds them: applied in order, a later slice of the same name replacing."""
+    by_name: dict[tuple, dict] = {}
+    for s in given["endpoint_slices"]:
+        by_name[(s["namespace"], s["name"])] = s
+    return list(by_name.values())
+
+
+def _slice_object(s: dict) -> dict:
+    endpoints = []
+    for ep in s["endpoints"]:
+        item: dict = {"addresses": ep["addresses"]}
+        conditions = {k: v for k, v in (ep.get("conditions") or {}).items() if v is not None}
+        if conditions:
+            item["conditions"] = conditions
+        if ep.get("node_name"):
+            item["nodeName"] = ep["node_name"]
+        endpoints.append(item)
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": s["address_type"],
+            "metadata": {"namespace": s["namespace"], "name": s["name"],
+                         "labels": {"kubernetes.io/service-name": s["service_name"]}},
+            "ports": [{k: v for k, v in p.items() if v is not None} for p in s["ports"] or ()],
+            "endpoints": endpoints}
+
+
+def _services_for(slices: list[dict]) -> list[dict]:
+    """A Service per slice owner, with one port per (name, protocol) its slices carry."""
+    owners: dict[tuple, dict] = {}
+    for s in slices:
+        ports = owners.setdefault((s["namespace"], s["service_name"]), {})
+        for p in s["ports"] or ():
+            if p.get("port") is not None:
+                ports[(p.get("name") or "", p.get("protocol") or "TCP")] = p["port"]
+    return [{"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": ns, "name": name},
+             "spec": {"clusterIP": f"10.96.0.{i + 1}",
+                      "ports": [{"name": pname, "protocol": proto, "port": 1000 + j}
+                                for j, (pname, proto) in enumerate(sorted(ports))]}}
+            for i, ((ns, name), ports) in enumerate(sorted(owners.items()))]
+
+
+@pytest.mark.parametrize("case", _cases("endpointslicecache.json",
+                                        ("TestEndpointsMapFromESC", "TestEndpointInfoByServicePort")))
+def test_endpoints_of_each_service_port(case, tmp_path):
+    given = case["input"]
+    slices = _slices(given)
+    cluster = _load(tmp_path, _services_for(slices) + [_slice_object(s) for s in slices])
+    node = given["node_name"]
+    got = {}
+    for svc in cluster.services:  # the test asks for one Service's map
+        if (svc.namespace, svc.name) != (given["service"]["namespace"], given["service"]["name"]):
+            continue
+        for info in port_infos(svc, ir.IPFamily.V4, cluster.proxy):
+            eps = node_endpoints(info, node)
+            if eps:
+                got[(svc.namespace, svc.name, info.port.name, info.port.protocol.value)] = sorted(
+                    (ep.text, ep.node == node and node != "", ep.ready, ep.serving, ep.terminating) for ep in eps)
+    expected = {}
+    wanted = case["expected"]
+    for entry in wanted["endpoints_map"] if "endpoints_map" in wanted else wanted["endpoint_info_by_service_port"]:
+        spn = entry["service_port_name"]
+        expected[(spn["namespace"], spn["name"], spn["port"], spn["protocol"])] = sorted(
+            (ep["endpoint"], ep["is_local"], ep["ready"], ep["serving"], ep["terminating"])
+            for ep in entry["endpoints"])
+    assert got == {k: v for k, v in expected.items() if v}
