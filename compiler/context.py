@@ -1,6 +1,7 @@
 """The per-node facts every rule module needs: which node, which family, which proxy settings."""
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,7 +32,11 @@ class NodeContext:
 
     @property
     def node_port_addresses(self) -> NodePortAddresses:
-        return NodePortAddresses.of(self.family, self.proxy.node_port_addresses)
+        configured = self.proxy.node_port_addresses
+        if self.proxy.node_port_primary:  # ["primary"]: this node's primary IP of each family, as a host CIDR
+            primaries = (self.node.primary_ip(f) for f in ir.IPFamily)
+            configured = tuple(ipaddress.ip_network(ip) for ip in primaries if ip is not None and not ip.is_loopback)
+        return NodePortAddresses.of(self.family, configured)
 
     @property
     def localhost_node_ports(self) -> bool:

@@ -88,6 +88,8 @@ def _proxy(proxy: ir.ProxyConfig) -> str:
         lines.append(f"localhost_node_ports {_bool(proxy.localhost_node_ports)}")
     if proxy.node_port_addresses is not None:
         lines.append(f"node_port_addresses {_list(proxy.node_port_addresses)}")
+    if proxy.node_port_primary:
+        lines.append("node_port_addresses primary")
     if proxy.node_port_range != default.node_port_range:
         lines.append("node_port_range {}-{}".format(*proxy.node_port_range))
     for name in ("random_fully", "nfacct", "tcp_liberal", "lb_ip_mode_gate"):

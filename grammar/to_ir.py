@@ -249,6 +249,9 @@ class ToIR(Transformer):
         values = {key: self._get(s, key, getattr(default, key)) for key in _PROXY_FIELDS}
         values["detect_local"] = self._get(s, "detect_local", default.detect_local)
         values["mark_literal"] = self._get(s, "mark", None)
+        values["node_port_primary"] = self._get(s, "node_port_primary", False)
+        if "node_port_primary" in s and "node_port_addresses" in s:
+            self._error(s["node_port_primary"][0].span, "node_port_addresses is given twice (primary, and CIDRs)")
         return Item("proxy", ir.ProxyConfig(**values, span=self._span(meta)), self._span(meta))
 
     def masquerade_bit(self, meta, children):
@@ -261,6 +264,9 @@ class ToIR(Transformer):
 
     def node_port_addresses(self, meta, children):
         return self._values("node_port_addresses", meta, children, self._cidr)
+
+    def node_port_primary(self, meta, children):
+        return Item("node_port_primary", True, self._span(meta))
 
     def node_port_range(self, meta, children):
         low, high = (self._port(tok) for tok in children)

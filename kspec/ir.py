@@ -149,6 +149,8 @@ class ProxyConfig:
     masquerade_bit: int = 14
     localhost_node_ports: bool = True
     node_port_addresses: tuple[IPNetwork, ...] | None = None  # None: every local address
+    # nodePortAddresses ["primary"]: each node's primary address of each family (node_port_addresses None)
+    node_port_primary: bool = False
     node_port_range: tuple[int, int] = (30000, 32767)
     large_cluster_threshold: int = 1000
     # Node facts kube-proxy discovers at run time.

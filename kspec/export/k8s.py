@@ -26,6 +26,8 @@ def _proxy(proxy: ir.ProxyConfig) -> list[dict]:
         config["detectLocal"] = {key: proxy.detect_local.interface}
     if proxy.node_port_addresses is not None:
         config["nodePortAddresses"] = [str(c) for c in proxy.node_port_addresses]
+    if proxy.node_port_primary:
+        config["nodePortAddresses"] = ["primary"]
     facts = {"apiVersion": "kspec.dev/v1alpha1", "kind": "NodeFacts", "randomFully": proxy.random_fully,
              "nfacct": proxy.nfacct, "nfacctUnavailable": list(proxy.nfacct_unavailable),
              "tcpLiberal": proxy.tcp_liberal}

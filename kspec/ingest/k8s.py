@@ -22,8 +22,8 @@ such as ``ServiceList``. Understood kinds:
 From the KubeProxyConfiguration kspec reads ``mode`` (must be iptables or unset), ``clusterCIDR``
 (comma-separated, one per family), ``detectLocalMode`` (unset means ClusterCIDR, as in kube-proxy) with
 ``detectLocal.bridgeInterface`` / ``detectLocal.interfaceNamePrefix``, ``iptables.masqueradeAll``,
-``iptables.masqueradeBit``, ``iptables.localhostNodePorts``, ``nodePortAddresses`` (CIDRs; the special value
-``primary`` is rejected), ``portRange``, ``conntrack.tcpBeLiberal`` and ``featureGates.LoadBalancerIPMode``;
+``iptables.masqueradeBit``, ``iptables.localhostNodePorts``, ``nodePortAddresses`` (CIDRs, or ``primary``: each
+node's primary IPs), ``portRange``, ``conntrack.tcpBeLiberal`` and ``featureGates.LoadBalancerIPMode``;
 other fields are ignored. ClusterCIDR mode without a CIDR for a family is kube-proxy's no-op detector for
 that family; the IR keeps mode ClusterCIDR and the CIDRs it has.
 
@@ -398,6 +398,7 @@ class _Reader:
             masquerade_bit=settings.masquerade_bit,
             localhost_node_ports=settings.localhost_node_ports,
             node_port_addresses=settings.node_port_addresses,
+            node_port_primary=settings.node_port_primary,
             node_port_range=settings.port_range,
             lb_ip_mode_gate=settings.lb_ip_mode_gate,
             random_fully=facts.get("randomFully", True),
@@ -774,6 +775,7 @@ class ProxySettings:
     masquerade_bit: int = 14
     localhost_node_ports: bool = True
     node_port_addresses: tuple[ir.IPNetwork, ...] | None = None
+    node_port_primary: bool = False
     port_range: tuple[int, int] = (30000, 32767)
     lb_ip_mode_gate: bool = True
     tcp_be_liberal: bool = False
@@ -808,6 +810,7 @@ def read_proxy_settings(obj: _Obj, doc: PosMap) -> ProxySettings:
         localhost_node_ports=obj.get(iptables, "localhostNodePorts", bool, "iptables.localhostNodePorts",
                                      default=True),
         node_port_addresses=_node_port_addresses(obj, doc),
+        node_port_primary=list(obj.list(doc, "nodePortAddresses", "nodePortAddresses")) == ["primary"],
         port_range=_port_range(obj, doc),
         lb_ip_mode_gate=obj.get(gates, "LoadBalancerIPMode", bool, "featureGates.LoadBalancerIPMode",
                                 default=True),
@@ -851,12 +854,13 @@ def _detect_local(obj: _Obj, doc: PosMap) -> ir.LocalDetect:
 
 def _node_port_addresses(obj: _Obj, doc: PosMap) -> tuple[ir.IPNetwork, ...] | None:
     values = obj.list(doc, "nodePortAddresses", "nodePortAddresses")
+    if list(values) == ["primary"]:
+        return None  # each node's primary IPs: ProxySettings.node_port_primary
     result = []
     for i, value in enumerate(values):
         where = f"nodePortAddresses[{i}]"
         if value == "primary":
-            obj.error(values.span_at(i), f'{where}: "primary" (the node\'s primary IPs) is not supported; '
-                                         "list the node's IPs as /32 or /128 CIDRs instead")
+            obj.error(values.span_at(i), f'{where}: "primary" must be the only entry of nodePortAddresses')
             continue
         cidr = parse_cidr_lenient(value) if isinstance(value, str) else None
         if cidr is None:

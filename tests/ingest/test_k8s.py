@@ -551,8 +551,8 @@ def test_configuration_errors(write):
         "5:18: error: KubeProxyConfiguration: detectLocal.bridgeInterface must be set when detectLocalMode is "
         "BridgeInterface",
         "6:27: error: KubeProxyConfiguration: iptables.masqueradeBit: 32 is not between 0 and 31",
-        "7:21: error: KubeProxyConfiguration: nodePortAddresses[0]: \"primary\" (the node's primary IPs) is not "
-        "supported; list the node's IPs as /32 or /128 CIDRs instead",
+        '7:21: error: KubeProxyConfiguration: nodePortAddresses[0]: "primary" must be the only entry of '
+        'nodePortAddresses',
         '7:30: error: KubeProxyConfiguration: nodePortAddresses[1]: "10.0.0.0/40" is not a CIDR',
         '8:12: error: KubeProxyConfiguration: portRange: "32767-30000" is not a port range (like "30000-32767")',
         '12:14: error: NodeFacts: markLiteral must be a string, not an integer (quote it: "0x4000")',

@@ -130,3 +130,34 @@ def test_f_localhost_node_ports_are_off_when_node_port_addresses_miss_loopback()
         'in this chain" -d 10.0.0.1 -j KUBE-NODEPORTS']
     covered = _cluster(_service(), node_port_addresses=(net("10.0.0.0/24"), net("127.0.0.0/8")))
     assert any("-d 127.0.0.1 -j KUBE-NODEPORTS" in line for line in _rules(covered))
+
+
+# Part 5: nodePortAddresses ["primary"] (kube-proxy 1.29+): each node's primary IP of each family; a family
+# the node has no address of is left without a CIDR, so there every address matches (as B).
+def test_node_port_addresses_primary_is_each_nodes_primary_ip():
+    from kspec.grammar import parse_text
+
+    cluster, _ = parse_text("""cluster c {
+      cluster_cidr 10.244.0.0/16
+      proxy { node_port_addresses primary }
+      node a { ip 10.0.0.1, 10.0.0.9  pod_cidr 10.244.1.0/24 }
+      service web { type NodePort  cluster_ip 10.96.0.10  port 80 -> 8080/tcp node_port 30080 }
+    }""")
+    assert cluster.proxy.node_port_primary
+    entry = [line for line in compile_node(cluster, "a").splitlines() if "-j KUBE-NODEPORTS" in line]
+    assert len(entry) == 1 and " -d 10.0.0.1 -j KUBE-NODEPORTS" in entry[0]
+    v6 = [line for line in compile_node(cluster, "a", ir.IPFamily.V6).splitlines() if "-j KUBE-NODEPORTS" in line]
+    assert len(v6) == 1 and "--dst-type LOCAL ! -d ::1/128" in v6[0]  # no IPv6 primary: every address
+
+
+def test_node_port_addresses_primary_from_a_kube_proxy_configuration(tmp_path):
+    from kspec.ingest.k8s import load_k8s
+
+    objects = tmp_path / "objects.yaml"
+    objects.write_text("apiVersion: v1\nkind: Node\nmetadata: {name: a}\nstatus:\n  addresses:\n"
+                       "  - {type: InternalIP, address: 10.0.0.1}\n")
+    config = tmp_path / "proxy.yaml"
+    config.write_text("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+                      "nodePortAddresses: [primary]\n")
+    cluster = load_k8s([str(objects)], str(config))
+    assert cluster.proxy.node_port_primary and cluster.proxy.node_port_addresses is None
