@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from kspec import ir
+from kspec import consistency, ir
 from kspec.diagnostics import Diagnostic, Severity
 
 from .to_ir import Draft
@@ -51,9 +51,7 @@ class _Resolver:
     def run(self) -> ir.Cluster:
         self._check_duplicates()
         self._check_references()
-        self._check_nodes()
-        self._check_pods()
-        self._check_node_ports()
+        self._check_cluster()
         services = tuple(self._resolve_service(svc) for svc in self.cluster.services)
         clients = tuple(self._resolve_client(i, c) for i, c in enumerate(self.cluster.clients))
         self._check_destinations()
@@ -96,53 +94,10 @@ class _Resolver:
 
     # ---------------------------------------------------------------------------- addresses
 
-    def _check_nodes(self) -> None:
-        cluster_cidrs = self.cluster.proxy.cluster_cidrs
-        owner: list[tuple[ir.IPNetwork, ir.Node]] = []
-        for node in self.cluster.nodes:
-            for index, cidr in enumerate(node.pod_cidrs):
-                span = self.draft.span_of(node, "pod_cidr", index)
-                same_family = [c for c in cluster_cidrs if c.version == cidr.version]
-                if same_family and not any(cidr.subnet_of(c) for c in same_family):
-                    self._error(span, f"pod CIDR {cidr} of node {node.name} is outside the cluster CIDR "
-                                      f"{', '.join(map(str, same_family))}")
-                for other_cidr, other in owner:
-                    if other_cidr.version == cidr.version and other_cidr.overlaps(cidr):
-                        self._error(span, f"pod CIDR {cidr} of node {node.name} overlaps {other_cidr} "
-                                          f"of node {other.name}")
-                owner.append((cidr, node))
-
-    def _check_pods(self) -> None:
-        by_ip: dict[ir.IPAddress, ir.Pod] = {}
-        for pod in self.cluster.pods:
-            if pod.ip is None:
-                continue
-            span = self.draft.span_of(pod, "ip")
-            node = self.nodes.get(pod.node)
-            cidrs = [c for c in node.pod_cidrs if c.version == pod.ip.version] if node else []
-            if cidrs and not any(pod.ip in c for c in cidrs):
-                self._error(span, f"pod IP {pod.ip} of {pod.key} is outside the pod CIDR "
-                                  f"{', '.join(map(str, cidrs))} of node {node.name}")
-            if pod.ip in by_ip:
-                self._error(span, f"pod IP {pod.ip} of {pod.key} is already used by {by_ip[pod.ip].key}")
-            by_ip.setdefault(pod.ip, pod)
-
-    def _check_node_ports(self) -> None:
-        """nodePorts (and health check ports) lie in the proxy's range, and no two services share one."""
-        low, high = self.cluster.proxy.node_port_range
-        taken: set[tuple[int, str]] = set()
-        for svc in self.cluster.services:
-            uses = [(p.node_port, p.protocol.value, self.draft.span_of(p, "node_port"), "node_port")
-                    for p in svc.ports if p.node_port]
-            if svc.health_check_node_port:
-                uses.append((svc.health_check_node_port, "TCP",
-                             self.draft.span_of(svc, "health_check_node_port"), "health_check_node_port"))
-            for number, protocol, span, what in uses:
-                if not low <= number <= high:
-                    self._error(span, f"{what} {number} is outside the node port range {low}-{high}")
-                if (number, protocol) in taken:
-                    self._error(span, f"{what} {number}/{protocol.lower()} is already used")
-                taken.add((number, protocol))
+    def _check_cluster(self) -> None:
+        """The checks every front end runs (``kspec.consistency``), positioned at the field as written."""
+        for problem in consistency.problems(self.cluster):
+            self._error(self.draft.span_of(problem.subject, problem.field, problem.index), problem.message)
 
     # ------------------------------------------------------------------------------ services
 

@@ -60,7 +60,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from kspec import ir
+from kspec import consistency, ir
 from kspec.diagnostics import Diagnostic, KspecError, Severity
 from kspec.ingest.addresses import parse_cidr_lenient, parse_ip_lenient
 from kspec.ingest.yamlpos import PosList, PosMap, YamlSyntaxError, load_documents
@@ -365,13 +365,22 @@ class _Reader:
     # ------------------------------------------------------------------------------- assembly
 
     def build(self, name: str) -> ir.Cluster:
-        return ir.Cluster(
+        cluster = ir.Cluster(
             name=name,
             nodes=tuple(self.nodes.values()),
             proxy=self._proxy_config(),
             pods=tuple(self.pods.values()),
             services=self._joined_services(),
         )
+        # The cluster-wide checks every front end runs; an object's own span locates its problem. Node
+        # ports are the apiserver's to allocate (kube-proxy programs whatever it is given, and its own tests
+        # give ports outside the default range): a warning here.
+        for problem in consistency.problems(cluster):
+            kind = type(problem.subject).__name__
+            label = {"Node": "Node", "Pod": "Pod", "Service": "Service", "ServicePort": "Service port"}[kind]
+            severity = Severity.WARNING if "node_port" in problem.field else Severity.ERROR
+            self.diagnostics.append(Diagnostic(problem.subject.span, f"{label}: {problem.message}", severity))
+        return cluster
 
     def _joined_services(self) -> tuple[ir.Service, ...]:
         endpoints: dict[tuple[str, str], list[ir.Endpoint]] = {key: [] for key in self.services}

@@ -627,3 +627,27 @@ def test_aliases_are_expanded_once(write):
     laughs = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
         f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
     assert "Service: missing required field" in problems(write, laughs + "kind: Service\napiVersion: v1\n")[0]
+
+
+def test_the_cluster_wide_checks_run_for_kubernetes_objects_too(write):
+    # kspec.consistency: the same checks as a .k spec's (issue 11, part 2); node ports only warn here.
+    text = """
+    apiVersion: v1
+    kind: Node
+    metadata: {name: a}
+    spec: {podCIDR: 10.244.0.0/16}
+    ---
+    apiVersion: v1
+    kind: Node
+    metadata: {name: b}
+    spec: {podCIDR: 10.244.1.0/24}
+    ---
+    apiVersion: v1
+    kind: Pod
+    metadata: {name: p, namespace: default}
+    spec: {nodeName: a}
+    status: {podIP: 10.99.0.5}
+    """
+    found = problems(write, text)
+    assert any("error: Node: pod CIDR 10.244.1.0/24 of node b overlaps 10.244.0.0/16 of node a" in p for p in found)
+    assert any("error: Pod: pod IP 10.99.0.5 of default/p is outside the pod CIDR 10.244.0.0/16" in p for p in found)
