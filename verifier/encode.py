@@ -18,8 +18,9 @@ from kspec import ruleset as rs
 from kspec.ir import IPAddress
 from kspec.verifier import matches
 from kspec.verifier.matches import CHOICE, CONTINUE_TARGETS, Conn, PacketView
-from kspec.verifier.netfilter import (ACCEPT, DROP, REJECT, UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, UNKNOWN, Connection,
-                                      ct_states, protocol_matches, state_match)
+from kspec.verifier.netfilter import (ACCEPT, DROP, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT, UNDO_DNAT_HOOKS,
+                                      UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, protocol_matches,
+                                      state_match)
 
 SHORT_CHAIN = 16  # chains up to this length are walked whole
 SLICE_CACHE = 50_000  # (chain, destination) slices remembered per node
@@ -61,6 +62,7 @@ class SymPacket:
     entered: tuple | None = None  # (src, src_value, sport, dst, dport) as the packet entered this node
     ctmark: int = 0  # the connection's mark on this node (CONNMARK)
     untracked: bool = False  # -j CT --notrack: no connection here, no NAT
+    data: bool = False  # the client's data after the handshake (TCP PSH|ACK), ESTABLISHED in its direction
     conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown
@@ -213,7 +215,7 @@ class NodeModel:
         """The packet as ``verifier.matches`` reads it (the decisions both engines share)."""
         has_conn = pkt.tracked and not pkt.invalid and not pkt.untracked
         conn = None
-        if has_conn and pkt.established:
+        if has_conn and pkt.established and not pkt.data:
             conn = Conn(rs.CtDir.REPLY, None, None, pkt.ctmark)
         elif has_conn:
             entered = pkt.entered
@@ -221,10 +223,10 @@ class NodeModel:
                 if entered is not None else None
             conn = Conn(rs.CtDir.ORIGINAL, original, (self._dst(pkt), self._dport(pkt), self._src(pkt), pkt.sport),
                         pkt.ctmark)
-        socket = pkt.in_iface is None and not pkt.established
-        answer = (pkt.established or pkt.invalid) and not pkt.related  # a SYN-ACK, known here or not
+        socket = pkt.in_iface is None and (not pkt.established or pkt.data)
+        answer = (pkt.established or pkt.invalid) and not pkt.related and not pkt.data  # a SYN-ACK
         return PacketView(self._src(pkt), pkt.sport, self._dst(pkt), self._dport(pkt), pkt.proto, "", answer,
-                          conn, self.local_ips, socket, self.ipsets, self.width)
+                          conn, self.local_ips, socket, self.ipsets, self.width, pkt.data)
 
     @staticmethod
     def _src(pkt: SymPacket):
@@ -271,7 +273,8 @@ class NodeModel:
         out_src, _, out_sport, out_dst, out_dport, mark = left
         snat = not (src.eq(out_src) and sport.eq(out_sport))
         dnat = (dst, dport) != (out_dst, out_dport)
-        return Connection((src, sport) if snat else None, (dst, dport) if dnat else None, mark)
+        return Connection((src, sport) if snat else None, (dst, dport) if dnat else None, mark,
+                          (out_src, out_sport) if snat else None, (out_dst, out_dport) if dnat else None)
 
     def undo_nat(self, pkt: SymPacket, hook: str, conn: Connection) -> SymPacket:
         """Conntrack's reverse NAT of a reply at nat's place in ``hook`` (a step of its own in the trace)."""
@@ -286,6 +289,27 @@ class NodeModel:
             step = Step("nat", hook, None, f"conntrack undoes DNAT: src: {pkt.src_value} -> {dst}:{dport}")
             return pkt.with_step(step, src=self.ip_const(dst), src_value=dst, sport=z3.BitVecVal(dport, 16))
         return pkt
+
+    def redo_nat(self, pkt: SymPacket, hook: str, conn: Connection) -> SymPacket:
+        """Conntrack's NAT of the client's later packet, as nat did the first one's (a step of its own)."""
+        if hook in REDO_DNAT_HOOKS and conn.dnat_to is not None:
+            dst, dport = conn.dnat_to
+            step = Step("nat", hook, None, f"conntrack redoes DNAT: dst: {pkt.dst} -> {_hostport(dst, dport)}")
+            return pkt.with_step(step, dst=dst, dport=dport)
+        if hook in REDO_SNAT_HOOKS and conn.snat_to is not None:
+            term, sport = conn.snat_to
+            value = _value(term)
+            step = Step("nat", hook, None, f"conntrack redoes SNAT: src: {pkt.src_value or 'client'} -> "
+                                           f"{value or 'client'}")
+            return pkt.with_step(step, src=term, src_value=value, sport=sport)
+        return pkt
+
+    def data_packet(self, ends: tuple, answer: SymPacket) -> SymPacket:
+        """The client's data after the handshake: the first packet's header as it entered its first node
+        (``ends``), on the answer's path condition."""
+        src, src_value, sport, dst, dport, _ = ends
+        return SymPacket(src=src, src_value=src_value, sport=sport, dst=dst, dport=dport, proto=answer.proto,
+                         conds=answer.conds, data=True)
 
     def answer(self, pkt: SymPacket, in_iface: str) -> SymPacket:
         """The receiver's answer: from the delivered packet's (constant) destination to its source, which may

@@ -9,7 +9,8 @@ unknown, never guessed.
 
 What the model assumes, as the lab builds nodes: packets are routed, never bridged with br_netfilter (so
 ``physdev`` sees no bridge port), addresses are host routes (no subnet broadcast), and the packets are a
-connection's first one (a TCP SYN), its answer (SYN-ACK), or a REJECT's ICMP error (port unreachable).
+connection's first one (a TCP SYN), its answer (SYN-ACK), the client's data after the handshake (PSH|ACK),
+or a REJECT's ICMP error (port unreachable).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ _MULTICAST4 = ipaddress.ip_network("224.0.0.0/4")
 _ALL_ONES4 = ipaddress.ip_address("255.255.255.255")
 _PORT_PROTOCOLS = frozenset({"tcp", "udp", "sctp", "udplite", "dccp"})
 _ICMP_ERROR = {"icmp": (3, 3), "ipv6-icmp": (1, 4)}  # what REJECT sends by default: port unreachable
-_SYN, _SYN_ACK = 0x02, 0x12
+_SYN, _SYN_ACK, _PSH_ACK = 0x02, 0x12, 0x18
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class PacketView:
     socket: bool  # sent by a local socket (a node's process; not a forwarded packet, not a kernel ICMP error)
     ipsets: Any = None  # kspec.ingest.ipset_save.IpSets, when the node's sets are known
     width: int = 32
+    data: bool = False  # the client's data after the handshake (TCP PSH|ACK)
 
 
 def unmodelled(what, rule) -> str:
@@ -162,7 +164,7 @@ def _icmp(m, v: PacketView):
 def _tcp_flags(m: rs.TcpFlags, v: PacketView):
     if v.proto != "tcp":
         return False
-    return m.matches(_SYN_ACK if v.answer else _SYN)
+    return m.matches(_PSH_ACK if v.data else _SYN_ACK if v.answer else _SYN)
 
 
 def _choice(m, v: PacketView):

@@ -109,6 +109,9 @@ class Connection:
     undo_snat: tuple | None = None  # (address, port) the reply's destination becomes
     undo_dnat: tuple | None = None  # (address, port) the reply's source becomes
     mark: int = 0  # the connection's mark (CONNMARK), as the first packet left it
+    # The client's later packets (original direction) get the first packet's NAT again, at the same places:
+    snat_to: tuple | None = None  # (address, port) their source becomes
+    dnat_to: tuple | None = None  # (address, port) their destination becomes
 
     @property
     def nat_states(self) -> frozenset[rs.CtState]:
@@ -120,17 +123,9 @@ class Connection:
         return frozenset(states)
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A reply at one node: ``connection`` is what this node's conntrack holds of it, None when the node never
-    saw the connection (a TCP reply is then INVALID there and meets no nat; a UDP one is simply a new
-    connection, so it is traced as a first packet instead). ``related``: an ICMP error about the connection
-    (a REJECT's), RELATED where the node knows the connection and INVALID elsewhere, whatever the protocol."""
-
-    connection: Connection | None
-    related: bool = False
-
-
 # Where conntrack undoes each kind of NAT on a reply: at nat's place in these hooks.
 UNDO_SNAT_HOOKS = frozenset({"PREROUTING"})
 UNDO_DNAT_HOOKS = frozenset({"POSTROUTING", "INPUT"})
+# ... and where it does the NAT again for the client's later packets, as nat did for the first one.
+REDO_DNAT_HOOKS = frozenset({"PREROUTING", "OUTPUT"})
+REDO_SNAT_HOOKS = frozenset({"POSTROUTING", "INPUT"})

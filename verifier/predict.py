@@ -73,12 +73,24 @@ def fate_outcome(fate: Fate) -> Outcome | None:
     if fate.disposition is Disposition.DELIVERED:
         value = solver.model().eval(fate.source_seen, model_completion=True).as_long()
         seen = ipaddress.IPv4Address(value) if fate.source_seen.size() == 32 else ipaddress.IPv6Address(value)
-    return observed(fate.disposition, fate.pod, seen, fate.reply.disposition if fate.reply is not None else None)
+    return observed(fate.disposition, fate.pod, seen, *later(fate))
 
 
-def observed(disposition: Disposition, pod, seen, comes_back: Disposition | None) -> Outcome:
-    """What a client observes of a first packet's fate and of what comes back (``comes_back``: the answer's,
-    or a REJECT's ICMP error's, fate; None when not traced). Both engines' paths are judged here."""
+def later(fate: Fate) -> tuple[Disposition | None, Disposition | None]:
+    """The dispositions of what comes back for ``fate`` and of the client's data after it (None: not traced)."""
+    answer = fate.reply
+    data = answer.reply if answer is not None else None
+    return (answer.disposition if answer is not None else None, data.disposition if data is not None else None)
+
+
+def observed(disposition: Disposition, pod, seen, comes_back: Disposition | None,
+             data: Disposition | None = None) -> Outcome:
+    """What a client observes of a first packet's fate, of what comes back (``comes_back``: the answer's, or a
+    REJECT's ICMP error's, fate; None when not traced) and of its data after a TCP handshake (``data``). Both
+    engines' paths are judged here."""
+    if comes_back is Disposition.ANSWERED and data is not None and data is not Disposition.DELIVERED:
+        # Connected, but what it then sends never reaches the pod: no echo comes, as from a host socket.
+        return Outcome(Disposition.UNKNOWN if data is Disposition.UNKNOWN else Disposition.HOST)
     if comes_back is not None and comes_back is not Disposition.ANSWERED:
         # The pod got the packet (or a REJECT or the outside answered), but nothing reaches the client, or
         # not as its own: it sees no answer, as after a drop (an unknown way back stays unknown).

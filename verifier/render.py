@@ -34,7 +34,11 @@ def answer_lines(fate: Fate) -> list[str]:
     """The pod's answer of a round trip, hop by hop (nothing when the check did not ask for it)."""
     if fate.reply is None:
         return []
-    return ["  answer:"] + step_lines(fate.reply) + [ending(fate.reply, "")]
+    lines = ["  answer:"] + step_lines(fate.reply) + [ending(fate.reply, "")]
+    data = fate.reply.reply
+    if data is not None:  # the client's data after a TCP handshake
+        lines += ["  then the client's data:"] + step_lines(data) + [ending(data, "").replace(", client_address=", "")]
+    return lines
 
 
 def counterexample_text(ce: Counterexample) -> str:
@@ -116,6 +120,8 @@ def journey_text(number: int, total: int, journey: Fate) -> str:
     lines = [f"branch {number}/{total}: {journey.disposition.value.upper()}{answered}"] + _legs_text(journey)
     if journey.reply is not None:
         lines += ["  answer:"] + _legs_text(journey.reply)
+        if journey.reply.reply is not None:
+            lines += ["  then the client's data:"] + _legs_text(journey.reply.reply)
     return "\n".join(lines)
 
 

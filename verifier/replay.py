@@ -32,16 +32,20 @@ class ConcreteCluster(Walk):
         return super().round_trips(self.journeys(client, packet, entry_node), client, expect)
 
 
-def outcome_key(disposition: Disposition, pod: ir.Pod | None, src, reply: Disposition | None = None) -> tuple:
-    """What the model and the concrete tracer must agree on for one path (and its answer's, if traced)."""
+def outcome_key(disposition: Disposition, pod: ir.Pod | None, src, reply: Disposition | None = None,
+                data: Disposition | None = None) -> tuple:
+    """What the model and the concrete tracer must agree on for one path (and its answer's and the client's
+    data's after it, if traced)."""
     return (disposition.value, pod.key if pod is not None else None,
-            str(src) if disposition is Disposition.DELIVERED else None, reply.value if reply is not None else None)
+            str(src) if disposition is Disposition.DELIVERED else None, reply.value if reply is not None else None,
+            data.value if data is not None else None)
 
 
 def fate_key(fate: Fate) -> tuple:
     """``outcome_key`` of a fate of either engine."""
-    return outcome_key(fate.disposition, fate.pod, fate.packet.src_value,
-                       fate.reply.disposition if fate.reply is not None else None)
+    from kspec.verifier.predict import later
+
+    return outcome_key(fate.disposition, fate.pod, fate.packet.src_value, *later(fate))
 
 
 def replays(concrete: ConcreteCluster, ce) -> str:
@@ -50,8 +54,10 @@ def replays(concrete: ConcreteCluster, ce) -> str:
     if target is None:
         return ""
     packet = tracer.Packet.of(ce.src, str(target.dst), target.protocol.lower, target.dport, sport=ce.sport or 40000)
+    from kspec.verifier.predict import later
+
     answer = ce.fate.reply
-    want = outcome_key(ce.fate.disposition, ce.fate.pod, ce.seen, answer.disposition if answer else None)
+    want = outcome_key(ce.fate.disposition, ce.fate.pod, ce.seen, *later(ce.fate))
     journeys = _journeys_via_lb(concrete, ce.instance.client, packet, target, round_trip=answer is not None)
     got = {fate_key(j) for j in journeys}
     if want in got:

@@ -26,8 +26,9 @@ from kspec import ruleset as rs
 from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
 from kspec.verifier import matches
-from kspec.verifier.netfilter import (ACCEPT, DROP, HOOKS_WITH_OUT, REJECT, UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS,
-                                      UNKNOWN, Connection, ct_states, protocol_matches, state_match)
+from kspec.verifier.netfilter import (ACCEPT, DROP, HOOKS_WITH_OUT, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT,
+                                      UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states,
+                                      protocol_matches, state_match)
 
 __all__ = [
     "Disposition", "Packet", "ConcretePacket", "NodeTracer", "Step", "Rewrite", "Outcome", "TraceError", "trace",
@@ -270,7 +271,7 @@ class ConcretePacket:
 
     __slots__ = ("src", "sport", "dst", "dport", "proto", "mark", "in_iface", "out_iface", "dnat", "snat",
                  "tracked", "nat_address", "established", "related", "invalid", "nat_states", "entered", "ctmark",
-                 "untracked", "steps", "rewrites", "branches", "prob", "decided", "unknown")
+                 "untracked", "data", "steps", "rewrites", "branches", "prob", "decided", "unknown")
 
     def copy(self) -> "ConcretePacket":
         twin = ConcretePacket.__new__(ConcretePacket)
@@ -308,7 +309,7 @@ class ConcretePacket:
         new.src, new.sport, new.dst, new.dport, new.proto = packet.src, packet.sport, packet.dst, packet.dport, \
             packet.protocol
         new.mark, new.in_iface, new.out_iface = packet.mark, packet.in_interface, packet.out_interface
-        new.dnat = new.snat = new.established = new.related = new.invalid = new.untracked = False
+        new.dnat = new.snat = new.established = new.related = new.invalid = new.untracked = new.data = False
         new.tracked, new.nat_address, new.nat_states, new.entered, new.ctmark = True, None, frozenset(), None, 0
         new.steps = new.rewrites = new.branches = ()
         new.prob, new.decided, new.unknown = 1.0, None, None
@@ -394,7 +395,8 @@ class NodeTracer:
         out_src, out_sport, out_dst, out_dport, mark = left
         snat = (src, sport) != (out_src, out_sport)
         dnat = (dst, dport) != (out_dst, out_dport)
-        return Connection((src, sport) if snat else None, (dst, dport) if dnat else None, mark)
+        return Connection((src, sport) if snat else None, (dst, dport) if dnat else None, mark,
+                          (out_src, out_sport) if snat else None, (out_dst, out_dport) if dnat else None)
 
     @staticmethod
     def undo_nat(pkt: ConcretePacket, hook: str, conn: Connection) -> ConcretePacket:
@@ -411,6 +413,27 @@ class NodeTracer:
         for name, value in fields:
             undone.rewrite(name, value, step)
         return undone
+
+    @staticmethod
+    def redo_nat(pkt: ConcretePacket, hook: str, conn: Connection) -> ConcretePacket:
+        """Conntrack's NAT of the client's later packet, as nat did the first one's."""
+        step = Step("nat", hook, 0, None, "conntrack redoes the connection's NAT (no rules for a later packet)")
+        if hook in REDO_DNAT_HOOKS and conn.dnat_to is not None:
+            fields = (("dst", conn.dnat_to[0]), ("dport", conn.dnat_to[1]))
+        elif hook in REDO_SNAT_HOOKS and conn.snat_to is not None:
+            fields = (("src", conn.snat_to[0]), ("sport", conn.snat_to[1]))
+        else:
+            return pkt
+        redone = pkt.copy()
+        redone.step(step)
+        for name, value in fields:
+            redone.rewrite(name, value, step)
+        return redone
+
+    @staticmethod
+    def data_packet(ends: tuple, answer: ConcretePacket) -> ConcretePacket:
+        src, sport, dst, dport, _ = ends
+        return ConcretePacket.of(Packet(src, dst, answer.proto, sport, dport)).evolve(data=True)
 
     @staticmethod
     def answer(pkt: ConcretePacket, in_iface: str) -> ConcretePacket:
@@ -662,17 +685,17 @@ class NodeTracer:
         """The packet as ``verifier.matches`` reads it (the decisions both engines share)."""
         conn = None
         if th.tracked and not th.untracked and not th.invalid:
-            if th.established:
+            if th.established and not th.data:
                 conn = matches.Conn(rs.CtDir.REPLY, None, None, th.ctmark)
             elif th.entered is not None:
                 src, sport, dst, dport, _ = th.entered
                 conn = matches.Conn(rs.CtDir.ORIGINAL, (src, sport, dst, dport), (th.dst, th.dport, th.src, th.sport),
                                     th.ctmark)
         width = 32 if th.src.version == 4 else 128
-        answer = (th.established or th.invalid) and not th.related  # a SYN-ACK, known here or not
-        socket = th.in_iface is None and not th.established
+        answer = (th.established or th.invalid) and not th.related and not th.data  # a SYN-ACK
+        socket = th.in_iface is None and (not th.established or th.data)
         return matches.PacketView(th.src, th.sport, th.dst, th.dport, th.proto, "", answer, conn, self.local,
-                                  socket, self.ipsets, width)
+                                  socket, self.ipsets, width, th.data)
 
 _NOTRACK = rs.CtTarget(notrack=True)
 

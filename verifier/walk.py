@@ -86,16 +86,22 @@ class Fate:
     pod: ir.Pod | None = None
     node: str | None = None  # where it was delivered (pod's node or the host)
     reason: str = ""
-    reply: "Fate | None" = None  # one fate of what comes back (the pod's answer, a REJECT's ICMP error)
+    # One fate of what comes back (the pod's answer, a REJECT's ICMP error); of an answered TCP answer, one fate
+    # of the client's data that follows it (the connection works only if that reaches the pod too).
+    reply: "Fate | None" = None
     loops: bool = False  # NO_ROUTE: it left toward an address the outside routes back in, until its TTL ends
 
     @property
     def cond(self):
-        return self.reply.packet.cond if self.reply is not None else self.packet.cond
+        return self.reply.cond if self.reply is not None else self.packet.cond
 
     @property
     def answered(self) -> bool:
-        return self.reply is not None and self.reply.disposition is Disposition.ANSWERED
+        """The answer reached the client and (a TCP connection's) the client's data then reached the pod."""
+        answer = self.reply
+        if answer is None or answer.disposition is not Disposition.ANSWERED:
+            return False
+        return answer.reply is None or answer.reply.disposition is Disposition.DELIVERED
 
     @property
     def source_seen(self):
@@ -126,6 +132,12 @@ class Engine(Protocol):
     def connection(self, entered: tuple, left: tuple) -> Connection: ...
 
     def undo_nat(self, pkt, hook: str, conn: Connection): ...
+
+    def redo_nat(self, pkt, hook: str, conn: Connection):
+        """The connection's NAT done again to the client's later packet (``pkt.data``)."""
+
+    def data_packet(self, ends: tuple, answer):
+        """The client's data after the handshake, with the header the first packet had at its first node."""
 
     def answer(self, pkt, in_iface: str):
         """The receiver's answer to ``pkt`` as delivered: addresses and ports swapped, sent on ``in_iface``."""
@@ -214,7 +226,7 @@ class NodeWalk:
         ended: list[Exit] = []
         for table in tables_of(hook, looped):
             if table == "nat" and conn is not None and any(_replying(p) for p in live):
-                live = [self.engine.undo_nat(p, hook, conn) if _replying(p) else p for p in live]
+                live = [self._conntrack_nat(p, hook, conn) if _replying(p) else p for p in live]
             if not self.engine.has_chain(table, hook):
                 continue
             survivors = []
@@ -231,6 +243,11 @@ class NodeWalk:
                         ended.append(Exit(kind, walked, where=f"{table} {hook}"))
             live = survivors
         return live, ended
+
+    def _conntrack_nat(self, pkt, hook: str, conn: Connection):
+        """What conntrack does at nat's place to a packet of a connection it knows: undo the NAT of a reply,
+        redo it for the client's later packets."""
+        return self.engine.redo_nat(pkt, hook, conn) if pkt.data else self.engine.undo_nat(pkt, hook, conn)
 
     def _entering(self, hook: str, table: str, pkt, looped: bool):
         """What the kernel knows of the packet when ``table`` runs at ``hook``: the outgoing interface from the
@@ -278,33 +295,47 @@ class Walk:
 
     # ------------------------------------------------------------------------------- first packets
 
-    def send(self, client: ir.Client, pkt, entry_node: str | None) -> list[Fate]:
-        """Every fate of ``pkt`` sent by ``client``; an external client's packet enters at ``entry_node``."""
+    def send(self, client: ir.Client, pkt, entry_node: str | None, conns: dict | None = None) -> list[Fate]:
+        """Every fate of ``pkt`` sent by ``client``; an external client's packet enters at ``entry_node``.
+        ``conns``: for the client's later packets, what each node holds of the connection."""
         if client.kind is ir.ClientKind.NODE:
-            return self.originate(client.node, pkt.evolve(in_iface=None))
+            return self.originate(client.node, pkt.evolve(in_iface=None), conns)
         if client.kind is ir.ClientKind.POD:
             pod = next(p for p in self.net.cluster.pods if p.ip == client.ip or p.key == client.name)
-            return self.arrive(pod.node, pkt.evolve(in_iface=self.net.pod_iface(pod)))
+            return self.arrive(pod.node, pkt.evolve(in_iface=self.net.pod_iface(pod)), conns=conns)
         if entry_node is None:
             return [Fate(Disposition.NO_ROUTE, (Hop("-", (), "no route from outside"),), pkt,
                          reason=f"{pkt.dst} is not reachable from outside the cluster")]
         # The outside steers the Service's external address to the entry node; it would steer it back there.
         steered = None if self.net.node_of(pkt.dst) is not None else pkt.dst
-        return self.arrive(entry_node, pkt.evolve(in_iface="eth0"), steered=steered)
+        return self.arrive(entry_node, pkt.evolve(in_iface="eth0"), steered=steered, conns=conns)
 
-    def arrive(self, node: str, pkt, hops: tuple[Hop, ...] = (), steered=None) -> list[Fate]:
+    def arrive(self, node: str, pkt, hops: tuple[Hop, ...] = (), steered=None, conns: dict | None = None
+               ) -> list[Fate]:
         """A packet arriving at ``node`` from the wire (or a pod's veth). ``steered``: the address the outside
         routes into the cluster at the external client's entry node (its Service's external IP)."""
         if len(hops) >= MAX_HOPS:
             return [Fate(Disposition.UNKNOWN, hops, pkt, reason="routing loop")]
-        engine = self.engines[node]
-        return self._first(node, self.node(node).arriving(engine.at_door(pkt)), hops, steered)
+        pkt, conn = self._door(node, pkt, conns)
+        return self._first(node, self.node(node).arriving(pkt, conn), hops, steered, conns)
 
-    def originate(self, node: str, pkt) -> list[Fate]:
+    def originate(self, node: str, pkt, conns: dict | None = None) -> list[Fate]:
         """A packet sent by a process on ``node``."""
-        return self._first(node, self.node(node).originating(self.engines[node].at_door(pkt)), ())
+        pkt, conn = self._door(node, pkt, conns)
+        return self._first(node, self.node(node).originating(pkt, conn), (), None, conns)
 
-    def _first(self, node: str, exits: list[Exit], hops: tuple[Hop, ...], steered=None) -> list[Fate]:
+    def _door(self, node: str, pkt, conns: dict | None):
+        """``pkt`` as ``node``'s conntrack first sees it: a new connection, or (``conns`` given: the client's
+        later packet) ESTABLISHED where the node holds the connection; where it does not, conntrack picks
+        the packet up as a new one (nf_conntrack_tcp_loose, on by default)."""
+        pkt = self.engines[node].at_door(pkt)
+        conn = conns.get(node) if conns is not None else None
+        if conn is not None:
+            pkt = pkt.evolve(established=True, nat_states=conn.nat_states, ctmark=conn.mark)
+        return pkt, conn
+
+    def _first(self, node: str, exits: list[Exit], hops: tuple[Hop, ...], steered=None,
+               conns: dict | None = None) -> list[Fate]:
         fates: list[Fate] = []
         for ex in exits:
             pkt = ex.packet
@@ -316,12 +347,12 @@ class Walk:
                 hop = Hop(node, pkt.steps, f"{pkt.dst}: no route", packet=pkt)
                 fates.append(Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}"))
             elif ex.kind is ExitKind.OUT:
-                fates += self._delivered(node, ex, hops, steered)
+                fates += self._delivered(node, ex, hops, steered, conns)
             else:
                 fates.append(self._stopped(node, ex, hops))
         return fates
 
-    def _delivered(self, node: str, ex: Exit, hops: tuple[Hop, ...], steered) -> list[Fate]:
+    def _delivered(self, node: str, ex: Exit, hops: tuple[Hop, ...], steered, conns) -> list[Fate]:
         pkt, route = ex.packet, ex.route
         engine = self.engines[node]
         # An untracked packet (-j CT --notrack) left no connection here for its answers to find.
@@ -339,7 +370,7 @@ class Walk:
             return [Fate(Disposition.NO_ROUTE, hops + (hop,), pkt, reason=f"no pod has {pkt.dst}")]
         if route.kind is RouteKind.POD:
             return [Fate(Disposition.DELIVERED, hops + (hop,), pkt, pod=self.net.pods_by_ip[pkt.dst], node=node)]
-        return self.arrive(route.via, pkt.evolve(**_ONWARD), hops + (hop,), steered)
+        return self.arrive(route.via, pkt.evolve(**_ONWARD), hops + (hop,), steered, conns)
 
     @staticmethod
     def _stopped(node: str, ex: Exit, hops: tuple[Hop, ...]) -> Fate:
@@ -366,7 +397,8 @@ class Walk:
             refused = self.net.silent_pod(fate.pod, pkt.proto, pkt.dport)
             if refused:
                 return [Fate(Disposition.UNKNOWN, (), pkt, node=fate.node, reason=refused)]
-            return self.replies(fate, client, expect)
+            return [then for answer in self.replies(fate, client, expect)
+                    for then in self._then_data(fate, answer, client)]
         if fate.disposition is Disposition.REJECTED:
             return self.rejections(fate, client, expect)
         if fate.loops:
@@ -387,6 +419,24 @@ class Walk:
             return [Fate(Disposition.UNKNOWN, (), fate.packet, reason="the connection crossed a node twice")]
         answer = self.engines[fate.node].answer(fate.packet, self.net.pod_iface(fate.pod))
         return self._answer_at(fate.node, answer, (), conns, client, expect)
+
+    def _then_data(self, fate: Fate, answer: Fate, client: ir.Client) -> list[Fate]:
+        """``answer``, split by the fates of the client's data that follows an answered TCP handshake (as
+        ``answer.reply``): ESTABLISHED on each node that holds the connection, NATed again as the first packet
+        was, by the first packet's way; it must reach the same pod."""
+        first = fate.hops[0]
+        if answer.disposition is not Disposition.ANSWERED or fate.packet.proto != "tcp" or first.entered is None:
+            return [answer]
+        conns = self._connections(fate)
+        data = self.engines[first.node].data_packet(first.entered, answer.packet)
+        entry = first.node if client.kind is ir.ClientKind.EXTERNAL else None
+        found = []
+        for then in self.send(client, data, entry, conns):
+            if then.disposition is Disposition.DELIVERED and then.pod != fate.pod:
+                then = replace(then, disposition=Disposition.NO_ROUTE,
+                               reason=f"the client's data reaches {then.pod.key}, not {fate.pod.key}")
+            found.append(replace(answer, reply=then))
+        return found
 
     def rejections(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
         """Every fate of the ICMP error a REJECT sends back (``fate`` is a REJECTED one): from the rejecting

@@ -124,7 +124,8 @@ def test_trace_shows_every_branch_and_the_client_address():
     assert cluster_.returncode == 0, cluster_.stderr
     assert "dst: 10.240.0.5 -> 10.244.1.5" in cluster_.stdout and "dport: 30080 -> 8080" in cluster_.stdout
     assert "client_address=10.240.0.5\n  answer:" in cluster_.stdout
-    assert cluster_.stdout.rstrip().endswith("=> ANSWERED on node2, from 10.240.0.5")
+    assert "=> ANSWERED on node2, from 10.240.0.5\n  then the client's data:" in cluster_.stdout
+    assert cluster_.stdout.rstrip().endswith("client_address=10.240.0.5")  # the data reaches the pod too
     local = kspec("trace", str(REPO / "specs" / "nodeport-local.k"), "--from", "internet", "--to", "10.240.0.5:30080")
     assert local.stdout.rstrip().endswith("=> DROPPED: drop in filter INPUT on node2")
     bad = kspec("trace", str(REPO / "specs" / "nodeport-local.k"), "--from", "nobody", "--to", "10.240.0.5:30080")

@@ -18,6 +18,7 @@ from kspec.verifier import encode, node_models
 from kspec.verifier.network import ClusterNetwork
 import z3
 from kspec.verifier.properties import Target, Verifier
+from kspec.verifier.predict import later
 from kspec.verifier.replay import ConcreteCluster, outcome_key
 from kspec.verifier.tracer import Packet
 from tests.conftest import REPO
@@ -36,11 +37,11 @@ class Both:
     def compare(self, pkt: ks.ClientPacket) -> None:
         target = Target(pkt.dst, pkt.dport, pkt.protocol, pkt.entry_node, None, pkt.service)
         inst = self.verifier.instance(pkt.client, target, str(target))
-        model = {outcome_key(f.disposition, f.pod, _seen(f), f.reply.disposition if f.reply else None)
+        model = {outcome_key(f.disposition, f.pod, _seen(f), *later(f))
                  for f in self.verifier.round_trip_fates(inst) if _feasible(f)}
         packet = Packet(pkt.src, pkt.dst, pkt.protocol.lower, pkt.sport, pkt.dport)
         journeys = self.concrete.round_trips(pkt.client, packet, pkt.entry_node, (pkt.dst, pkt.dport))
-        concrete = {outcome_key(j.disposition, j.pod, j.packet.src_value, j.reply.disposition if j.reply else None)
+        concrete = {outcome_key(j.disposition, j.pod, j.packet.src_value, *later(j))
                     for j in journeys}
         assert model == concrete, (
             f"\n{pkt.client.name} {pkt.src}:{pkt.sport} -> {pkt.dst}:{pkt.dport}/{pkt.protocol.lower} "

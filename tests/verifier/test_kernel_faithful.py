@@ -124,6 +124,8 @@ SCENARIOS = {
     "reject, ICMP error is RELATED in raw OUTPUT": dict(node0=_dump(
         filter="-A FORWARD -p tcp -j REJECT", raw="-A OUTPUT -m conntrack --ctstate INVALID -j DROP")),
     "answer untracked on the way back": dict(node1=_dump(raw="-A PREROUTING -s 10.244.0.10/32 -j CT --notrack")),
+    "client's data dropped after the handshake": dict(node1=_dump(
+        mangle="-A FORWARD -i veth+ -m conntrack --ctstate ESTABLISHED -j DROP")),
     "external, untracked at the entry node": dict(node1=_dump(raw="-A PREROUTING -d 192.0.2.50/32 -j CT --notrack")),
 }
 
@@ -313,6 +315,29 @@ def test_9_an_answer_left_untracked_keeps_the_pods_address():
     answered = results["answered"]
     assert answered.verdict is Verdict.VIOLATED and not answered.replay_error
     assert "from 10.244.0.10:8080" in answered.counterexample.fate.reply.reason
+
+
+def test_9_a_connection_works_only_if_the_clients_data_follows():
+    # Found by the 10,000-ruleset run: node1 drops ESTABLISHED packets from its pods. The SYN (NEW) passes,
+    # the SYN-ACK comes back through eth0, but the client's data never leaves node1: connected, no answer.
+    from kspec.verifier.predict import probes
+    from kspec.verifier import node_models
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.properties import Verifier
+
+    node1 = _dump(mangle="-A FORWARD -i veth+ -m conntrack --ctstate ESTABLISHED -j DROP")
+    results = _results(node1=node1)
+    assert results["delivered"].verdict is Verdict.PROVED
+    answered = results["answered"]
+    assert answered.verdict is Verdict.VIOLATED and not answered.replay_error
+    assert answered.counterexample.fate.reply.disposition is Disposition.ANSWERED
+    assert answered.counterexample.fate.reply.reply.disposition is Disposition.DROPPED
+    cluster, rules = scenario(node1=node1)
+    verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
+    http = [p for p in probes(cluster, verifier) if p.check.name == "delivered"]
+    assert {o.disposition for p in http for o in p.outcomes} == {Disposition.HOST}  # connected, no echo
+    # UDP has no handshake: the datagram is the data, and its answer comes back.
+    assert results["udp answered"].verdict is Verdict.PROVED
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
