@@ -5,7 +5,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Callable
 
-from kspec import ir
+from kspec import ir, releases
 from kspec.compiler.nodeportaddresses import NodePortAddresses
 from kspec.compiler.nodeview import LOOPBACK
 
@@ -29,6 +29,10 @@ class NodeContext:
     @property
     def mark(self) -> str:
         return self.proxy.mark
+
+    def has_counter(self, name: str) -> bool:
+        """An nfacct counter kube-proxy counts with (from 1.31, where the node has it)."""
+        return self.proxy.has_counter(name) and releases.at_least(self.proxy, releases.NFACCT_COUNTERS)
 
     @property
     def node_port_addresses(self) -> NodePortAddresses:

@@ -2,6 +2,7 @@
 KUBE-FW chain that admits only loadBalancerSourceRanges (spec §4.1, §5.9)."""
 from __future__ import annotations
 
+from kspec import releases
 from kspec.compiler.context import NodeContext
 from kspec.compiler.nodeview import PortView
 from kspec.compiler.words import comment
@@ -18,8 +19,8 @@ def localnet_rule(out: Restore, ctx: NodeContext) -> None:
 
 
 def forward_rules(out: Restore, ctx: NodeContext) -> None:
-    if not ctx.proxy.tcp_liberal:
-        counter = ("-m", "nfacct", "--nfacct-name", INVALID_COUNTER) if ctx.proxy.has_counter(INVALID_COUNTER) else ()
+    if not ctx.proxy.tcp_liberal or not releases.at_least(ctx.proxy, releases.TCP_LIBERAL_SKIPS_INVALID_DROP):
+        counter = ("-m", "nfacct", "--nfacct-name", INVALID_COUNTER) if ctx.has_counter(INVALID_COUNTER) else ()
         out.filter.add("KUBE-FORWARD", "-m", "conntrack", "--ctstate", "INVALID", *counter, "-j", "DROP")
     out.filter.add("KUBE-FORWARD", *comment("kubernetes forwarding rules"), "-m", "mark", "--mark",
                    f"{ctx.mark}/{ctx.mark}", "-j", "ACCEPT")

@@ -21,7 +21,7 @@ def node_port_rules(out: Restore, ctx: NodeContext, view: PortView) -> None:
         return
     if view.has_endpoints:
         ext = info.chain("KUBE-EXT-")
-        if ctx.localhost_node_ports and ctx.proxy.has_counter(LOCALHOST_COUNTER):
+        if ctx.localhost_node_ports and ctx.has_counter(LOCALHOST_COUNTER):
             # An accounting duplicate of the rule below, counting NodePort traffic to localhost.
             out.nat.add("KUBE-NODEPORTS", *comment(info.name), *proto(info), "-d", "127.0.0.0/8",
                         "--dport", str(node_port), "-m", "nfacct", "--nfacct-name", LOCALHOST_COUNTER,

@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from kspec import ir
+from kspec import ir, releases
 from kspec.compiler import names
 
 LOOPBACK = {ir.IPFamily.V4: ipaddress.ip_address("127.0.0.1"), ir.IPFamily.V6: ipaddress.ip_address("::1")}
@@ -152,13 +152,14 @@ def port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> l
     # ExternallyAccessible: a NodePort or LoadBalancer, or a ClusterIP Service with external IPs; only
     # such a Service's externalTrafficPolicy counts (ExternalPolicyLocal).
     externally_accessible = svc.type in (ir.ServiceType.NODE_PORT, ir.ServiceType.LOAD_BALANCER) or \
-        (svc.type is ir.ServiceType.CLUSTER_IP and bool(svc.external_ips))
+        (svc.type is ir.ServiceType.CLUSTER_IP and bool(svc.external_ips)
+         and releases.at_least(proxy, releases.EXTERNALLY_ACCESSIBLE_CLUSTER_IP))
     external_local = externally_accessible and svc.external_traffic_policy is ir.TrafficPolicy.LOCAL
     in_family = lambda addrs: tuple(a for a in addrs if ir.IPFamily.of(a) is family)  # noqa: E731
     lb_ips = tuple(
         ing.ip for ing in svc.load_balancer_ingress
         if ir.IPFamily.of(ing.ip) is family
-        and (ing.mode is not ir.IngressMode.PROXY or not proxy.lb_ip_mode_gate)
+        and (ing.mode is not ir.IngressMode.PROXY or not releases.lb_ip_mode(proxy))
     )
     infos = []
     for port in svc.ports:
@@ -181,14 +182,18 @@ def port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> l
                 if svc.type is ir.ServiceType.LOAD_BALANCER and external_local else 0
             ),
             affinity_timeout=svc.session_affinity.timeout_seconds if svc.session_affinity else None,
-            **_endpoints(svc, port, family, name, protocol),
+            **_endpoints(svc, port, family, name, protocol,
+                         releases.at_least(proxy, releases.NON_TERMINATING_DUPLICATE_WINS)),
         ))
     return infos
 
 
-def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily, name: str, protocol: str) -> dict:
-    """The service port's endpoints: joined by port name and protocol, one per ip:port (the first copy),
-    sorted as strings; and every copy of a string given twice, which node sees which copy depends on."""
+def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily, name: str, protocol: str,
+               non_terminating_wins: bool) -> dict:
+    """The service port's endpoints: joined by port name and protocol, one per ip:port, sorted as strings.
+    An endpoint given twice: from 1.36 a later copy that is not terminating replaces the kept one (on every
+    node alike); before, the first copy is kept, and every copy is remembered, since which one a node keeps
+    depends on the node (``node_endpoints``)."""
     by_text: dict[str, EndpointView] = {}
     copies: dict[str, list[EndpointView]] = {}
     family_version = 4 if family is ir.IPFamily.V4 else 6
@@ -204,9 +209,9 @@ def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily, name:
             view = EndpointView(ep.ip, ep_port.port, ep.node, ep.ready, ep.serving, ep.terminating, text,
                                 names.sep_chain(name, protocol, text), address)
             previous = by_text.get(view.text)
-            if previous is None:
+            if previous is None or (non_terminating_wins and not view.terminating):
                 by_text[view.text] = view
-            else:
+            elif not non_terminating_wins:
                 copies.setdefault(view.text, [previous]).append(view)
     return {"endpoints": tuple(by_text[text] for text in sorted(by_text)),
             "duplicates": tuple(tuple(found) for found in copies.values())}

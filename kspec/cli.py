@@ -22,21 +22,25 @@ _FAMILIES = {"ipv4": ir.IPFamily.V4, "ipv6": ir.IPFamily.V6}
 # --------------------------------------------------------------------------------------- loading
 
 
-def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: str | None = None
-                 ) -> tuple[ir.Cluster, list[Diagnostic]]:
-    """A cluster from a ``.k`` spec, or from Kubernetes objects (YAML/JSON) with an optional proxy config."""
+def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: str | None = None,
+                 release: str | None = None) -> tuple[ir.Cluster, list[Diagnostic]]:
+    """A cluster from a ``.k`` spec, or from Kubernetes objects (YAML/JSON) with an optional proxy config, as
+    kube-proxy ``release`` programs it (``--kube-proxy-version``; None: the newest kspec supports)."""
+    from kspec.releases import with_release
+
     if not k8s and spec is not None and Path(spec).suffix in (".yaml", ".yml", ".json"):
         k8s = [spec]
     if k8s:
         from kspec.ingest.k8s import load_k8s_with_diagnostics
 
         cluster, warnings = load_k8s_with_diagnostics(list(k8s), proxy_config)
-        return cluster, list(warnings)
+        return with_release(cluster, release), list(warnings)
     if spec is None:
         raise KspecError([Diagnostic(None, "no input: give a .k spec or --k8s OBJECTS")])
     from kspec.grammar import load
 
-    return load(spec)
+    cluster, warnings = load(spec)
+    return with_release(cluster, release), warnings
 
 
 def _sources(diagnostics: list[Diagnostic]) -> dict[str, str]:
@@ -74,7 +78,7 @@ def write_atomic(path: Path, text: str) -> None:
 def run_compile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.compiler import compile_cluster, compile_node
 
-    cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config)
+    cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config, args.kube_proxy_version)
     report(warnings, err, args.compact)
     family = _FAMILIES[args.family] if args.family else cluster.families()[0]
     if args.all_nodes:
@@ -156,7 +160,7 @@ def _since(cluster: ir.Cluster, node: str, family: ir.IPFamily, args: argparse.N
     from kspec.compiler import SyncState, compile_node
     from kspec.compiler.names import PER_SERVICE_PREFIXES
 
-    previous, _ = load_cluster(args.since, None, args.proxy_config)
+    previous, _ = load_cluster(args.since, None, args.proxy_config, args.kube_proxy_version)
     before = {svc.key: svc for svc in previous.services}
     after = {svc.key: svc for svc in cluster.services}
     changed = frozenset(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
@@ -218,7 +222,7 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     errors: list[Diagnostic] = []
     for path in specs:
         try:
-            cluster, warnings = load_cluster(path)
+            cluster, warnings = load_cluster(path, release=args.kube_proxy_version)
             report(warnings, err, args.compact)
             loaded.append((path, cluster))
         except KspecError as exc:
@@ -246,7 +250,7 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.verifier.replay import ConcreteCluster
     from kspec.verifier.tracer import Packet
 
-    cluster, warnings = load_cluster(args.spec)
+    cluster, warnings = load_cluster(args.spec, release=args.kube_proxy_version)
     report(warnings, err, args.compact)
     client = next((c for c in cluster.clients if c.name == args.from_), None)
     if client is None:
@@ -310,7 +314,7 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_FAILED if failed else EXIT_OK
     if not args.specs:
         raise KspecError([Diagnostic(None, "no specs given (or --cleanup)")])
-    loaded = [(path, load_cluster(path)) for path in args.specs]
+    loaded = [(path, load_cluster(path, release=args.kube_proxy_version)) for path in args.specs]
     family = _FAMILIES[args.family] if args.family else None
     reason = next(filter(None, (requirements(family or cluster.families()[0]) for _, (cluster, _) in loaded)), None)
     if reason:
@@ -353,6 +357,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _release_option(parser: argparse.ArgumentParser) -> None:
+    from kspec.releases import NEWEST, OLDEST, text
+
+    parser.add_argument("--kube-proxy-version", metavar="1.N", help=f"the kube-proxy release whose rules to model, "
+                        f"{text(OLDEST)} to {text(NEWEST)} (default {text(NEWEST)}; docs/kube-proxy-releases.md)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kspec",
@@ -374,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="IP family (default: the cluster's, IPv4 when it has both)")
     comp.add_argument("--since", metavar="PREVIOUS",
                       help="emit kube-proxy's partial restore after a change from the cluster in PREVIOUS")
+    _release_option(comp)
     comp.set_defaults(run=run_compile)
 
     ver = sub.add_parser(
@@ -401,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--allow-unknown", action="store_true", default=None,
                      help="an unknown verdict is not a failure")
     ver.add_argument("--no-color", action="store_true", help="no colour even on a terminal (also: NO_COLOR=1)")
+    _release_option(ver)
     ver.set_defaults(run=run_verify)
 
     tr = sub.add_parser("trace", help="walk one packet through the cluster's rules, every branch shown")
@@ -412,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--rules", metavar="DUMP|DIR", help="trace through real nodes' dumps (a directory of NODE.rules, "
                     "or one file with --rules-node)")
     tr.add_argument("--rules-node", metavar="NODE", help="the node a single --rules dump is from")
+    _release_option(tr)
     tr.set_defaults(run=run_trace)
 
     lab = sub.add_parser(
@@ -427,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("-v", "--verbose", action="store_true", help="say what the lab is doing")
     lab.add_argument("--rules", metavar="DIR", help="load these dumps (NODE.rules per node) exactly as given "
                      "instead of the compiled rules")
+    _release_option(lab)
     lab.set_defaults(run=run_lab)
 
     fz = sub.add_parser(

@@ -158,7 +158,9 @@ class ProxyConfig:
     nfacct: bool = True  # the kernel has nfacct at all
     nfacct_unavailable: tuple[str, ...] = ()  # counters kube-proxy could not create even so
     tcp_liberal: bool = False
-    lb_ip_mode_gate: bool = True
+    lb_ip_mode_gate: bool | None = None  # the LoadBalancerIPMode feature gate; None: the release's default
+    # The kube-proxy release whose rules to write (kspec.releases; --kube-proxy-version).
+    kube_proxy_version: tuple[int, int] = (1, 36)
     # kube-proxy's unit tests inject the literal mark "0x4000"; production prints the bit with %#08x.
     mark_literal: str | None = None
     span: Span | None = _span()

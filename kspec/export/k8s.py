@@ -17,7 +17,8 @@ def _proxy(proxy: ir.ProxyConfig) -> list[dict]:
         "iptables": {"masqueradeAll": proxy.masquerade_all, "masqueradeBit": proxy.masquerade_bit,
                      "localhostNodePorts": proxy.localhost_node_ports},
         "portRange": "{}-{}".format(*proxy.node_port_range),
-        "featureGates": {"LoadBalancerIPMode": proxy.lb_ip_mode_gate},
+        **({"featureGates": {"LoadBalancerIPMode": proxy.lb_ip_mode_gate}} if proxy.lb_ip_mode_gate is not None
+           else {}),
         "conntrack": {"tcpBeLiberal": proxy.tcp_liberal},
     }
     if proxy.detect_local.interface is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kspec import ir
+from kspec import ir, releases
 from kspec.compiler import SyncState
 from kspec.ingest.addresses import parse_cidr_lenient, parse_ip_lenient
 
@@ -78,7 +78,8 @@ def _proxy(proxier: dict, family: ir.IPFamily) -> ir.ProxyConfig:
         nfacct=any(counters.values()),
         nfacct_unavailable=tuple(sorted(name for name in _COUNTERS if not counters.get(name))),
         tcp_liberal=proxier["conntrackTCPLiberal"],
-        lb_ip_mode_gate=(proxier.get("featureGates") or {}).get("LoadBalancerIPMode", True),
+        lb_ip_mode_gate=(proxier.get("featureGates") or {}).get("LoadBalancerIPMode"),
+        kube_proxy_version=releases.CORPUS,
         mark_literal=proxier.get("masqueradeMark"),
     )
 

@@ -786,7 +786,7 @@ class ProxySettings:
     node_port_addresses: tuple[ir.IPNetwork, ...] | None = None
     node_port_primary: bool = False
     port_range: tuple[int, int] = (30000, 32767)
-    lb_ip_mode_gate: bool = True
+    lb_ip_mode_gate: bool | None = None
     tcp_be_liberal: bool = False
 
 
@@ -822,7 +822,7 @@ def read_proxy_settings(obj: _Obj, doc: PosMap) -> ProxySettings:
         node_port_primary=list(obj.list(doc, "nodePortAddresses", "nodePortAddresses")) == ["primary"],
         port_range=_port_range(obj, doc),
         lb_ip_mode_gate=obj.get(gates, "LoadBalancerIPMode", bool, "featureGates.LoadBalancerIPMode",
-                                default=True),
+                                default=None),
         tcp_be_liberal=obj.get(conntrack, "tcpBeLiberal", bool, "conntrack.tcpBeLiberal", default=False),
     )
 

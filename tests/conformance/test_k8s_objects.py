@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kspec import ir
+from kspec import ir, releases
 from kspec.diagnostics import Severity
 from kspec.ingest.k8s import load_k8s_with_diagnostics
 from tests.conftest import CORPUS, require_corpus
@@ -42,7 +42,9 @@ NODE_PORT_WARNINGS = {
 
 
 def _load(case: str) -> tuple[ir.Cluster, list]:
-    return load_k8s_with_diagnostics([str(DATA / case / "objects.yaml")])
+    """The case's objects, as the corpus's kube-proxy release programs them."""
+    cluster, diagnostics = load_k8s_with_diagnostics([str(DATA / case / "objects.yaml")])
+    return replace(cluster, proxy=replace(cluster.proxy, kube_proxy_version=releases.CORPUS)), diagnostics
 
 
 def _kernel_chains(case: str):

@@ -7,7 +7,8 @@ upstream file, test and case beside each) against the kspec code that computes t
 * ``endpointslicecache_test.go`` (the endpoints of each service port as one node keeps them) -> EndpointSlice
   objects through the ingest, then ``nodeview.node_endpoints``.
 
-Cases of later releases than the one kspec compiles are listed in ``LATER`` with the upstream change.
+Each file is run at the kube-proxy release its cases describe (``RELEASE``); a case of a later release is run
+at that release (``LATER``, with the upstream change).
 """
 from __future__ import annotations
 
@@ -18,29 +19,32 @@ from pathlib import Path
 
 import pytest
 
-from kspec import ir
+from kspec import ir, releases
 from kspec.compiler.nodeportaddresses import NodePortAddresses
 from kspec.compiler.nodeview import node_endpoints, port_infos
 from kspec.ingest.k8s import load_k8s
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "kube-proxy-helpers"
 FAMILIES = {"IPv4": ir.IPFamily.V4, "IPv6": ir.IPFamily.V6}
-# Behaviour of a later kube-proxy than the one kspec compiles today (issue 11: releases).
-LATER = {"with duplicate Endpoints, prefer non-terminating": "kubernetes PR #135593 (after v1.34)"}
+# The release each file's cases describe (see its README): servicechangetracker_test.go emulates 1.31 to
+# switch LoadBalancerIPMode off.
+RELEASE = {"endpointslicecache.json": (1, 34), "servicechangetracker.json": (1, 31)}
+# Cases of a later release: kubernetes PR #135593 (1.36) keeps a non-terminating duplicate.
+LATER = {"with duplicate Endpoints, prefer non-terminating": (1, 36)}
 
 
 def _cases(name: str, tests: tuple[str, ...]):
     cases = [c for c in json.loads((DATA / name).read_text()) if c["upstream"]["test"] in tests]
-    return [pytest.param(c, id=f"{c['upstream']['test']}: {c['upstream']['case']}",
-                         marks=[pytest.mark.skip(reason=LATER[c["upstream"]["case"]])]
-                         if c["upstream"]["case"] in LATER else []) for c in cases]
+    return [pytest.param(c, LATER.get(c["upstream"]["case"], RELEASE.get(name, releases.NEWEST)),
+                         id=f"{c['upstream']['test']}: {c['upstream']['case']}") for c in cases]
 
 
 # ------------------------------------------------------------------------------ nodePortAddresses
 
 
-@pytest.mark.parametrize("case", _cases("nodeport-addresses.json", ("TestGetNodeIPs", "TestContainsIPv4Loopback")))
-def test_node_port_addresses(case):
+@pytest.mark.parametrize("case, release", _cases("nodeport-addresses.json", ("TestGetNodeIPs",
+                                                                             "TestContainsIPv4Loopback")))
+def test_node_port_addresses(case, release):
     cidrs = [ipaddress.ip_network(c, strict=False) for c in case["input"]["nodeport_addresses"]]
     addresses = [ipaddress.ip_interface(a).ip for iface in case["input"].get("interfaces", ()) for a in iface["addrs"]]
     for family_name, expected in case["expected"].items():
@@ -83,14 +87,15 @@ def _load(tmp_path: Path, objects: list[dict]) -> ir.Cluster:
     return load_k8s([str(path)])
 
 
-@pytest.mark.parametrize("case", _cases("servicechangetracker.json", ("TestServiceToServiceMap",)))
-def test_service_port_info(case, tmp_path):
+@pytest.mark.parametrize("case, release", _cases("servicechangetracker.json", ("TestServiceToServiceMap",)))
+def test_service_port_info(case, release, tmp_path):
     given = case["input"]
     family = FAMILIES[given["ip_family"]]
     got = []
     if given["service"] is not None:
         cluster = _load(tmp_path, [_service_object(given["service"])])
-        proxy = dataclasses.replace(cluster.proxy, lb_ip_mode_gate=given["load_balancer_ip_mode_enabled"])
+        proxy = dataclasses.replace(cluster.proxy, lb_ip_mode_gate=given["load_balancer_ip_mode_enabled"],
+                                    kube_proxy_version=release)
         for svc in cluster.services:
             for info in port_infos(svc, family, proxy):
                 got.append({
@@ -151,12 +156,13 @@ def _services_for(slices: list[dict]) -> list[dict]:
             for i, ((ns, name), ports) in enumerate(sorted(owners.items()))]
 
 
-@pytest.mark.parametrize("case", _cases("endpointslicecache.json",
-                                        ("TestEndpointsMapFromESC", "TestEndpointInfoByServicePort")))
-def test_endpoints_of_each_service_port(case, tmp_path):
+@pytest.mark.parametrize("case, release", _cases("endpointslicecache.json",
+                                                 ("TestEndpointsMapFromESC", "TestEndpointInfoByServicePort")))
+def test_endpoints_of_each_service_port(case, release, tmp_path):
     given = case["input"]
     slices = _slices(given)
     cluster = _load(tmp_path, _services_for(slices) + [_slice_object(s) for s in slices])
+    cluster = dataclasses.replace(cluster, proxy=dataclasses.replace(cluster.proxy, kube_proxy_version=release))
     node = given["node_name"]
     got = {}
     for svc in cluster.services:  # the test asks for one Service's map

@@ -41,7 +41,8 @@ def test_a_duplicate_endpoint_is_the_local_copy_on_its_node_and_the_first_elsewh
     local_terminating = ir.Endpoint(ip("10.244.2.9"), EP_PORT, node="node-a", ready=False, serving=True,
                                     terminating=True)
     cluster = _cluster(_service(type=ir.ServiceType.LOAD_BALANCER, external_traffic_policy=ir.TrafficPolicy.LOCAL,
-                                health_check_node_port=31000, endpoints=(remote_ready, local_terminating)))
+                                health_check_node_port=31000, endpoints=(remote_ready, local_terminating)),
+                       kube_proxy_version=(1, 34))  # 1.36 keeps the non-terminating copy (tests/unit/test_releases.py)
     svc = cluster.services[0]
     # node-a keeps its own (terminating) copy: not ready, so /healthz counts no local endpoint, and the
     # Local chain falls back to the serving-terminating endpoint.

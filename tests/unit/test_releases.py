@@ -1,0 +1,93 @@
+"""``--kube-proxy-version``: each row of docs/kube-proxy-releases.md kspec keys by release, pinned on both sides
+of the release that changed it."""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import io
+
+import pytest
+
+from kspec import ir, releases
+from kspec.cli import main
+from kspec.compiler import compile_node
+from kspec.diagnostics import KspecError
+from tests.conftest import REPO
+
+ip = ipaddress.ip_address
+net = ipaddress.ip_network
+NODE = ir.Node("a", (ip("10.0.0.1"),), (net("10.244.1.0/24"),))
+EP_PORT = (ir.EndpointPort("http", ir.Protocol.TCP, 8080),)
+
+
+def _rules(release: tuple[int, int], *services: ir.Service, **proxy) -> str:
+    config = ir.ProxyConfig(cluster_cidrs=(net("10.244.0.0/16"),), kube_proxy_version=release, **proxy)
+    return compile_node(ir.Cluster("c", (NODE,), config, services=services), "a")
+
+
+def _service(**fields) -> ir.Service:
+    base = dict(namespace="ns", name="web", cluster_ips=(ip("10.96.0.10"),),
+                ports=(ir.ServicePort("http", ir.Protocol.TCP, 80),),
+                endpoints=(ir.Endpoint(ip("10.244.1.9"), EP_PORT, node="a"),))
+    return ir.Service(**{**base, **fields})
+
+
+def test_row_2_a_cluster_ip_with_external_ips_honours_local_policy_from_1_29():
+    svc = _service(external_ips=(ip("192.0.2.50"),), external_traffic_policy=ir.TrafficPolicy.LOCAL)
+    assert "KUBE-SVL-" not in _rules((1, 28), svc)
+    assert "KUBE-SVL-" in _rules((1, 29), svc)
+
+
+def test_row_4_load_balancer_ip_mode_proxy_is_honoured_by_release():
+    lb = _service(type=ir.ServiceType.LOAD_BALANCER,
+                  ports=(ir.ServicePort("http", ir.Protocol.TCP, 80, node_port=30080),),
+                  load_balancer_ingress=(ir.LoadBalancerIngress(ip("192.0.2.9"), ir.IngressMode.PROXY),))
+    vip = "-d 192.0.2.9 "
+    assert vip in _rules((1, 28), lb)  # no ipMode field yet: a VIP
+    assert vip in _rules((1, 29), lb)  # alpha, off by default
+    assert vip not in _rules((1, 29), lb, lb_ip_mode_gate=True)
+    assert vip not in _rules((1, 30), lb)  # beta, on by default
+    assert vip in _rules((1, 34), lb, lb_ip_mode_gate=False)  # an emulated older version can still disable it
+
+
+def test_row_8a_tcp_liberal_drops_the_invalid_rule_from_1_29_and_nfacct_counts_from_1_31():
+    invalid = "-A KUBE-FORWARD -m conntrack --ctstate INVALID"
+    assert invalid in _rules((1, 28), tcp_liberal=True)
+    assert invalid not in _rules((1, 29), tcp_liberal=True)
+    counted = "--nfacct-name ct_state_invalid_dropped_pkts"
+    assert counted not in _rules((1, 30)) and counted in _rules((1, 31))
+
+
+def test_row_6a_node_port_addresses_primary_needs_1_31():
+    cluster = ir.Cluster("c", (NODE,), ir.ProxyConfig(node_port_primary=True, kube_proxy_version=(1, 30)))
+    with pytest.raises(KspecError, match='"primary" needs kube-proxy 1.31 or later'):
+        releases.with_release(cluster, None)
+    assert releases.with_release(cluster, "1.31").proxy.kube_proxy_version == (1, 31)
+
+
+def test_row_1_a_non_terminating_duplicate_wins_from_1_36():
+    # The example of the release table: a stale copy (terminating, no longer serving) on this node and a new
+    # ready pod elsewhere share one address.
+    remote = ir.Endpoint(ip("10.244.2.9"), EP_PORT, node="b")
+    stale_local = ir.Endpoint(ip("10.244.2.9"), EP_PORT, node="a", ready=False, serving=False, terminating=True)
+    svc = _service(endpoints=(remote, stale_local))
+    assert "has no endpoints" in _rules((1, 35), svc)  # this node keeps its own, stale copy
+    new = _rules((1, 36), svc)
+    assert "has no endpoints" not in new and "--to-destination 10.244.2.9:8080" in new
+
+
+def test_the_flag_is_on_every_command_and_refuses_what_it_does_not_know():
+    spec = str(REPO / "specs" / "clusterip.k")
+    for argv in (["compile", spec, "--node", "node1"], ["verify", spec, "--no-builtins"]):
+        out, err = io.StringIO(), io.StringIO()
+        assert main([*argv, "--kube-proxy-version", "1.29"], out, err) in (0, 1), err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["compile", spec, "--kube-proxy-version", "1.27"], out, err) == 2
+    assert "1.27 is not supported (kspec compiles 1.28 to 1.36)" in err.getvalue()
+    assert main(["compile", spec, "--kube-proxy-version", "latest"], out, err) == 2
+    assert "'latest' is not a release like 1.31" in err.getvalue()
+
+
+def test_the_default_is_the_newest_release_and_the_corpus_is_1_34():
+    assert ir.ProxyConfig().kube_proxy_version == releases.NEWEST == (1, 36)
+    assert dataclasses.replace(ir.ProxyConfig(), kube_proxy_version=releases.CORPUS).kube_proxy_version == (1, 34)
