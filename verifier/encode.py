@@ -10,7 +10,7 @@ ends ``UNKNOWN`` naming the rule.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import z3
 
@@ -120,6 +120,7 @@ class NodeModel:
         self._chains: dict = {}
         self._steps: dict[int, Step] = {}  # id(rule) -> its Step, made once
         self._feasibility: dict[int, tuple[z3.BoolRef, bool]] = {}
+        self._consts: dict[IPAddress, z3.BitVecRef] = {}
 
     # ------------------------------------------------------------------------------ feasibility
 
@@ -149,7 +150,11 @@ class NodeModel:
     # ----------------------------------------------------------------------------------- guards
 
     def ip_const(self, ip: IPAddress) -> z3.BitVecRef:
-        return z3.BitVecVal(int(ip), self.width)
+        """The Z3 constant of ``ip``, made once per node (a MASQUERADE on every path asks for the same few)."""
+        found = self._consts.get(ip)
+        if found is None:
+            found = self._consts[ip] = z3.BitVecVal(int(ip), self.width)
+        return found
 
     def in_network(self, term: z3.BitVecRef, net: rs.IPNetwork) -> z3.BoolRef:
         mask = int(net.netmask)
@@ -457,7 +462,7 @@ class NodeModel:
             out.append((pkt.with_step(step), _VERDICTS[kind]))
         elif kind is rs.MarkTarget:
             new = target.apply(pkt.mark)
-            cont.append(pkt.with_step(replace(step, note=f"mark: {pkt.mark:#x} -> {new:#x}"), mark=new))
+            cont.append(pkt.with_step(_noted(step, f"mark: {pkt.mark:#x} -> {new:#x}"), mark=new))
         elif kind is rs.Dnat:
             if matches.nat_range(target):
                 out.append((pkt.evolve(unknown=f"DNAT to a range at {rule.origin}"), UNKNOWN))
@@ -468,7 +473,7 @@ class NodeModel:
             dst = target.ip or pkt.dst
             dport = target.port or pkt.dport
             note = f"dst: {_hostport(pkt.dst, pkt.dport)} -> {_hostport(dst, dport)}"
-            out.append((pkt.with_step(replace(step, note=note), dst=dst, dport=dport, dnat=True), ACCEPT))
+            out.append((pkt.with_step(_noted(step, note), dst=dst, dport=dport, dnat=True), ACCEPT))
         elif kind is rs.Masquerade or kind is rs.Snat:
             if matches.nat_range(target):
                 out.append((pkt.evolve(unknown=f"SNAT to a range at {rule.origin}"), UNKNOWN))
@@ -484,7 +489,7 @@ class NodeModel:
             else:
                 mark, ctmark = matches.connmark_target(target, pkt.mark, pkt.ctmark)
                 note = f"mark: {pkt.mark:#x} -> {mark:#x}, connmark: {pkt.ctmark:#x} -> {ctmark:#x}"
-                cont.append(pkt.with_step(replace(step, note=note), mark=mark, ctmark=ctmark))
+                cont.append(pkt.with_step(_noted(step, note), mark=mark, ctmark=ctmark))
         else:
             out.append((pkt.evolve(unknown=matches.unmodelled(target, rule)), UNKNOWN))
 
@@ -497,7 +502,7 @@ class NodeModel:
         note = f"src: {pkt.src_value or 'client'} -> {new}"
         port = target.port if type(target) is rs.Snat else target.to_ports[0] if target.to_ports else None
         sport = pkt.sport if port is None else z3.BitVecVal(port, 16)
-        return pkt.with_step(replace(step, note=note), src=z3.BitVecVal(int(new), self.width), src_value=new,
+        return pkt.with_step(_noted(step, note), src=self.ip_const(new), src_value=new,
                              sport=sport, snat=True)
 
 
@@ -559,6 +564,11 @@ def _conj(terms: list[z3.BoolRef]) -> z3.BoolRef:
 
 def _neg(term: z3.BoolRef, negated: bool) -> z3.BoolRef:
     return z3.Not(term) if negated else term
+
+
+def _noted(step: Step, note: str) -> Step:
+    """``step`` with what it rewrote (``dataclasses.replace`` costs several times more on this hot path)."""
+    return Step(step.table, step.chain, step.rule, note)
 
 
 def _value(term: z3.BitVecRef):
