@@ -77,12 +77,12 @@ def _model(verifier: Verifier, inst) -> frozenset:
 
 
 def _with(fate, extra):
-    """``fate`` with one more conjunct on its path condition (the packets the kernel can really send)."""
+    """``fate`` with one more conjunct on its path condition (the packets the kernel can really send): on its
+    last stage (the answer's, the client's data's), whose condition holds all earlier ones."""
     from dataclasses import replace
 
     if fate.reply is not None:
-        return replace(fate, reply=replace(fate.reply, packet=fate.reply.packet.evolve(
-            conds=fate.reply.packet.conds + (extra,))))
+        return replace(fate, reply=_with(fate.reply, extra))
     return replace(fate, packet=fate.packet.evolve(conds=fate.packet.conds + (extra,)))
 
 
