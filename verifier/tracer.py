@@ -316,6 +316,25 @@ class ConcretePacket:
         return new
 
 
+# Where conntrack rewrites which fields of a packet of a connection it knows, from which of its tuples.
+_UNDO = ((UNDO_SNAT_HOOKS, "undo_snat", ("dst", "dport")), (UNDO_DNAT_HOOKS, "undo_dnat", ("src", "sport")))
+_REDO = ((REDO_DNAT_HOOKS, "dnat_to", ("dst", "dport")), (REDO_SNAT_HOOKS, "snat_to", ("src", "sport")))
+
+
+def _conntrack_nat(pkt: ConcretePacket, hook: str, conn: Connection, table: tuple, verb: str, what: str
+                   ) -> ConcretePacket:
+    for hooks, attribute, fields in table:
+        values = getattr(conn, attribute)
+        if hook in hooks and values is not None:
+            step = Step("nat", hook, 0, None, f"conntrack {verb} the connection's NAT (no rules for {what})")
+            done = pkt.copy()
+            done.step(step)
+            for name, value in zip(fields, values):
+                done.rewrite(name, value, step)
+            return done
+    return pkt
+
+
 class _Unmodelled(Exception):
     """A match or target the model does not follow exactly: the path's outcome is UNKNOWN, never a guess."""
 
@@ -401,34 +420,12 @@ class NodeTracer:
     @staticmethod
     def undo_nat(pkt: ConcretePacket, hook: str, conn: Connection) -> ConcretePacket:
         """Conntrack's reverse NAT of a reply, where nat would run (``netfilter.Connection``)."""
-        step = Step("nat", hook, 0, None, "conntrack undoes the connection's NAT (no rules for a reply)")
-        if hook in UNDO_SNAT_HOOKS and conn.undo_snat is not None:
-            fields = (("dst", conn.undo_snat[0]), ("dport", conn.undo_snat[1]))
-        elif hook in UNDO_DNAT_HOOKS and conn.undo_dnat is not None:
-            fields = (("src", conn.undo_dnat[0]), ("sport", conn.undo_dnat[1]))
-        else:
-            return pkt
-        undone = pkt.copy()
-        undone.step(step)
-        for name, value in fields:
-            undone.rewrite(name, value, step)
-        return undone
+        return _conntrack_nat(pkt, hook, conn, _UNDO, "undoes", "a reply")
 
     @staticmethod
     def redo_nat(pkt: ConcretePacket, hook: str, conn: Connection) -> ConcretePacket:
         """Conntrack's NAT of the client's later packet, as nat did the first one's."""
-        step = Step("nat", hook, 0, None, "conntrack redoes the connection's NAT (no rules for a later packet)")
-        if hook in REDO_DNAT_HOOKS and conn.dnat_to is not None:
-            fields = (("dst", conn.dnat_to[0]), ("dport", conn.dnat_to[1]))
-        elif hook in REDO_SNAT_HOOKS and conn.snat_to is not None:
-            fields = (("src", conn.snat_to[0]), ("sport", conn.snat_to[1]))
-        else:
-            return pkt
-        redone = pkt.copy()
-        redone.step(step)
-        for name, value in fields:
-            redone.rewrite(name, value, step)
-        return redone
+        return _conntrack_nat(pkt, hook, conn, _REDO, "redoes", "a later packet")
 
     @staticmethod
     def data_packet(ends: tuple, answer: ConcretePacket) -> ConcretePacket:
