@@ -6,7 +6,7 @@ from __future__ import annotations
 from kspec.verifier.network import Disposition, Fate
 from kspec.verifier.properties import CheckResult, Counterexample, Verdict
 
-FORMAT_VERSION = "1.1"  # 1.1: the answer of a round trip, the security table
+FORMAT_VERSION = "1.2"  # 1.1: the answer of a round trip, the security table; 1.2: the client's data after it
 
 
 def step_lines(fate: Fate) -> list[str]:
@@ -100,7 +100,10 @@ def result_json(spec: str, result: CheckResult) -> dict:
             "hops": _hops_json(fate),
             "answer": None if fate.reply is None else {
                 "disposition": fate.reply.disposition.value, "reason": fate.reply.reason or None,
-                "hops": _hops_json(fate.reply)},
+                "hops": _hops_json(fate.reply),
+                **({} if fate.reply.reply is None else {"data": {
+                    "disposition": fate.reply.reply.disposition.value, "reason": fate.reply.reply.reason or None,
+                    "hops": _hops_json(fate.reply.reply)}})},
         }
     return record
 

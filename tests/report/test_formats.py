@@ -66,7 +66,7 @@ def _span_of_failing(failing_spec: str) -> tuple[int, int]:
 
 def test_json_matches_the_schema_of_its_format_version(reports) -> None:
     data = json.loads(reports["json"].read_text())
-    assert data["format_version"] == "1.1"
+    assert data["format_version"] == "1.2"
     jsonschema.validate(data, json_schema(data["format_version"]))
     assert data["failures"] == 1
     failing = [r for r in data["results"] if not r["as_expected"]]
@@ -78,7 +78,7 @@ def test_json_schema_rejects_a_changed_shape(reports) -> None:
     data = json.loads(reports["json"].read_text())
     data["results"][0]["verdict"] = "maybe"
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(data, json_schema("1.1"))
+        jsonschema.validate(data, json_schema("1.2"))
 
 
 def test_junit_has_one_testcase_per_spec_and_check(reports, failing_spec) -> None:
@@ -204,3 +204,19 @@ def test_format_names_are_checked() -> None:
     with pytest.raises(ValueError):
         report.parse_format("xml")
     assert report.parse_format("junit=a.xml") == ("junit", "a.xml")
+
+
+def test_json_carries_the_clients_data_after_an_answer() -> None:
+    # Format 1.2: an answered handshake whose data is dropped (tests/verifier/test_kernel_faithful.py).
+    from kspec import ir
+    from kspec.verifier import verify
+    from kspec.verifier.render import result_json
+    from tests.verifier.test_kernel_faithful import _dump, scenario
+
+    cluster, rules = scenario(node1=_dump(mangle="-A FORWARD -i veth+ -m conntrack --ctstate ESTABLISHED -j DROP"))
+    [answered] = [r for r in verify(cluster, rules=rules, family=ir.IPFamily.V4) if r.check.name == "answered"]
+    record = result_json("s.k", answered)
+    answer = record["counterexample"]["answer"]
+    assert answer["disposition"] == "answered" and answer["data"]["disposition"] == "dropped"
+    jsonschema.validate({"format_version": "1.2", "results": [record], "summary": "", "failures": 1},
+                        json_schema("1.2"))
