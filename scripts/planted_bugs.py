@@ -4,7 +4,8 @@ run one Hypothesis property under the `ci` profile, report the examples until th
     .venv/bin/python scripts/planted_bugs.py prob masq hash hook printer utf8 k8s local
 
 prob: a wrong statistic probability; masq: the MASQUERADE rule dropped; hash: a mis-hashed KUBE-SEP name;
-hook: hook order changed in the concrete tracer; printer: the printer forgets `not serving`; utf8: decode
+hook: the routing decision before nat PREROUTING in the shared walk, and MASQUERADE keeping the source
+in the concrete engine alone; printer: the printer forgets `not serving`; utf8: decode
 without its UTF-8 guard; k8s: ingest ignores the EndpointSlice serving condition; local: nondeterministic
 endpoint order."""
 import sys, os, time, re
@@ -81,33 +82,34 @@ if "hash" in which:
     measure("mis-hashed KUBE-SEP name -> model: ready endpoints chosen", mp.test_every_ready_endpoint_and_only_ready_ones_are_chosen,
             lambda: setattr(endpoints, "_dispatch_lines", mis), lambda: setattr(endpoints, "_dispatch_lines", orig))
 
-# 4. swap hook order in the tracer (POSTROUTING before FORWARD for arriving packets)
+# 4. the routing decision taken before nat PREROUTING (on the pre-DNAT destination), in the walk both engines
+# share; and the concrete engine alone keeping the source on MASQUERADE (what the Z3-vs-tracer test is for)
 if "hook" in which:
     import kspec.verifier.tracer as tracer
+    import kspec.verifier.walk as walk
     import tests.verifier.test_differential as td
-    orig = tracer._Tracer._arriving
-    def swapped(self, threads):
-        threads = self._hook(threads, "PREROUTING", tracer._PREROUTING)
-        local = [t for t in threads if self._is_local(t.dst)]
-        self._deliver(self._hook(local, "INPUT", tracer._INPUT))
-        post = self._hook([t for t in threads if not self._is_local(t.dst)], "POSTROUTING", tracer._POSTROUTING)
-        for thread in self._hook(post, "FORWARD", tracer._FORWARD):
-            self._finish(thread, tracer.Disposition.FORWARDED)
-    def routed_first(self, threads):
-        # the routing decision taken before nat PREROUTING (i.e. on the pre-DNAT destination)
-        local = [t for t in threads if self._is_local(t.dst)]
-        self._deliver(self._hook(self._hook(local, "PREROUTING", tracer._PREROUTING), "INPUT", tracer._INPUT))
-        rest = self._hook([t for t in threads if not self._is_local(t.dst)], "PREROUTING", tracer._PREROUTING)
-        for thread in self._hook(self._hook(rest, "FORWARD", tracer._FORWARD), "POSTROUTING", tracer._POSTROUTING):
-            self._finish(thread, tracer.Disposition.FORWARDED)
-    measure("tracer: routing decision before nat PREROUTING -> model: Z3 vs tracer", td.test_generated_topologies,
-            lambda: setattr(tracer._Tracer, "_arriving", routed_first), lambda: setattr(tracer._Tracer, "_arriving", orig))
-    measure("tracer: routing decision before nat PREROUTING -> model: built-ins (replay)", mp.test_builtin_properties_hold_where_the_docs_say_they_must,
-            lambda: setattr(tracer._Tracer, "_arriving", routed_first), lambda: setattr(tracer._Tracer, "_arriving", orig))
-    measure("tracer hooks swapped (POSTROUTING before FORWARD) -> model: Z3 vs tracer", td.test_generated_topologies,
-            lambda: setattr(tracer._Tracer, "_arriving", swapped), lambda: setattr(tracer._Tracer, "_arriving", orig))
-    measure("tracer hooks swapped -> model: built-ins hold (counterexamples replay)", mp.test_builtin_properties_hold_where_the_docs_say_they_must,
-            lambda: setattr(tracer._Tracer, "_arriving", swapped), lambda: setattr(tracer._Tracer, "_arriving", orig))
+    orig_arriving = walk.NodeWalk.arriving
+    def routed_first(self, pkt, conn=None):
+        route = self.route(pkt.dst)  # planted: decided before PREROUTING's DNAT
+        live, exits = self._hook("PREROUTING", [pkt], conn)
+        for path in live:
+            if route.kind is walk.RouteKind.LOCAL:
+                exits += self._to_host(*self._hook("INPUT", [path], conn))
+            else:
+                forwarded, ended = self._hook("FORWARD", [path], conn)
+                exits += ended + self._leaving(forwarded, conn)
+        return exits
+    measure("walk: routing decision before nat PREROUTING -> model: built-ins hold", mp.test_builtin_properties_hold_where_the_docs_say_they_must,
+            lambda: setattr(walk.NodeWalk, "arriving", routed_first), lambda: setattr(walk.NodeWalk, "arriving", orig_arriving))
+    orig_snat = tracer.NodeTracer._snat
+    def keeps_source(th, target, step, rule):
+        if isinstance(target, tracer.rs.Masquerade):
+            th.snat = True  # planted: the address is not rewritten
+            return
+        orig_snat(th, target, step, rule)
+    measure("tracer: MASQUERADE keeps the source -> Z3 vs tracer", td.test_generated_topologies,
+            lambda: setattr(tracer.NodeTracer, "_snat", staticmethod(keeps_source)),
+            lambda: setattr(tracer.NodeTracer, "_snat", staticmethod(orig_snat)))
 
 # 5. printer forgets "not serving" -> strategies round trip
 if "printer" in which:
