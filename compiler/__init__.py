@@ -70,7 +70,7 @@ def _compile(cluster: ir.Cluster, infos: list[ServicePortInfo], node: ir.Node, f
 
     active: set[str] = set()
     for info in infos:
-        view = categorise(info, node.name)
+        view = categorise(info, node.name, node.zone)
         if stale_possible:  # only then does it matter which chains stay alive
             active |= view.active_chains()
         out.extend(_port_rules(ctx, view, sync.full or info.service.key in sync.changed))

@@ -30,6 +30,8 @@ class EndpointView(NamedTuple):
     text: str = ""  # kube-proxy's endpoint string ``ip:port`` (IPv6 bracketed); filled in by _endpoints
     sep: str = ""  # its KUBE-SEP chain for the service port it belongs to
     address: str = ""  # str(ip), formatted once
+    zone_hints: tuple[str, ...] = ()
+    node_hints: tuple[str, ...] = ()
 
     @property
     def serving_terminating(self) -> bool:
@@ -56,6 +58,7 @@ class ServicePortInfo:
     endpoints: tuple[EndpointView, ...]  # deduplicated (the first copy of each), sorted by endpoint string
     # Every copy of an endpoint string given more than once (in order), for the node-dependent choice.
     duplicates: tuple[tuple[EndpointView, ...], ...] = ()
+    hints: frozenset[str] = frozenset()  # the topology hints this release honours ("zone", "node")
 
     @property
     def externally_accessible(self) -> bool:
@@ -184,6 +187,7 @@ def port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> l
             affinity_timeout=svc.session_affinity.timeout_seconds if svc.session_affinity else None,
             **_endpoints(svc, port, family, name, protocol,
                          releases.at_least(proxy, releases.NON_TERMINATING_DUPLICATE_WINS)),
+            hints=releases.topology_hints(proxy),
         ))
     return infos
 
@@ -207,7 +211,7 @@ def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily, name:
             address = address or _address_text(ep.ip)
             text = f"[{address}]:{ep_port.port}" if ep.ip.version == 6 else f"{address}:{ep_port.port}"
             view = EndpointView(ep.ip, ep_port.port, ep.node, ep.ready, ep.serving, ep.terminating, text,
-                                names.sep_chain(name, protocol, text), address)
+                                names.sep_chain(name, protocol, text), address, ep.zone_hints, ep.node_hints)
             previous = by_text.get(view.text)
             if previous is None or (non_terminating_wins and not view.terminating):
                 by_text[view.text] = view
@@ -228,28 +232,48 @@ def node_endpoints(info: ServicePortInfo, node: str) -> tuple[EndpointView, ...]
     return tuple(chosen.get(ep.text, ep) for ep in eps)
 
 
-def categorise(info: ServicePortInfo, node: str) -> PortView:
-    """Split a port's endpoints into the Cluster and Local lists as kube-proxy does on ``node``."""
+def topology_mode(eps: tuple[EndpointView, ...], hints: frozenset[str], node: str, zone: str | None) -> str:
+    """kube-proxy's topologyModeFromHints: "node" when every ready endpoint has node hints and one names this
+    node, else "zone" likewise for zone hints and this node's zone, else "" (no topology)."""
+    ready = [ep for ep in eps if ep.ready]
+    if "node" in hints and all(ep.node_hints for ep in ready) and any(node in ep.node_hints for ep in ready):
+        return "node"
+    if "zone" in hints and zone and all(ep.zone_hints for ep in ready) and \
+            any(zone in ep.zone_hints for ep in ready):
+        return "zone"
+    return ""
+
+
+def _for_topology(ep: EndpointView, mode: str, node: str, zone: str | None) -> bool:
+    return mode == "" or (node in ep.node_hints if mode == "node" else zone in ep.zone_hints)
+
+
+def categorise(info: ServicePortInfo, node: str, zone: str | None = None) -> PortView:
+    """Split a port's endpoints into the Cluster and Local lists as kube-proxy does on ``node`` (in ``zone``)."""
     eps = node_endpoints(info, node)
     is_local = lambda ep: ep.node == node  # noqa: E731
     cluster: tuple[EndpointView, ...] = ()
     has_endpoints = False
     if info.uses_cluster_endpoints:
-        # Ready endpoints; if none, fall back to ones still serving while terminating.
-        cluster = tuple(ep for ep in eps if ep.ready) or tuple(ep for ep in eps if ep.serving_terminating)
+        # Ready endpoints for this node's topology (the hints), if none, ones still serving while terminating
+        # anywhere (topology would have been dropped had there been ready endpoints elsewhere only).
+        mode = topology_mode(eps, info.hints, node, zone) if info.hints else ""
+        cluster = tuple(ep for ep in eps if ep.ready and _for_topology(ep, mode, node, zone)) or \
+            tuple(ep for ep in eps if ep.serving_terminating)
         has_endpoints = bool(cluster)
     if not info.uses_local_endpoints:
         return PortView(info, cluster, (), cluster, has_endpoints)
 
     has_endpoints = has_endpoints or any(ep.ready or ep.serving_terminating for ep in eps)
     local = tuple(ep for ep in eps if is_local(ep) and ep.ready)
-    terminating_fallback = not local
     if not local:
         local = tuple(ep for ep in eps if is_local(ep) and not ep.ready and ep.serving_terminating)
     if not info.uses_cluster_endpoints:
         return PortView(info, cluster, local, local, has_endpoints)
-    if not (terminating_fallback and local):
-        # Local holds only ready endpoints, all of which are in cluster.
+    in_cluster = {ep.text for ep in cluster}
+    if all(ep.text in in_cluster for ep in local):
+        # The usual case: local holds ready endpoints, all in cluster (topology can leave some out, and the
+        # terminating fallback brings others in: then both lists are reachable).
         return PortView(info, cluster, local, cluster, has_endpoints)
     union = {ep.text: ep for ep in cluster + local}
     return PortView(info, cluster, local, tuple(union[text] for text in sorted(union)), has_endpoints)

@@ -123,6 +123,7 @@ class Node:
     ips: tuple[IPAddress, ...]  # the node's own (non-loopback) addresses; ips[0] per family is primary
     pod_cidrs: tuple[IPNetwork, ...] = ()
     pod_wiring: PodWiring = PodWiring.GATEWAY
+    zone: str | None = None  # the node's topology.kubernetes.io/zone label
     # kube-proxy's nodeIP where it is not simply the primary address of the proxier's family: the corpus's
     # fake proxier keeps 192.168.0.2 even for IPv6 and need not hold it on an interface.
     proxy_ip: IPAddress | None = None
@@ -205,6 +206,10 @@ class Endpoint:
     serving: bool = True
     terminating: bool = False
     pod: str | None = None  # "namespace/name" of the backing pod, when known
+    # EndpointSlice topology hints (hints.forZones / hints.forNodes), set by the EndpointSlice controller
+    # for trafficDistribution: kube-proxy keeps a node's Cluster traffic to the endpoints hinted for it.
+    zone_hints: tuple[str, ...] = ()
+    node_hints: tuple[str, ...] = ()
     span: Span | None = _span()
 
 

@@ -20,6 +20,15 @@ TCP_LIBERAL_SKIPS_INVALID_DROP = (1, 29)  # row 8a
 NFACCT_COUNTERS = (1, 31)  # rows 7b and 8a
 NODE_PORT_PRIMARY = (1, 31)  # row 6a
 NON_TERMINATING_DUPLICATE_WINS = (1, 36)  # row 1
+ZONE_HINTS = (1, 31)  # row 8b: hints honoured without the topology annotation (kspec does not model it)
+NODE_HINTS = (1, 34)  # row 8c: PreferSameNode's node hints (beta, on by default)
+
+
+def topology_hints(proxy: ir.ProxyConfig) -> frozenset[str]:
+    """Which EndpointSlice hints this release honours: "zone", "node" (before 1.31 zone hints need the
+    Service's topology annotation, which kspec takes as absent)."""
+    return frozenset(kind for kind, release in (("zone", ZONE_HINTS), ("node", NODE_HINTS))
+                     if at_least(proxy, release))
 
 
 def text(version: tuple[int, int]) -> str:

@@ -98,6 +98,8 @@ _SCOREBOARD = {
         "helper cases, util/nodeport_addresses_test.go (NodePortAddresses)",
     "test_kube_proxy_helpers.py::test_service_port_info":
         "helper cases, servicechangetracker_test.go (ServicePortInfo)",
+    "test_kube_proxy_helpers.py::test_categorize_endpoints":
+        "helper cases, topology_test.go (CategorizeEndpoints, topology hints)",
     "test_kube_proxy_helpers.py::test_endpoints_of_each_service_port":
         "helper cases, endpointslicecache_test.go (endpoints per node, one case at 1.36)",
 }

@@ -679,8 +679,21 @@ def _endpoint(obj: _Obj, index: int, ep: PosMap, ports: tuple[ir.EndpointPort, .
         serving=obj.get(conditions, "serving", bool, f"{path}.conditions.serving", default=True),
         terminating=obj.get(conditions, "terminating", bool, f"{path}.conditions.terminating", default=False),
         pod=_target_pod(obj, ep, path, namespace),
+        zone_hints=_hints(obj, ep, path, "forZones"),
+        node_hints=_hints(obj, ep, path, "forNodes"),
         span=ep.span,
     )
+
+
+def _hints(obj: _Obj, ep: PosMap, path: str, kind: str) -> tuple[str, ...]:
+    """``hints.forZones`` / ``hints.forNodes``: the names the EndpointSlice controller hinted the endpoint for."""
+    hints = obj.map(ep, "hints", f"{path}.hints")
+    names = []
+    for i, entry in _items(obj, obj.list(hints, kind, f"{path}.hints.{kind}"), f"{path}.hints.{kind}"):
+        name = obj.get(entry, "name", str, f"{path}.hints.{kind}[{i}].name", required=True)
+        if name is not None:
+            names.append(name)
+    return tuple(names)
 
 
 def _target_pod(obj: _Obj, ep: PosMap, path: str, namespace: str) -> str | None:
@@ -711,7 +724,10 @@ def read_node(obj: _Obj, doc: PosMap) -> ir.Node:
             elif ip is not None and ip not in ips:
                 ips.append(ip)
     spec = obj.map(doc, "spec", "spec")
-    return ir.Node(name, tuple(ips), _pod_cidrs(obj, spec), span=doc.span)
+    labels = obj.map(obj.map(doc, "metadata", "metadata"), "labels", "metadata.labels")
+    zone = labels.get("topology.kubernetes.io/zone")
+    return ir.Node(name, tuple(ips), _pod_cidrs(obj, spec), zone=str(zone) if zone is not None else None,
+                   span=doc.span)
 
 
 def _pod_cidrs(obj: _Obj, spec: PosMap) -> tuple[ir.IPNetwork, ...]:

@@ -21,14 +21,15 @@ import pytest
 
 from kspec import ir, releases
 from kspec.compiler.nodeportaddresses import NodePortAddresses
-from kspec.compiler.nodeview import node_endpoints, port_infos
+from kspec.compiler.nodeview import EndpointView, ServicePortInfo, categorise, node_endpoints, port_infos
 from kspec.ingest.k8s import load_k8s
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "kube-proxy-helpers"
 FAMILIES = {"IPv4": ir.IPFamily.V4, "IPv6": ir.IPFamily.V6}
 # The release each file's cases describe (see its README): servicechangetracker_test.go emulates 1.31 to
 # switch LoadBalancerIPMode off.
-RELEASE = {"endpointslicecache.json": (1, 34), "servicechangetracker.json": (1, 31)}
+RELEASE = {"endpointslicecache.json": (1, 34), "servicechangetracker.json": (1, 31),
+           "topology-categorize-endpoints.json": (1, 34)}
 # Cases of a later release: kubernetes PR #135593 (1.36) keeps a non-terminating duplicate.
 LATER = {"with duplicate Endpoints, prefer non-terminating": (1, 36)}
 
@@ -181,3 +182,40 @@ def test_endpoints_of_each_service_port(case, release, tmp_path):
             (ep["endpoint"], ep["is_local"], ep["ready"], ep["serving"], ep["terminating"])
             for ep in entry["endpoints"])
     assert got == {k: v for k, v in expected.items() if v}
+
+
+# ------------------------------------------------------------------------------------------ topology
+
+
+def _view(ep: dict, node: str) -> EndpointView:
+    address, _, port = ep["endpoint"].rpartition(":")
+    ip = ipaddress.ip_address(address.strip("[]"))
+    return EndpointView(ip, int(port), node if ep["is_local"] else f"not-{node}", ep["ready"], ep["serving"],
+                        ep["terminating"], ep["endpoint"], f"sep-{ep['endpoint']}", address,
+                        tuple(ep.get("zone_hints") or ()), tuple(ep.get("node_hints") or ()))
+
+
+@pytest.mark.parametrize("case, release", _cases("topology-categorize-endpoints.json", ("TestCategorizeEndpoints",)))
+def test_categorize_endpoints(case, release):
+    given = case["input"]
+    svc = given["service"]
+    node = given["node_name"]
+    eps = tuple(sorted((_view(ep, node) for ep in given["endpoints"]), key=lambda e: e.text))
+    proxy = ir.ProxyConfig(kube_proxy_version=release)
+    port = ir.ServicePort("p", ir.Protocol.TCP, 80, node_port=svc["node_port"])
+    info = ServicePortInfo(
+        service=ir.Service("ns", "svc"), port=port, name="ns/svc:p", protocol="tcp", hash="X",
+        cluster_ip=ipaddress.ip_address("10.96.0.1"),
+        external_ips=tuple(map(ipaddress.ip_address, svc["external_ips"])),
+        lb_ips=tuple(map(ipaddress.ip_address, svc["load_balancer_vips"])), source_ranges=(),
+        external_policy_local=svc["external_policy_local"], internal_policy_local=svc["internal_policy_local"],
+        health_check_node_port=0, affinity_timeout=None, endpoints=eps, hints=releases.topology_hints(proxy))
+    zone = (given["node_labels"] or {}).get("topology.kubernetes.io/zone")
+    view = categorise(info, node, zone)
+    expected = case["expected"]
+    texts = lambda found: sorted(ep.text for ep in found)  # noqa: E731
+    # kube-proxy's nil (the list is not used) and empty lists both mean "none" to the rules written.
+    assert texts(view.cluster if info.uses_cluster_endpoints else ()) == sorted(expected["cluster_endpoints"] or [])
+    assert texts(view.local if info.uses_local_endpoints else ()) == sorted(expected["local_endpoints"] or [])
+    assert texts(view.reachable) == sorted(expected["all_reachable_endpoints"] or [])
+    assert view.has_endpoints == expected["has_any_endpoints"]

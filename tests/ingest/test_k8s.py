@@ -651,3 +651,30 @@ def test_the_cluster_wide_checks_run_for_kubernetes_objects_too(write):
     found = problems(write, text)
     assert any("error: Node: pod CIDR 10.244.1.0/24 of node b overlaps 10.244.0.0/16 of node a" in p for p in found)
     assert any("error: Pod: pod IP 10.99.0.5 of default/p is outside the pod CIDR 10.244.0.0/16" in p for p in found)
+
+
+def test_topology_hints_and_the_node_zone_are_read(write):
+    text = """
+    apiVersion: v1
+    kind: Node
+    metadata: {name: a, labels: {topology.kubernetes.io/zone: zone-a}}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: web, namespace: shop}
+    spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}], trafficDistribution: PreferClose}
+    ---
+    apiVersion: discovery.k8s.io/v1
+    kind: EndpointSlice
+    metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+    addressType: IPv4
+    ports: [{name: http, port: 8080}]
+    endpoints:
+    - addresses: [10.244.1.5]
+      nodeName: a
+      hints: {forZones: [{name: zone-a}], forNodes: [{name: a}]}
+    """
+    cluster = load(write, text)
+    assert cluster.node("a").zone == "zone-a"
+    [ep] = cluster.services[0].endpoints
+    assert ep.zone_hints == ("zone-a",) and ep.node_hints == ("a",)

@@ -91,3 +91,20 @@ def test_the_flag_is_on_every_command_and_refuses_what_it_does_not_know():
 def test_the_default_is_the_newest_release_and_the_corpus_is_1_34():
     assert ir.ProxyConfig().kube_proxy_version == releases.NEWEST == (1, 36)
     assert dataclasses.replace(ir.ProxyConfig(), kube_proxy_version=releases.CORPUS).kube_proxy_version == (1, 34)
+
+
+def test_rows_8b_8c_zone_hints_from_1_31_and_node_hints_from_1_34():
+    zone_a = ir.Endpoint(ip("10.244.1.9"), EP_PORT, node="a", zone_hints=("zone-a",), node_hints=("b",))
+    zone_b = ir.Endpoint(ip("10.244.2.9"), EP_PORT, node="b", zone_hints=("zone-b",), node_hints=("a",))
+    svc = _service(endpoints=(zone_a, zone_b))
+    node = dataclasses.replace(NODE, zone="zone-a")
+
+    def dispatched(release):
+        config = ir.ProxyConfig(cluster_cidrs=(net("10.244.0.0/16"),), kube_proxy_version=release)
+        text = compile_node(ir.Cluster("c", (node,), config, services=(svc,)), "a")
+        svc_rules = [line for line in text.splitlines() if line.startswith("-A KUBE-SVC-")]
+        return {ep for ep in ("10.244.1.9", "10.244.2.9") if any(f"-> {ep}:8080" in line for line in svc_rules)}
+
+    assert dispatched((1, 30)) == {"10.244.1.9", "10.244.2.9"}  # hints need the topology annotation
+    assert dispatched((1, 33)) == {"10.244.1.9"}  # zone hints: this node's zone
+    assert dispatched((1, 34)) == {"10.244.2.9"}  # node hints first (PreferSameNode): hinted for node a
