@@ -20,13 +20,14 @@ for path in sorted(glob.glob(sys.argv[1])):
     for entry in text.split("=== ")[1:]:
         total += 1
         desc = entry.splitlines()[0].strip()
-        n0 = entry.split("## node0.rules\n", 1)[1].split("## node1.rules\n", 1)
-        node0 = n0[0]
-        node1 = re.split(r"\nprobe |\n\n", n0[1], maxsplit=1)[0]
-        node0 = node0.rstrip("\n") + "\n"
-        node1 = node1.rstrip("\n") + "\n"
+        dumps = {}
+        for node, body in re.findall(r"## (\S+)\.rules\n(.*?)(?=\n## \S+\.rules\n|\nprobe |\n\n|\Z)", entry, re.S):
+            dumps[node] = body.rstrip("\n") + "\n"
+        if not dumps:
+            print("SKIP", desc, "(no dumps in the entry)")
+            continue
         kernel = re.search(r"the kernel observed (.*), the model predicts", entry)
-        models = node_models(cluster, rules={"node0": node0, "node1": node1})
+        models = node_models(cluster, rules=dumps)
         verifier = Verifier(cluster, ClusterNetwork(cluster, models, ir.IPFamily.V4))
         inst = next(i for c, i in _probes(cluster, verifier) if i.description == desc)
         model = sorted(map(str, _model(verifier, inst)))
