@@ -122,6 +122,8 @@ def _node(node: ir.Node) -> str:
         settings.append(f"pod_cidr {_list(node.pod_cidrs)}")
     if node.pod_wiring is not ir.PodWiring.GATEWAY:
         settings.append(f"pod_wiring {node.pod_wiring.value}")
+    if node.zone is not None:
+        settings.append(f"zone {node.zone}")
     return f"node {node.name} {{ {'  '.join(settings)} }}"
 
 
@@ -209,6 +211,10 @@ def _endpoint(ep: ir.Endpoint) -> str:
         words.append(f"pod {_qname(ep.pod)}")
     words.append(_ports(ep.ports))
     words += _conditions(ep.ready, ep.serving, ep.terminating)
+    if ep.zone_hints:
+        words.append(f"zone_hints {', '.join(ep.zone_hints)}")
+    if ep.node_hints:
+        words.append(f"node_hints {', '.join(ep.node_hints)}")
     return " ".join(words)
 
 

@@ -316,7 +316,7 @@ class ToIR(Transformer):
         if "ip" not in s:
             self._error(self._tspan(name), f"node {name} has no ip")
         node = ir.Node(str(name), ips, self._get(s, "pod_cidr", ()),
-                       self._get(s, "pod_wiring", ir.PodWiring.GATEWAY), span=span)
+                       self._get(s, "pod_wiring", ir.PodWiring.GATEWAY), zone=self._get(s, "zone"), span=span)
         self._remember_items(node, s)
         self._remember(node, "name", self._tspan(name))
         return Item("node", node, span)
@@ -326,6 +326,15 @@ class ToIR(Transformer):
 
     def pod_cidrs(self, meta, children):
         return self._values("pod_cidr", meta, children, self._cidr)
+
+    def node_zone(self, meta, children):
+        return Item("zone", str(children[0]), self._span(meta))
+
+    def zone_hints(self, meta, children):
+        return Item("zone_hints", tuple(str(c) for c in children), self._span(meta))
+
+    def node_hints(self, meta, children):
+        return Item("node_hints", tuple(str(c) for c in children), self._span(meta))
 
     def pod_wiring_gateway(self, meta, children):
         return Item("pod_wiring", ir.PodWiring.GATEWAY, self._span(meta))
@@ -456,7 +465,8 @@ class ToIR(Transformer):
         # Ports left out: resolve derives them from the service's ports (marked by None until then).
         endpoint = ir.Endpoint(self._ip(ip_tok), self._get(s, "ports"), node=self._get(s, "on"),
                                ready=ready, serving=serving, terminating=terminating,
-                               pod=pod.key if pod else None, span=self._span(meta))
+                               pod=pod.key if pod else None, zone_hints=self._get(s, "zone_hints", ()),
+                               node_hints=self._get(s, "node_hints", ()), span=self._span(meta))
         return endpoint
 
     def endpoint_node(self, meta, children):

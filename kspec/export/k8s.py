@@ -38,7 +38,10 @@ def _proxy(proxy: ir.ProxyConfig) -> list[dict]:
 
 
 def _node(node: ir.Node) -> dict:
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node.name},
+    meta: dict = {"name": node.name}
+    if node.zone is not None:
+        meta["labels"] = {"topology.kubernetes.io/zone": node.zone}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": meta,
             "spec": {"podCIDRs": [str(c) for c in node.pod_cidrs]},
             "status": {"addresses": [{"type": "InternalIP", "address": str(ip)} for ip in node.ips]}}
 
@@ -101,6 +104,9 @@ def _service(svc: ir.Service) -> list[dict]:
                          "conditions": {"ready": e.ready, "serving": e.serving, "terminating": e.terminating}}
                 if e.node is not None:
                     entry["nodeName"] = e.node
+                if e.zone_hints or e.node_hints:
+                    entry["hints"] = {key: [{"name": name} for name in names] for key, names in
+                                      (("forZones", e.zone_hints), ("forNodes", e.node_hints)) if names}
                 if e.pod is not None:
                     namespace, _, name = e.pod.partition("/")
                     entry["targetRef"] = {"kind": "Pod", "namespace": namespace, "name": name}

@@ -108,3 +108,31 @@ def test_rows_8b_8c_zone_hints_from_1_31_and_node_hints_from_1_34():
     assert dispatched((1, 30)) == {"10.244.1.9", "10.244.2.9"}  # hints need the topology annotation
     assert dispatched((1, 33)) == {"10.244.1.9"}  # zone hints: this node's zone
     assert dispatched((1, 34)) == {"10.244.2.9"}  # node hints first (PreferSameNode): hinted for node a
+
+
+def test_topology_hints_and_zones_are_written_in_the_dsl_and_printed_back():
+    from kspec.grammar import parse_text
+    from kspec.grammar.printer import format_cluster
+
+    text = """cluster c {
+      cluster_cidr 10.244.0.0/16
+      node a { ip 10.0.0.1  pod_cidr 10.244.1.0/24  zone zone-a }
+      node b { ip 10.0.0.2  pod_cidr 10.244.2.0/24  zone zone-b }
+      service web {
+        cluster_ip 10.96.0.10
+        port http 80 -> 8080/tcp
+        endpoints {
+          10.244.1.9 on a zone_hints zone-a node_hints a
+          10.244.2.9 on b zone_hints zone-b
+        }
+      }
+    }"""
+    cluster, _ = parse_text(text)
+    assert cluster.node("a").zone == "zone-a"
+    eps = {str(ep.ip): ep for ep in cluster.services[0].endpoints}
+    assert eps["10.244.1.9"].zone_hints == ("zone-a",) and eps["10.244.1.9"].node_hints == ("a",)
+    again, _ = parse_text(format_cluster(cluster))
+    assert again == cluster
+    rules = compile_node(dataclasses.replace(cluster, proxy=dataclasses.replace(cluster.proxy,
+                                                                                kube_proxy_version=(1, 33))), "a")
+    assert "-> 10.244.1.9:8080" in rules and "-> 10.244.2.9:8080" not in rules  # zone-a only
