@@ -136,3 +136,33 @@ def test_topology_hints_and_zones_are_written_in_the_dsl_and_printed_back():
     rules = compile_node(dataclasses.replace(cluster, proxy=dataclasses.replace(cluster.proxy,
                                                                                 kube_proxy_version=(1, 33))), "a")
     assert "-> 10.244.1.9:8080" in rules and "-> 10.244.2.9:8080" not in rules  # zone-a only
+
+
+def test_a_zone_keeps_its_traffic_while_it_has_ready_endpoints_proved_by_the_verifier():
+    from kspec.grammar import parse_text
+    from kspec.verifier import verify
+    from kspec.verifier.properties import Verdict
+
+    text = """cluster c {
+      cluster_cidr 10.244.0.0/16
+      node a { ip 10.0.0.1  pod_cidr 10.244.1.0/24  zone zone-a }
+      node b { ip 10.0.0.2  pod_cidr 10.244.2.0/24  zone zone-b }
+      pod web-a on a { ip 10.244.1.9  labels { app = web }  ports { http = 8080/tcp } }
+      pod web-b on b { ip 10.244.2.9  labels { app = web }  ports { http = 8080/tcp } }
+      pod client on a { ip 10.244.1.7 }
+      service web {
+        cluster_ip 10.96.0.10
+        port http 80 -> 8080/tcp
+        endpoints {
+          10.244.1.9 on a pod default/web-a %s
+          10.244.2.9 on b pod default/web-b %s
+        }
+      }
+      client c from pod client
+      check "zone a stays in zone a" { from c  to web:http via cluster_ip  assert endpoint in { web-a } }
+    }"""
+    for hints, verdict in ((("zone_hints zone-a", "zone_hints zone-b"), Verdict.PROVED), (("", ""), Verdict.VIOLATED)):
+        cluster, _ = parse_text(text % hints)
+        cluster = dataclasses.replace(cluster, proxy=dataclasses.replace(cluster.proxy, kube_proxy_version=(1, 33)))
+        [result] = [r for r in verify(cluster, builtins=False, family=ir.IPFamily.V4)]
+        assert result.verdict is verdict, hints
