@@ -145,14 +145,20 @@ class ClusterNetwork:
             return ""
         return f"nothing listens on {pod.key}'s {proto} port {port}: it refuses the connection (not modelled)"
 
-    def unanswerable_outside(self, node: str, src: ir.IPAddress | None, dst: ir.IPAddress | None) -> bool:
-        """Whether a packet ``node`` sent out of the cluster from ``src`` hears nothing back: the outside world
-        has no route to the nodes' pod CIDRs (the lab's router has none either), so the ICMP error it answers
-        with is lost. Both engines ask this of what left the cluster."""
-        if dst is None or self.route(node, dst).kind is not RouteKind.OUTSIDE:
+    def unanswerable_outside(self, node: str, src: ir.IPAddress | None, dst: ir.IPAddress | None,
+                             client_src: ir.IPAddress | None = None) -> bool:
+        """Whether the client hears nothing of what the outside answers to a packet ``node`` sent out of the
+        cluster from ``src``: the answer (an ICMP error) goes to ``src``. From a pod address it is lost (the
+        outside has no route to the nodes' pod CIDRs; the lab's router has none either); from another node's
+        address it reaches that node, which never saw the connection; from an outside address other than the
+        client's (``client_src``), it goes there. Only the sending node's own address (whose conntrack undoes
+        the SNAT) or the client's own brings it back. Both engines ask this of what left the cluster."""
+        if dst is None or src is None or self.route(node, dst).kind is not RouteKind.OUTSIDE:
             return False
-        owner = self.node_of(src) if src is not None else None
-        return owner is not None and owner[1] == "pods"
+        owner = self.node_of(src)
+        if owner is not None:
+            return owner != (node, "local")
+        return client_src is not None and src != client_src
 
     @staticmethod
     def quotes_original(crossed: set[str], conns: dict[str, Connection]) -> bool:

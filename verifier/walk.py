@@ -404,10 +404,11 @@ class Walk:
         if fate.loops:
             return [Fate(Disposition.UNKNOWN, (), pkt, reason=f"{fate.reason}; what the client hears of it (an "
                          "ICMP time exceeded, unless a rule drops it) is not modelled")]
-        if fate.disposition is Disposition.NO_ROUTE and self.net.unanswerable_outside(fate.hops[-1].node,
-                                                                                      pkt.src_value, pkt.dst):
-            return [Fate(Disposition.DROPPED, (), pkt,
-                         reason="it left the cluster from a pod address, which the outside cannot answer")]
+        client_src = self.net.cluster.client_address(client, self.net.family)
+        if fate.disposition is Disposition.NO_ROUTE and \
+                self.net.unanswerable_outside(fate.hops[-1].node, pkt.src_value, pkt.dst, client_src):
+            return [Fate(Disposition.DROPPED, (), pkt, reason=f"it left the cluster from {pkt.src_value}, where the "
+                         "outside's answer does not come back to the client from")]
         return [None]
 
     def replies(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:

@@ -90,6 +90,11 @@ NEIGHBOUR_NAT = """-A PREROUTING -s 10.244.0.20/32 -d 10.96.0.10/32 -p tcp -m tc
 CONNMARK_DROP = """-A PREROUTING -m connmark --mark 0x1/0x1 -j DROP
 -A PREROUTING -i veth+ -j CONNMARK --set-xmark 0x1/0x1"""
 
+# node1 lets the cluster IP through untranslated and source-NATs it to node0's address on its way out.
+SKIP_AND_SNAT_TO_NODE0 = SERVICE_NAT.replace(
+    ":POSTROUTING ACCEPT [0:0]\n", ":POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.96.0.10/32 -j RETURN\n") % (
+    "-A POSTROUTING -d 10.96.0.0/12 -j SNAT --to-source 10.240.0.10")
+
 # The scenarios above, for the lab (tests/lab/test_lab_dumps.py): the kernel must do what kspec says.
 SCENARIOS = {
     "forward -o drop": dict(node0=_dump(filter="-A FORWARD -i eth+ -o veth+ -j DROP")),
@@ -126,6 +131,7 @@ SCENARIOS = {
     "answer untracked on the way back": dict(node1=_dump(raw="-A PREROUTING -s 10.244.0.10/32 -j CT --notrack")),
     "client's data dropped after the handshake": dict(node1=_dump(
         mangle="-A FORWARD -i veth+ -m conntrack --ctstate ESTABLISHED -j DROP")),
+    "left the cluster from another node's address": dict(node1=SKIP_AND_SNAT_TO_NODE0),
     "external, untracked at the entry node": dict(node1=_dump(raw="-A PREROUTING -d 192.0.2.50/32 -j CT --notrack")),
 }
 
@@ -338,6 +344,21 @@ def test_9_a_connection_works_only_if_the_clients_data_follows():
     assert {o.disposition for p in http for o in p.outcomes} == {Disposition.HOST}  # connected, no echo
     # UDP has no handshake: the datagram is the data, and its answer comes back.
     assert results["udp answered"].verdict is Verdict.PROVED
+
+
+def test_9_the_outside_answers_a_source_address_not_the_client():
+    # Found by the 10,000-ruleset run: a packet leaving the cluster from another node's address (SNAT
+    # --to-source node0 on node1) is answered by the outside towards node0, which never saw it: the client
+    # hears nothing (dropped), not "no route".
+    from kspec.verifier.predict import probes
+    from kspec.verifier import node_models
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.properties import Verifier
+
+    cluster, rules = scenario(node1=SKIP_AND_SNAT_TO_NODE0)
+    verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
+    http = [p for p in probes(cluster, verifier) if p.check.name == "delivered"]
+    assert {o.disposition for p in http for o in p.outcomes} == {Disposition.DROPPED}
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
