@@ -97,23 +97,24 @@ def neg(value, negated: bool):
 
 def any_of(values):
     """Or over bools and terms: True as soon as one is True."""
-    terms = []
-    for value in values:
-        if value is True:
-            return True
-        if value is not False:
-            terms.append(value)
-    return False if not terms else terms[0] if len(terms) == 1 else z3.Or(terms)
+    return _fold(values, True, z3.Or)
 
 
 def all_of(values):
+    """And over bools and terms: False as soon as one is False."""
+    return _fold(values, False, z3.And)
+
+
+def _fold(values, absorbing: bool, combine):
+    """``combine`` of the terms among ``values``; ``absorbing`` as soon as one value is it, the other bool
+    when none is left."""
     terms = []
     for value in values:
-        if value is False:
-            return False
-        if value is not True:
+        if value is absorbing:
+            return absorbing
+        if value is not (not absorbing):
             terms.append(value)
-    return True if not terms else terms[0] if len(terms) == 1 else z3.And(terms)
+    return (not absorbing) if not terms else terms[0] if len(terms) == 1 else combine(terms)
 
 
 def port_in(port, low: int, high: int):
