@@ -58,7 +58,7 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
     from kspec.compiler.context import NodeContext
     from kspec.ingest.iptables_save import RuleParser, parse_iptables_save
     from kspec.verifier.encode import NodeModel
-    from kspec.verifier.network import pod_gateway
+    from kspec.verifier.network import local_routes
     from kspec.verifier.tracer import kube_proxy_state
 
     texts = compile_cluster(cluster, family) if not rules or set(rules) != {n.name for n in cluster.nodes} else {}
@@ -73,10 +73,10 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
             ruleset = kube_proxy_state(texts[node.name], f"{node.name}.rules", local.localhost_node_ports, memo)
         sets = _node_sets(node.name, ipsets.get(node.name), ruleset)
         width = 32 if family is ir.IPFamily.V4 else 128
-        # The kernel's LOCAL addresses: the node's own, loopback, and the pod gateway it holds for its pods.
-        gateway = pod_gateway(node, family)
-        local_ips = frozenset(local.local_ips()) | ({gateway} if gateway is not None else set())
-        models[node.name] = NodeModel(node.name, ruleset, local_ips, width, sets)
+        # The kernel's LOCAL addresses: loopback and the node's own (the pod gateway it holds for its pods).
+        routes = local_routes(cluster, node, family)
+        local_ips = frozenset(local.local_ips()) | frozenset(routes)
+        models[node.name] = NodeModel(node.name, ruleset, local_ips, width, sets, routes)
     return models
 
 

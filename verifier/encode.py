@@ -10,7 +10,8 @@ ends ``UNKNOWN`` naming the rule.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 import z3
 
@@ -19,7 +20,7 @@ from kspec.ir import IPAddress
 from kspec.verifier import matches
 from kspec.verifier.matches import CHOICE, CONTINUE_TARGETS, Conn, PacketView
 from kspec.verifier.netfilter import (ACCEPT, DROP, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT, UNDO_DNAT_HOOKS,
-                                      UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, protocol_matches,
+                                      UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, ct_status, protocol_matches,
                                       state_match)
 
 SHORT_CHAIN = 16  # chains up to this length are walked whole
@@ -63,6 +64,7 @@ class SymPacket:
     ctmark: int = 0  # the connection's mark on this node (CONNMARK)
     untracked: bool = False  # -j CT --notrack: no connection here, no NAT
     data: bool = False  # the client's data after the handshake (TCP PSH|ACK), ESTABLISHED in its direction
+    confirmed: bool = False  # conntrack's entry is confirmed (see netfilter.ct_status)
     conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown
@@ -112,6 +114,7 @@ class NodeModel:
     local_ips: frozenset[IPAddress]
     width: int = 32  # 32 for IPv4, 128 for IPv6
     ipsets: object = None  # kspec.ingest.ipset_save.IpSets: the node's sets, for -m set
+    local_routes: Mapping = field(default_factory=dict)  # own address -> its local route's device (network)
 
     def __post_init__(self) -> None:
         self._solver = z3.Solver()
@@ -221,17 +224,18 @@ class NodeModel:
         has_conn = pkt.tracked and not pkt.invalid and not pkt.untracked
         conn = None
         if has_conn and pkt.established and not pkt.data:
-            conn = Conn(rs.CtDir.REPLY, None, None, pkt.ctmark)
+            conn = Conn(rs.CtDir.REPLY, None, None, pkt.ctmark, ct_status(pkt))
         elif has_conn:
             entered = pkt.entered
             original = (entered[1] if entered[1] is not None else entered[0], entered[2], entered[3], entered[4]) \
                 if entered is not None else None
             conn = Conn(rs.CtDir.ORIGINAL, original, (self._dst(pkt), self._dport(pkt), self._src(pkt), pkt.sport),
-                        pkt.ctmark)
+                        pkt.ctmark, ct_status(pkt))
         socket = pkt.in_iface is None and (not pkt.established or pkt.data)
         answer = (pkt.established or pkt.invalid) and not pkt.related and not pkt.data  # a SYN-ACK
         return PacketView(self._src(pkt), pkt.sport, self._dst(pkt), self._dport(pkt), pkt.proto, "", answer,
-                          conn, self.local_ips, socket, self.ipsets, self.width, pkt.data)
+                          conn, self.local_ips, socket, self.ipsets, self.width, pkt.data, pkt.in_iface, pkt.out_iface,
+                          self.local_routes)
 
     @staticmethod
     def _src(pkt: SymPacket):

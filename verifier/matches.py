@@ -37,12 +37,14 @@ _SYN, _SYN_ACK, _PSH_ACK = 0x02, 0x12, 0x18
 @dataclass(frozen=True, slots=True)
 class Conn:
     """What conntrack holds for the packet here: its direction and the connection's two tuples
-    (src, sport, dst, dport) as far as they are known (None: not modelled for this packet), and its mark."""
+    (src, sport, dst, dport) as far as they are known (None: not modelled for this packet), its mark and its
+    status bits."""
 
     direction: rs.CtDir
     original: tuple | None
     reply: tuple | None
     mark: int = 0
+    status: frozenset = frozenset()  # its rs.CtStatus bits (netfilter.ct_status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,9 @@ class PacketView:
     ipsets: Any = None  # kspec.ingest.ipset_save.IpSets, when the node's sets are known
     width: int = 32
     data: bool = False  # the client's data after the handshake (TCP PSH|ACK)
+    in_iface: str | None = None  # None: sent by the node itself
+    out_iface: str | None = None  # None: not routed yet (PREROUTING, INPUT)
+    local_routes: Any = None  # own address -> its local route's device, None if ambiguous (network.local_routes)
 
 
 def unmodelled(what, rule) -> str:
@@ -250,9 +255,11 @@ def conntrack_options(m: rs.Conntrack, v: PacketView):
     match then holds only if it has --ctstate, which the caller checked)."""
     if v.conn is None:
         return m.states is not None
-    if m.status is not None or m.expire is not None:
-        return None  # timers and status bits are not part of the model
+    if m.expire is not None:
+        return None  # timers are not part of the model
     checks = []
+    if m.status is not None:
+        checks.append((not v.conn.status.isdisjoint(m.status.statuses)) != m.status.negated)
     if m.direction is not None:
         checks.append(m.direction is v.conn.direction)
     if m.proto is not None:
@@ -275,9 +282,15 @@ def conntrack_options(m: rs.Conntrack, v: PacketView):
 
 
 def addrtype(m: rs.AddrType, v: PacketView):
-    if m.limit_iface is not None:
-        return None  # an interface's own routes are not modelled
     addr = v.src if m.direction is rs.AddrDir.SRC else v.dst
+    if m.limit_iface is not None:
+        if v.width != 32:
+            return None  # IPv6's route lookup restricted to a device is not modelled
+        device = v.in_iface if m.limit_iface is rs.LimitIface.IN else v.out_iface
+        local = _local_on(addr, device, v) if device is not None else None
+        if local is None:
+            return None
+        return neg(any_of(addr_kind_is(addr, kind, v, local) for kind in m.types), m.negated)
     if v.width != 32:  # IPv6 looks the whole routing table up: only LOCAL (the node's own) is modelled
         if m.types != (rs.AddrKind.LOCAL,):
             return None
@@ -287,17 +300,36 @@ def addrtype(m: rs.AddrType, v: PacketView):
     return neg(any_of(addr_kind_is(addr, kind, v) for kind in m.types), m.negated)
 
 
-def addr_kind_is(addr, kind: rs.AddrKind, v: PacketView):
-    """IPv4: the type of the address's route in the local table (host routes only, as the lab builds)."""
+def _local_on(addr, device: str, v: PacketView):
+    """Whether ``addr``'s local-table route names ``device`` (--limit-iface: LOCAL only there, else UNICAST),
+    or None where that depends on which of several interfaces got the address first."""
+    held = [addr_in(addr, _LOOPBACK4, 32)] if device == "lo" else []
+    routes = v.local_routes or {}
+    for ip, on in routes.items():
+        if ip.version != 4:
+            continue
+        if on is None:
+            if _symbolic(addr) or addr == ip:
+                return None
+            continue
+        if on == device:
+            held.append(addr_is(addr, ip, 32))
+    return any_of(held)
+
+
+def addr_kind_is(addr, kind: rs.AddrKind, v: PacketView, on_device=None):
+    """IPv4: the type of the address's route in the local table (host routes only, as the lab builds).
+    ``on_device``: with --limit-iface, whether the address is local through that interface (``_local_on``)."""
     # Built only as needed: on a symbolic address each is a Z3 term, and kube-proxy asks LOCAL a lot.
-    local = lambda: any_of([addr_in(addr, _LOOPBACK4, 32)]  # noqa: E731
-                           + [addr_is(addr, ip, 32) for ip in v.local_ips if ip.version == 4])
+    local = (lambda: on_device) if on_device is not None else \
+        lambda: any_of([addr_in(addr, _LOOPBACK4, 32)] + [addr_is(addr, ip, 32) for ip in v.local_ips  # noqa: E731
+                                                           if ip.version == 4])
     broadcast = lambda: any_of([addr_in(addr, _THIS4, 32), addr_is(addr, _ALL_ONES4, 32)])  # noqa: E731
     multicast = lambda: addr_in(addr, _MULTICAST4, 32)  # noqa: E731
     if kind is rs.AddrKind.LOCAL:
         return local()
-    if kind is rs.AddrKind.BROADCAST:
-        return all_of([broadcast(), neg(local(), True)])
+    if kind is rs.AddrKind.BROADCAST:  # 0/8 and 255.255.255.255 are BROADCAST before any route is looked at
+        return broadcast() if on_device is not None else all_of([broadcast(), neg(local(), True)])
     if kind is rs.AddrKind.MULTICAST:
         return multicast()
     if kind is rs.AddrKind.UNICAST:

@@ -5,6 +5,7 @@ concrete tracer) read them from here, so that they cannot drift.
   nat's DNAT -100, filter 0, security 50, nat's SNAT 100);
 * what the conntrack match sees in a table: nothing is tracked yet in raw (the packet meets conntrack after
   raw), so ``--ctstate`` sees INVALID there, and NEW (plus the virtual DNAT/SNAT states) afterwards;
+* which status bits (``--ctstatus``) a connection has for each of its packets;
 * the nat table sees only a connection's first packet: a packet a node sends to itself comes back through
   ``lo`` already NATed, so its PREROUTING and INPUT skip nat;
 * protocol names and numbers (``-p 17`` is ``-p udp``).
@@ -72,6 +73,19 @@ def ct_states(tracked: bool, dnat: bool, snat: bool = False, *, untracked: bool 
     return frozenset(states)
 
 
+def ct_status(pkt) -> frozenset[rs.CtStatus]:
+    """The status bits ``-m conntrack --ctstatus`` sees of the packet's connection, where conntrack has seen
+    the packet. A first packet's entry is unconfirmed until it leaves POSTROUTING or INPUT (``pkt.confirmed``
+    once it comes back in through ``lo``); conntrack sets SEEN_REPLY on the first answer before any table but
+    raw sees it, and ASSURED on the TCP packet after the handshake's answer (the client's data is walked after
+    its ACK); an ICMP error shows the status of the connection it is about (``pkt.confirmed``: that
+    connection's first packet had left the node). EXPECTED belongs to helpers' connections, never modelled
+    ones. The kernel agrees (tests/verifier/test_kernel_faithful.py, "ctstatus")."""
+    if pkt.established and not pkt.related:
+        return _ANSWERED_LATER if pkt.data else _ANSWERED
+    return _CONFIRMED if pkt.confirmed else frozenset()
+
+
 def state_match(match: rs.Conntrack, states: frozenset[rs.CtState]) -> bool:
     """``-m conntrack --ctstate`` / ``-m state --state`` (the older module has no virtual NAT states)."""
     if match.module != "conntrack":
@@ -79,6 +93,9 @@ def state_match(match: rs.Conntrack, states: frozenset[rs.CtState]) -> bool:
     return (not states.isdisjoint(match.states)) != match.negated
 
 
+_CONFIRMED = frozenset({rs.CtStatus.CONFIRMED})
+_ANSWERED = _CONFIRMED | {rs.CtStatus.SEEN_REPLY}
+_ANSWERED_LATER = _ANSWERED | {rs.CtStatus.ASSURED}
 _INVALID = frozenset({rs.CtState.INVALID})
 _UNTRACKED = frozenset({rs.CtState.UNTRACKED})
 _NAT_STATES = frozenset({rs.CtState.SNAT, rs.CtState.DNAT})

@@ -59,6 +59,42 @@ def pod_gateway(node: ir.Node, family: ir.IPFamily) -> ir.IPAddress | None:
     return None if cidr is None else cidr.network_address + 1
 
 
+def pod_veth(cluster: ir.Cluster, number: int) -> str:
+    """The node-side name of the veth of pod ``number`` (the cluster's pods in order): ``veth<n>``, or the
+    prefix kube-proxy's interfaceNamePrefix local detection names. (A bridge, when detection names one,
+    holds the veths; see ``pod_iface``.)"""
+    detect = cluster.proxy.detect_local
+    prefix = detect.interface if detect.mode is ir.LocalDetectMode.INTERFACE_NAME_PREFIX and detect.interface \
+        else "veth"
+    return f"{prefix}{number}"
+
+
+def _bridge(cluster: ir.Cluster) -> str | None:
+    detect = cluster.proxy.detect_local
+    return detect.interface if detect.mode is ir.LocalDetectMode.BRIDGE_INTERFACE and detect.interface else None
+
+
+def local_routes(cluster: ir.Cluster, node: ir.Node, family: ir.IPFamily) -> dict[ir.IPAddress, str | None]:
+    """The node's own addresses (loopback aside), each with the device its local-table route names, as the
+    lab puts them there: the node's addresses on eth0; the pod gateway on the bridge, or on every veth of the
+    node's pods (none without pods). An address on several veths has one route per veth, and the kernel's
+    lookups find the one added first: the order the pods came, not a fact of the model, so None (see
+    ``matches.addrtype``'s ``--limit-iface``)."""
+    routes: dict[ir.IPAddress, str | None] = {ip: "eth0" for ip in node.ips if ir.IPFamily.of(ip) is family}
+    gateway = pod_gateway(node, family)
+    if gateway is None:
+        return routes
+    bridge = _bridge(cluster)
+    if bridge:
+        routes[gateway] = bridge
+        return routes
+    veths = [pod_veth(cluster, i) for i, pod in enumerate(cluster.pods)
+             if pod.node == node.name and ir.IPFamily.of(pod.ip) is family]
+    if veths:
+        routes[gateway] = veths[0] if len(veths) == 1 else None
+    return routes
+
+
 class ClusterNetwork:
     def __init__(self, cluster: ir.Cluster, models: dict[str, NodeModel], family: ir.IPFamily):
         self.cluster = cluster
@@ -91,12 +127,8 @@ class ClusterNetwork:
         return None
 
     def pod_iface(self, pod: ir.Pod) -> str:
-        detect = self.cluster.proxy.detect_local
-        if detect.mode is ir.LocalDetectMode.BRIDGE_INTERFACE and detect.interface:
-            return detect.interface
-        prefix = detect.interface if detect.mode is ir.LocalDetectMode.INTERFACE_NAME_PREFIX and detect.interface \
-            else "veth"
-        return f"{prefix}{self._pod_number[pod.ip]}"
+        """The interface the node reaches ``pod`` through: the bridge, when there is one, else its veth."""
+        return _bridge(self.cluster) or pod_veth(self.cluster, self._pod_number[pod.ip])
 
     def route(self, node: str, dst: ir.IPAddress | None) -> Route:
         """The routing decision on ``node`` for ``dst`` (the lab's routes are built to match); None is the

@@ -17,7 +17,8 @@ class ConcreteCluster(Walk):
     """Every node's ruleset traced by ``tracer.NodeTracer``; addresses and routes are ``network``'s."""
 
     def __init__(self, network: ClusterNetwork):
-        engines = {name: tracer.NodeTracer(model.rules, model.local_ips, affinity=True, ipsets=model.ipsets)
+        engines = {name: tracer.NodeTracer(model.rules, model.local_ips, affinity=True, ipsets=model.ipsets,
+                                            local_routes=model.local_routes)
                    for name, model in network.models.items()}
         super().__init__(network, engines)
         self.cluster = network.cluster

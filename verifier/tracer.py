@@ -27,7 +27,7 @@ from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
 from kspec.verifier import matches
 from kspec.verifier.netfilter import (ACCEPT, DROP, HOOKS_WITH_OUT, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT,
-                                      UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states,
+                                      UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, ct_status,
                                       protocol_matches, state_match)
 
 __all__ = [
@@ -271,7 +271,7 @@ class ConcretePacket:
 
     __slots__ = ("src", "sport", "dst", "dport", "proto", "mark", "in_iface", "out_iface", "dnat", "snat",
                  "tracked", "nat_address", "established", "related", "invalid", "nat_states", "entered", "ctmark",
-                 "untracked", "data", "steps", "rewrites", "branches", "prob", "decided", "unknown")
+                 "untracked", "data", "confirmed", "steps", "rewrites", "branches", "prob", "decided", "unknown")
 
     def copy(self) -> "ConcretePacket":
         twin = ConcretePacket.__new__(ConcretePacket)
@@ -310,6 +310,7 @@ class ConcretePacket:
             packet.protocol
         new.mark, new.in_iface, new.out_iface = packet.mark, packet.in_interface, packet.out_interface
         new.dnat = new.snat = new.established = new.related = new.invalid = new.untracked = new.data = False
+        new.confirmed = False
         new.tracked, new.nat_address, new.nat_states, new.entered, new.ctmark = True, None, frozenset(), None, 0
         new.steps = new.rewrites = new.branches = ()
         new.prob, new.decided, new.unknown = 1.0, None, None
@@ -392,9 +393,11 @@ class NodeTracer:
     """The concrete engine (``walk.Engine``): one node's ruleset, a table's chain walked for one packet, every
     ``statistic``/``recent``/rate choice a branch."""
 
-    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool = False, ipsets=None):
+    def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool = False, ipsets=None,
+                 local_routes=None):
         self.ruleset = ruleset
         self.local = frozenset(ipaddress.ip_address(str(ip)) for ip in local_ips)
+        self.local_routes = local_routes or {}  # own address -> its local route's device (network.local_routes)
         self.affinity = affinity
         self.ipsets = ipsets
 
@@ -683,16 +686,17 @@ class NodeTracer:
         conn = None
         if th.tracked and not th.untracked and not th.invalid:
             if th.established and not th.data:
-                conn = matches.Conn(rs.CtDir.REPLY, None, None, th.ctmark)
+                conn = matches.Conn(rs.CtDir.REPLY, None, None, th.ctmark, ct_status(th))
             elif th.entered is not None:
                 src, sport, dst, dport, _ = th.entered
                 conn = matches.Conn(rs.CtDir.ORIGINAL, (src, sport, dst, dport), (th.dst, th.dport, th.src, th.sport),
-                                    th.ctmark)
+                                    th.ctmark, ct_status(th))
         width = 32 if th.src.version == 4 else 128
         answer = (th.established or th.invalid) and not th.related and not th.data  # a SYN-ACK
         socket = th.in_iface is None and (not th.established or th.data)
         return matches.PacketView(th.src, th.sport, th.dst, th.dport, th.proto, "", answer, conn, self.local,
-                                  socket, self.ipsets, width, th.data)
+                                  socket, self.ipsets, width, th.data, th.in_iface, th.out_iface,
+                                  self.local_routes)
 
 _NOTRACK = rs.CtTarget(notrack=True)
 

@@ -115,7 +115,8 @@ class Engine(Protocol):
     A packet (``encode.SymPacket`` or ``tracer.ConcretePacket``) has the fields this module reads and
     ``evolve(**changes)`` (a copy with changes): ``dst``, ``src_value``, ``sport_value``, ``proto``,
     ``in_iface``, ``out_iface``, ``nat_address``, ``tracked``, ``untracked``, ``established``, ``related``,
-    ``invalid``, ``nat_states``, ``dnat``, ``snat``, ``mark``, ``ctmark``, ``steps``, ``unknown``, ``entered``.
+    ``invalid``, ``nat_states``, ``dnat``, ``snat``, ``mark``, ``ctmark``, ``confirmed``, ``steps``, ``unknown``,
+    ``entered``.
     """
 
     def has_chain(self, table: str, chain: str) -> bool: ...
@@ -206,7 +207,9 @@ class NodeWalk:
         for path in sent:
             route = self.route(path.dst)
             if route.kind is RouteKind.LOCAL:
-                looped.append(path.evolve(in_iface="lo", out_iface=None))
+                # A first packet's entry was confirmed as it left POSTROUTING (an error's, about another
+                # packet's connection, keeps that one's status).
+                looped.append(path.evolve(in_iface="lo", out_iface=None, confirmed=path.confirmed or not path.related))
             else:
                 exits.append(Exit(ExitKind.OUT, path, route))
         if looped:
@@ -275,7 +278,11 @@ def _replying(pkt) -> bool:
 
 # The packet as the next node's conntrack first sees it: a new connection there, with no NAT or marks yet.
 _ONWARD = dict(in_iface="eth0", out_iface=None, dnat=False, snat=False, mark=0, nat_address=None, ctmark=0,
-               untracked=False)
+               untracked=False, confirmed=False)
+
+
+# What a node holds of a connection whose answer it never saw (see Walk._half_open).
+HALF_OPEN = Connection()
 
 
 class Walk:
@@ -316,11 +323,15 @@ class Walk:
         routes into the cluster at the external client's entry node (its Service's external IP)."""
         if len(hops) >= MAX_HOPS:
             return [Fate(Disposition.UNKNOWN, hops, pkt, reason="routing loop")]
+        if conns is not None and conns.get(node) is HALF_OPEN:
+            return [self._half_open(node, pkt, hops)]
         pkt, conn = self._door(node, pkt, conns)
         return self._first(node, self.node(node).arriving(pkt, conn), hops, steered, conns)
 
     def originate(self, node: str, pkt, conns: dict | None = None) -> list[Fate]:
         """A packet sent by a process on ``node``."""
+        if conns is not None and conns.get(node) is HALF_OPEN:
+            return [self._half_open(node, pkt, ())]
         pkt, conn = self._door(node, pkt, conns)
         return self._first(node, self.node(node).originating(pkt, conn), (), None, conns)
 
@@ -333,6 +344,14 @@ class Walk:
         if conn is not None:
             pkt = pkt.evolve(established=True, nat_states=conn.nat_states, ctmark=conn.mark)
         return pkt, conn
+
+    @staticmethod
+    def _half_open(node: str, pkt, hops: tuple[Hop, ...]) -> Fate:
+        # The answer bypassed this node: its conntrack holds the connection without SEEN_REPLY, so it sees the
+        # client's data as NEW yet with the NAT already bound (no nat rules). Not modelled: unknown.
+        return Fate(Disposition.UNKNOWN, hops, pkt, node=node,
+                    reason=f"the answer bypassed {node}, which holds the connection: the client's data is NEW there "
+                           "with its NAT already bound (not modelled)")
 
     def _first(self, node: str, exits: list[Exit], hops: tuple[Hop, ...], steered=None,
                conns: dict | None = None) -> list[Fate]:
@@ -429,6 +448,8 @@ class Walk:
         if answer.disposition is not Disposition.ANSWERED or fate.packet.proto != "tcp" or first.entered is None:
             return [answer]
         conns = self._connections(fate)
+        crossed = {hop.node for hop in answer.hops}
+        conns = {node: conn if node in crossed else HALF_OPEN for node, conn in conns.items()}
         data = self.engines[first.node].data_packet(first.entered, answer.packet)
         entry = first.node if client.kind is ir.ClientKind.EXTERNAL else None
         found = []
@@ -455,7 +476,7 @@ class Walk:
         src = at.dst if local else self.net.nat_source(node, self.net.route(node, at.src_value).out_iface)
         if src is None:
             return [Fate(Disposition.UNKNOWN, (), at, reason=f"{node} has no address to send the ICMP error from")]
-        error = engine.at_door(engine.icmp_error(at, src, conn))
+        error = engine.at_door(engine.icmp_error(at, src, conn)).evolve(confirmed=at.confirmed)
         return self._answer_exits(node, self.node(node).originating(error, conn), (), conns, client, expect)
 
     def _connections(self, fate: Fate) -> dict[str, Connection] | None:
@@ -481,7 +502,7 @@ class Walk:
         pkt = self.engines[node].at_door(pkt).evolve(
             established=known, invalid=not known and (pkt.proto == "tcp" or pkt.related),
             nat_states=conn.nat_states if known else frozenset(), dnat=False, snat=False, mark=0,
-            ctmark=conn.mark if known else 0, untracked=False)
+            ctmark=conn.mark if known else 0, untracked=False, confirmed=known)
         return self._answer_exits(node, self.node(node).arriving(pkt, conn), hops, conns, client, expect)
 
     def _answer_exits(self, node: str, exits: list[Exit], hops: tuple[Hop, ...], conns: dict[str, Connection],

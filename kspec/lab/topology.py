@@ -491,10 +491,9 @@ class Lab:
 
     def pod_iface(self, index: int) -> str:
         """The node-side name of pod ``index``'s veth: what ``ClusterNetwork.pod_iface`` assumes."""
-        detect = self.cluster.proxy.detect_local
-        prefix = detect.interface if detect.mode is ir.LocalDetectMode.INTERFACE_NAME_PREFIX and detect.interface \
-            else "veth"
-        name = f"{prefix}{index}"
+        from kspec.verifier.network import pod_veth
+
+        name = pod_veth(self.cluster, index)
         if len(name) > 15:
             raise LabError(f"interface name {name} is longer than the kernel's 15 characters")
         return name

@@ -1,8 +1,8 @@
 """Hypothesis strategies for small arbitrary node rulesets: every construct the verifier models exactly.
 
 Not kube-proxy-shaped: any table (raw, mangle, nat, filter, security), user chains reached by jumps and gotos,
-RETURN, policies, marks, conntrack states, interface, address, protocol (names and numbers), port and
-addrtype matches with negations, REJECT, DNAT, SNAT and MASQUERADE. Every drawn ruleset is one
+RETURN, policies, marks, conntrack states and status bits, interface, address, protocol (names and numbers), port and
+addrtype matches (on an interface, too) with negations, REJECT, DNAT, SNAT and MASQUERADE. Every drawn ruleset is one
 ``iptables-restore`` accepts: targets only where the kernel allows them (REJECT in filter; DNAT in nat
 PREROUTING/OUTPUT; SNAT in nat POSTROUTING/INPUT; MASQUERADE in nat POSTROUTING), ``-i`` and ``-o`` only in
 hooks that know the interface, user chains reached from one hook only, no loops.
@@ -70,10 +70,15 @@ def matches(draw, hook: str) -> str:
         parts.append("-m mark " + draw(_negated("--mark", draw(st.sampled_from(MARKS)))))
     if draw(st.integers(0, 2)) == 0:
         parts.append("-m conntrack " + draw(_negated("--ctstate", draw(st.sampled_from(STATES)))))
+    if draw(st.integers(0, 5)) == 0:
+        status = draw(st.sampled_from(("CONFIRMED", "SEEN_REPLY", "ASSURED", "NONE", "EXPECTED", "SEEN_REPLY,ASSURED")))
+        parts.append("-m conntrack " + draw(_negated("--ctstatus", status)))
     if draw(st.integers(0, 4)) == 0:
         word = draw(st.sampled_from(("--dst-type", "--src-type")))
         kind = draw(st.sampled_from(("LOCAL", "UNICAST", "LOCAL,BROADCAST", "MULTICAST")))
-        parts.append("-m addrtype " + draw(_negated(word, kind)))
+        limits = [w for w, banned in (("--limit-iface-in", NO_IN), ("--limit-iface-out", NO_OUT)) if hook not in banned]
+        limit = draw(st.sampled_from(["", ""] + limits))
+        parts.append("-m addrtype " + draw(_negated(word, kind)) + (f" {limit}" if limit else ""))
     if draw(st.integers(0, 5)) == 0:
         parts.append("-m connmark " + draw(_negated("--mark", draw(st.sampled_from(MARKS)))))
     if draw(st.integers(0, 6)) == 0:

@@ -133,6 +133,33 @@ SCENARIOS = {
         mangle="-A FORWARD -i veth+ -m conntrack --ctstate ESTABLISHED -j DROP")),
     "left the cluster from another node's address": dict(node1=SKIP_AND_SNAT_TO_NODE0),
     "external, untracked at the entry node": dict(node1=_dump(raw="-A PREROUTING -d 192.0.2.50/32 -j CT --notrack")),
+    # The pod sees whether node0 found the first packet's entry unconfirmed (then it masquerades it).
+    "ctstatus: the first packet is unconfirmed, the answer confirmed": dict(node0=_dump(
+        nat="-A POSTROUTING -m mark --mark 0x8/0x8 -j MASQUERADE",
+        mangle="-A FORWARD -m conntrack ! --ctstatus CONFIRMED -j MARK --set-xmark 0x8/0x8",
+        filter="-A FORWARD -s 10.244.0.10/32 -m conntrack ! --ctstatus CONFIRMED -j DROP")),
+    "ctstatus: the answer has seen a reply, only the data is assured": dict(node1=_dump(
+        mangle="-A FORWARD -m conntrack --ctstatus SEEN_REPLY -m conntrack ! --ctstatus ASSURED "
+               "-j MARK --set-xmark 0x8/0x8\n-A FORWARD -p tcp -m conntrack --ctstatus ASSURED -j DROP",
+        filter="-A FORWARD -m mark --mark 0x8/0x8 -d 10.244.1.10/32 -p udp -j DROP")),
+    "ctstatus NONE never, not NONE whenever tracked": dict(node0=_dump(
+        raw="-A PREROUTING -m conntrack ! --ctstatus NONE -j DROP",
+        mangle="-A FORWARD -m conntrack --ctstatus NONE -j DROP\n"
+               "-A FORWARD -p udp -m conntrack ! --ctstatus NONE -j DROP")),
+    # node0 unnumbered: the neighbour's hairpin is masqueraded to node0's eth0 address, which the answer then
+    # comes to through a pod's veth (LOCAL, but not through that interface); the error from that address
+    # about a rejected packet leaves through a veth too.
+    "limit-iface-in: the node's address is not local on a pod's veth": dict(node0=_dump(
+        nat=f"{NEIGHBOUR_NAT}\n{HAIRPIN}",
+        mangle="-A PREROUTING -i veth+ -m addrtype --dst-type LOCAL --limit-iface-in -j DROP\n"
+               "-A PREROUTING -i veth+ -m addrtype --dst-type UNICAST --limit-iface-in -j MARK --set-xmark 0x8/0x8",
+        filter="-A FORWARD -m mark ! --mark 0x8/0x8 -d 10.244.0.20/32 -j DROP"), wiring="pod_wiring unnumbered "),
+    "limit-iface-out: a reject's error leaves a veth from the eth0 address": dict(node0=_dump(
+        mangle="-A POSTROUTING -p icmp -m addrtype --src-type LOCAL --limit-iface-out -j DROP",
+        filter="-A FORWARD -s 10.244.0.20/32 -j REJECT"), wiring="pod_wiring unnumbered "),
+    "ctstatus: a reject's ICMP error shows its connection's status": dict(node0=_dump(
+        filter="-A FORWARD -p tcp -j REJECT", raw="-A OUTPUT -p icmp -m conntrack --ctstatus CONFIRMED -j DROP"),
+        node1=_dump(mangle="-A FORWARD -p icmp -m conntrack ! --ctstatus CONFIRMED -j DROP")),
 }
 
 
@@ -359,6 +386,71 @@ def test_9_the_outside_answers_a_source_address_not_the_client():
     verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
     http = [p for p in probes(cluster, verifier) if p.check.name == "delivered"]
     assert {o.disposition for p in http for o in p.outcomes} == {Disposition.DROPPED}
+
+
+def test_ctstatus_bits_follow_the_connection():
+    # What the kernel showed (tests/lab/test_lab_dumps.py runs these scenarios): a first packet's entry is
+    # unconfirmed, its answer has SEEN_REPLY and CONFIRMED, the client's data after the handshake ASSURED.
+    def results_of(name):
+        return _results(**SCENARIOS[f"ctstatus: {name}"])
+
+    confirmed = results_of("the first packet is unconfirmed, the answer confirmed")
+    assert confirmed["answered"].verdict is Verdict.PROVED
+    kept = confirmed["keeps source"]
+    assert kept.verdict is Verdict.VIOLATED and not kept.replay_error
+    assert kept.counterexample.seen == "10.244.0.1"  # node0's pod gateway: masqueraded
+    assured = results_of("the answer has seen a reply, only the data is assured")
+    assert assured["delivered"].verdict is Verdict.PROVED
+    assert assured["udp answered"].verdict is Verdict.VIOLATED  # the UDP answer: SEEN_REPLY, not ASSURED
+    fate = assured["answered"].counterexample.fate
+    assert fate.reply.disposition is Disposition.ANSWERED  # the SYN-ACK is not assured...
+    assert fate.reply.reply.disposition is Disposition.DROPPED  # ...the client's data is
+    none = _results(**SCENARIOS["ctstatus NONE never, not NONE whenever tracked"])
+    assert none["answered"].verdict is Verdict.PROVED  # raw: no connection yet; NONE: no bit at all
+    assert none["udp delivered"].verdict is Verdict.VIOLATED
+    error = _results(**SCENARIOS["ctstatus: a reject's ICMP error shows its connection's status"])
+    assert error["delivered"].counterexample.fate.disposition is Disposition.REJECTED
+    # The error is about a connection node0 never confirmed (its first packet was rejected there) and node1
+    # did (it forwarded that packet): neither rule drops it, and the client hears the refusal.
+    assert error["answered"].verdict is Verdict.PROVED
+
+
+def test_addrtype_limit_iface_looks_at_the_interface_that_holds_the_address():
+    # The neighbour reaches the Service through the hairpin; masqueraded to node0's eth0 address, its answer
+    # comes to that address through web's veth: not LOCAL there (--limit-iface-in), UNICAST.
+    hairpin = _results(**SCENARIOS["limit-iface-in: the node's address is not local on a pod's veth"])
+    assert hairpin["neighbour keeps source"].counterexample.seen == "10.240.0.10"
+    # Without the limit the error's source is LOCAL and it is dropped; with it, the neighbour hears it.
+    from kspec.verifier.predict import probes
+    from kspec.verifier import node_models
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.properties import Verifier
+
+    for mangle, heard in (("--limit-iface-out ", True), ("", False)):
+        cluster, rules = scenario(node0=_dump(
+            mangle=f"-A POSTROUTING -p icmp -m addrtype --src-type LOCAL {mangle}-j DROP",
+            filter="-A FORWARD -s 10.244.0.20/32 -j REJECT"), wiring="pod_wiring unnumbered ")
+        verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
+        found = {o.disposition for p in probes(cluster, verifier) if p.check.name == "neighbour keeps source"
+                 for o in p.outcomes}
+        assert found == ({Disposition.REJECTED} if heard else {Disposition.DROPPED}), (mangle, found)
+
+
+def test_addrtype_limit_iface_is_unknown_where_the_address_is_on_several_veths():
+    # Numbered wiring, two pods on node0: the gateway address is on both veths, and which one's local route
+    # the kernel finds depends on the order they were added.
+    from kspec.verifier.predict import probes
+    from kspec.verifier import node_models
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.properties import Verifier
+
+    cluster, rules = scenario(node0=_dump(nat=f"{NEIGHBOUR_NAT}\n{HAIRPIN}",
+                                          mangle="-A PREROUTING -m addrtype --dst-type LOCAL --limit-iface-in -j DROP"))
+    verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
+    neighbour = [p for p in probes(cluster, verifier) if p.check.name == "neighbour keeps source"]
+    assert {o.disposition for p in neighbour for o in p.outcomes} == {Disposition.UNKNOWN}
+    reasons = {fate.reply.reason for p in neighbour for fate in verifier.round_trip_fates(p.instance)}
+    assert all("AddrType" in reason and "node0.rules:" in reason for reason in reasons), reasons
 
 
 def test_10_trace_rewrite_and_conclusion_agree():

@@ -16,8 +16,8 @@ from tests.conftest import REPO
 CORPUS = REPO / "tests" / "data" / "real-nodes"
 CNIS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
 # Where a rule on every path is one kspec does not model exactly (so checks are unknown, naming it):
-# Cilium's `-m socket --transparent` in mangle PREROUTING, the AWS VPC CNI's `--limit-iface-in`.
-UNKNOWN_AT = {"cilium": "unsupported match -m socket", "aws-vpc-cni": "unsupported match AddrType"}
+# Cilium's `-m socket --transparent` in mangle PREROUTING.
+UNKNOWN_AT = {"cilium": "unsupported match -m socket"}
 
 
 def dumps(cni: str) -> tuple[dict[str, Path], dict[str, Path]]:
