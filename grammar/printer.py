@@ -226,7 +226,8 @@ def _client(client: ir.Client, pods: tuple[ir.Pod, ...]) -> str:
     if client.kind is ir.ClientKind.EXTERNAL:
         return f"{head} {{ ip {client.ip}  external }}"
     if client.kind is ir.ClientKind.NODE:
-        return f"{head} on node {client.node}" + (f" ip {client.ip}" if client.ip is not None else "")
+        return f"{head} on node {client.node}" + (f" ip {client.ip}" if client.ip is not None else "") \
+            + (f" uid {client.uid}" if client.uid else "") + (f" gid {client.gid}" if client.gid else "")
     pod = next((p for p in pods if p.ip == client.ip and p.node == client.node), None)
     if pod is not None:
         return f"{head} from pod {_qname(pod.key)}"

@@ -559,6 +559,12 @@ class ToIR(Transformer):
     def client_ip(self, meta, children):
         return Item("ip", self._ip(children[0]), self._span(meta))
 
+    def client_uid(self, meta, children):
+        return Item("uid", self._int(children[0], 0, ir.MAX_ID, "uid") or 0, self._span(meta))
+
+    def client_gid(self, meta, children):
+        return Item("gid", self._int(children[0], 0, ir.MAX_ID, "gid") or 0, self._span(meta))
+
     def client_external(self, meta, children):
         return Item("external", True, self._span(meta))
 
@@ -575,11 +581,13 @@ class ToIR(Transformer):
         return Item("client", (client, pod), span)
 
     def client_on_node(self, meta, children):
-        name, node, *ip = children
+        name, node, *rest = children
+        ids = {item.key: item.value for item in rest if isinstance(item, Item)}
+        ip = [child for child in rest if not isinstance(child, Item)]
         span = self._span(meta)
         self._ref("node", str(node), self._tspan(node))
         client = ir.Client(str(name), ir.ClientKind.NODE, ip=self._ip(ip[0]) if ip else None,
-                           node=str(node), span=span)
+                           node=str(node), span=span, uid=ids.get("uid", 0), gid=ids.get("gid", 0))
         self._remember(client, "name", self._tspan(name))
         return Item("client", (client, None), span)
 

@@ -279,6 +279,9 @@ class Pod:
         return f"{self.namespace}/{self.name}"
 
 
+MAX_ID = 2**32 - 2  # the largest user or group id ((uid_t)-1 means "none")
+
+
 @dataclass(frozen=True, slots=True)
 class Client:
     """Where a packet starts: a pod, a process on a node, or a host outside the cluster."""
@@ -288,6 +291,9 @@ class Client:
     ip: IPAddress | None = None  # POD: the pod's IP; NODE: the node's IP unless given
     node: str | None = None  # POD and NODE clients
     span: Span | None = _span()
+    # NODE: the process's user and group (its sockets' owner, what `-m owner` matches); root's by default.
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True, slots=True)

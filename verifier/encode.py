@@ -65,6 +65,7 @@ class SymPacket:
     untracked: bool = False  # -j CT --notrack: no connection here, no NAT
     data: bool = False  # the client's data after the handshake (TCP PSH|ACK), ESTABLISHED in its direction
     confirmed: bool = False  # conntrack's entry is confirmed (see netfilter.ct_status)
+    owner: tuple[int, int] | None = None  # (uid, gid) of the node process that sent it (-m owner)
     conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown
@@ -235,7 +236,7 @@ class NodeModel:
         answer = (pkt.established or pkt.invalid) and not pkt.related and not pkt.data  # a SYN-ACK
         return PacketView(self._src(pkt), pkt.sport, self._dst(pkt), self._dport(pkt), pkt.proto, "", answer,
                           conn, self.local_ips, socket, self.ipsets, self.width, pkt.data, pkt.in_iface, pkt.out_iface,
-                          self.local_routes)
+                          self.local_routes, pkt.owner)
 
     @staticmethod
     def _src(pkt: SymPacket):

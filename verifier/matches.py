@@ -65,6 +65,7 @@ class PacketView:
     in_iface: str | None = None  # None: sent by the node itself
     out_iface: str | None = None  # None: not routed yet (PREROUTING, INPUT)
     local_routes: Any = None  # own address -> its local route's device, None if ambiguous (network.local_routes)
+    owner: tuple[int, int] | None = None  # (uid, gid) of the sending node process (socket), None: not known
 
 
 def unmodelled(what, rule) -> str:
@@ -201,9 +202,21 @@ def _owner(m: rs.Owner, v: PacketView):
         given = [(m.uid, m.uid_negated), (m.gid, m.gid_negated)]
         given += [(m.socket_exists, m.socket_exists is False)]
         return all(negated for value, negated in given if value is not None)
-    if m.uid is not None or m.gid is not None:
-        return None  # which user a node's process runs as is not part of the model
-    return m.socket_exists is not False
+    if m.socket_exists is False:
+        return False
+    if m.uid is None and m.gid is None:
+        return True
+    if v.owner is None:
+        return None  # which user sent it is not known
+    uid, gid = v.owner  # the socket file's fsuid and fsgid; the kernel tests the user first
+    if m.uid is not None and (m.uid[0] <= uid <= m.uid[1]) == m.uid_negated:
+        return False
+    if m.gid is not None:
+        primary = m.gid[0] <= gid <= m.gid[1]
+        if not primary and m.suppl_groups:
+            return None  # the process's supplementary groups are not part of the model
+        return primary != m.gid_negated
+    return True
 
 
 def _set(m: rs.SetMatch, v: PacketView):

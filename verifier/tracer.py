@@ -271,7 +271,8 @@ class ConcretePacket:
 
     __slots__ = ("src", "sport", "dst", "dport", "proto", "mark", "in_iface", "out_iface", "dnat", "snat",
                  "tracked", "nat_address", "established", "related", "invalid", "nat_states", "entered", "ctmark",
-                 "untracked", "data", "confirmed", "steps", "rewrites", "branches", "prob", "decided", "unknown")
+                 "untracked", "data", "confirmed", "owner", "steps", "rewrites", "branches", "prob", "decided",
+                 "unknown")
 
     def copy(self) -> "ConcretePacket":
         twin = ConcretePacket.__new__(ConcretePacket)
@@ -310,7 +311,7 @@ class ConcretePacket:
             packet.protocol
         new.mark, new.in_iface, new.out_iface = packet.mark, packet.in_interface, packet.out_interface
         new.dnat = new.snat = new.established = new.related = new.invalid = new.untracked = new.data = False
-        new.confirmed = False
+        new.confirmed, new.owner = False, None
         new.tracked, new.nat_address, new.nat_states, new.entered, new.ctmark = True, None, frozenset(), None, 0
         new.steps = new.rewrites = new.branches = ()
         new.prob, new.decided, new.unknown = 1.0, None, None
@@ -696,7 +697,7 @@ class NodeTracer:
         socket = th.in_iface is None and (not th.established or th.data)
         return matches.PacketView(th.src, th.sport, th.dst, th.dport, th.proto, "", answer, conn, self.local,
                                   socket, self.ipsets, width, th.data, th.in_iface, th.out_iface,
-                                  self.local_routes)
+                                  self.local_routes, th.owner)
 
 _NOTRACK = rs.CtTarget(notrack=True)
 

@@ -115,8 +115,8 @@ class Engine(Protocol):
     A packet (``encode.SymPacket`` or ``tracer.ConcretePacket``) has the fields this module reads and
     ``evolve(**changes)`` (a copy with changes): ``dst``, ``src_value``, ``sport_value``, ``proto``,
     ``in_iface``, ``out_iface``, ``nat_address``, ``tracked``, ``untracked``, ``established``, ``related``,
-    ``invalid``, ``nat_states``, ``dnat``, ``snat``, ``mark``, ``ctmark``, ``confirmed``, ``steps``, ``unknown``,
-    ``entered``.
+    ``invalid``, ``nat_states``, ``dnat``, ``snat``, ``mark``, ``ctmark``, ``confirmed``, ``owner``, ``steps``,
+    ``unknown``, ``entered``.
     """
 
     def has_chain(self, table: str, chain: str) -> bool: ...
@@ -306,7 +306,7 @@ class Walk:
         """Every fate of ``pkt`` sent by ``client``; an external client's packet enters at ``entry_node``.
         ``conns``: for the client's later packets, what each node holds of the connection."""
         if client.kind is ir.ClientKind.NODE:
-            return self.originate(client.node, pkt.evolve(in_iface=None), conns)
+            return self.originate(client.node, pkt.evolve(in_iface=None, owner=(client.uid, client.gid)), conns)
         if client.kind is ir.ClientKind.POD:
             pod = next(p for p in self.net.cluster.pods if p.ip == client.ip or p.key == client.name)
             return self.arrive(pod.node, pkt.evolve(in_iface=self.net.pod_iface(pod)), conns=conns)

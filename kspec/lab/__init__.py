@@ -156,12 +156,14 @@ def _probe(lab, check: ir.Check, inst, predicted):
     proto = target.protocol.lower
     if proto not in ("tcp", "udp"):
         raise LabError(f"{inst.description}: the lab sends TCP and UDP, not {target.protocol.value}")
+    owner = (inst.client.uid, inst.client.gid)
     for _ in range(MAX_TRIES // batch if wanted else 1):
-        result.tries += call_in_ns(ns, lambda: send_batch(proto, str(src), str(target.dst), target.dport, batch))
+        result.tries += call_in_ns(ns, lambda: send_batch(proto, str(src), str(target.dst), target.dport, batch,
+                                                          owner=owner))
         if not wanted or not result.missing or result.unexpected:
             break
     if not result.agree:
-        result.kernel_trace = _kernel_trace(lab, ns, src, target, proto)
+        result.kernel_trace = _kernel_trace(lab, ns, src, target, proto, owner)
     result.seconds = time.monotonic() - start
     return result
 
@@ -207,7 +209,7 @@ def _flush_conntrack(lab) -> None:
         in_ns(ns, ["conntrack", "-F", "-f", lab.family.value.lower()], check=False)
 
 
-def _kernel_trace(lab, ns: str, src, target, proto: str) -> str:
+def _kernel_trace(lab, ns: str, src, target, proto: str, owner: tuple[int, int] = (0, 0)) -> str:
     """Rerun a few tries with zeroed counters: the rules that counted packets, and conntrack, per node."""
     import re
 
@@ -218,7 +220,7 @@ def _kernel_trace(lab, ns: str, src, target, proto: str) -> str:
     for node_ns in lab.nodes.values():
         for table in ("raw", "mangle", "filter", "nat", "security"):
             in_ns(node_ns, [lab.iptables(), "-t", table, "-Z"], check=False)
-    tries = call_in_ns(ns, lambda: send_batch(proto, str(src), str(target.dst), target.dport, 3))
+    tries = call_in_ns(ns, lambda: send_batch(proto, str(src), str(target.dst), target.dport, 3, owner=owner))
     lines = ["rerun: " + "; ".join(map(str, tries))]
     for name, node_ns in lab.nodes.items():
         saved = in_ns(node_ns, [lab.iptables("iptables-save"), "-c"], check=False).stdout

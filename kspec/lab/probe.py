@@ -27,6 +27,8 @@ for the first SYN as a soft error; see ``_with_icmp``).
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import ipaddress
 import selectors
@@ -62,22 +64,41 @@ class Try:
 
 
 def send_batch(protocol: str, src: str, dst: str, dport: int, count: int,
-               connect_timeout: float = CONNECT_TIMEOUT) -> list[Try]:
-    """``count`` simultaneous tries; to be called inside the client's namespace."""
+               connect_timeout: float = CONNECT_TIMEOUT, owner: tuple[int, int] = (0, 0)) -> list[Try]:
+    """``count`` simultaneous tries; to be called inside the client's namespace. ``owner``: the (uid, gid) a
+    node process's sockets belong to (what ``-m owner`` matches)."""
     v6 = ipaddress.ip_address(dst).version == 6
     family = socket.AF_INET6 if v6 else socket.AF_INET
     icmp = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
     icmp.setblocking(False)
     try:
-        if protocol == "tcp":
-            tries = _tcp(family, src, dst, dport, count, connect_timeout)
-        else:
-            tries = _udp(family, src, dst, dport, count, connect_timeout)
+        with _owned_by(*owner):
+            if protocol == "tcp":
+                tries = _tcp(family, src, dst, dport, count, connect_timeout)
+            else:
+                tries = _udp(family, src, dst, dport, count, connect_timeout)
         target = ipaddress.ip_address(dst).packed
         errors = _icmp6_errors(icmp, protocol, target) if v6 else _icmp_errors(icmp, protocol, target)
     finally:
         icmp.close()
     return [_with_icmp(t, errors.get(t.sport), protocol) for t in tries]
+
+
+@contextlib.contextmanager
+def _owned_by(uid: int, gid: int):
+    """Sockets made inside belong to ``uid``/``gid``: xt_owner reads the socket file's fsuid and fsgid, which
+    setfsuid(2)/setfsgid(2) change for the calling thread only (the probe's thread; the process stays root)."""
+    if (uid, gid) == (0, 0):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    old_gid = libc.setfsgid(gid)
+    old_uid = libc.setfsuid(uid)
+    try:
+        yield
+    finally:
+        libc.setfsuid(old_uid)
+        libc.setfsgid(old_gid)
 
 
 # An ICMP error, as (what, ICMP type and code in words, sender): what is PORT (port unreachable: REJECT's

@@ -7,7 +7,7 @@ import pytest
 
 from kspec.lab import run_lab
 from tests.lab.conftest import assert_agrees
-from tests.verifier.test_kernel_faithful import SCENARIOS, scenario
+from tests.verifier.test_kernel_faithful import SCENARIOS, owner_scenario, scenario
 
 pytestmark = pytest.mark.netns
 
@@ -17,4 +17,12 @@ def test_kernel_agrees_on_dump(name):
     cluster, rules = scenario(**SCENARIOS[name])
     report = run_lab(cluster, spec=name, rules=rules)
     assert report.results, "no probes"
+    assert_agrees(report)
+
+
+def test_kernel_agrees_on_socket_owners():
+    # Node processes of three users; node1's OUTPUT drops by the socket's owner (the lab sends as each user).
+    cluster, rules = owner_scenario()
+    report = run_lab(cluster, spec="owner", rules=rules)
+    assert {r.check for r in report.results} >= {"alice dropped", "bob delivered", "root delivered"}
     assert_agrees(report)

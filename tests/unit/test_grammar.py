@@ -176,7 +176,7 @@ def test_clients_and_load_balancers(everything: ir.Cluster) -> None:
         ir.Client("pod-client", ir.ClientKind.POD, ip=ip("10.244.2.20"), node="node2"),
         ir.Client("sidecar", ir.ClientKind.POD, ip=ip("10.244.1.99"), node="node1"),
         ir.Client("node1-process", ir.ClientKind.NODE, node="node1"),
-        ir.Client("node2-process", ir.ClientKind.NODE, ip=ip("10.240.0.5"), node="node2"),
+        ir.Client("node2-process", ir.ClientKind.NODE, ip=ip("10.240.0.5"), node="node2", uid=1000, gid=1000),
     )
     assert everything.load_balancers[1] == ir.LoadBalancer("elb", ir.LoadBalancerStyle.NODE_PORT, False)
 

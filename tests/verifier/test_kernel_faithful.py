@@ -453,6 +453,47 @@ def test_addrtype_limit_iface_is_unknown_where_the_address_is_on_several_veths()
     assert all("AddrType" in reason and "node0.rules:" in reason for reason in reasons), reasons
 
 
+# Two processes on node1, as users 1000 and 1001 (group 2000); node1's OUTPUT drops by socket owner.
+OWNER_CLIENTS = """
+  client alice on node node1 uid 1000 gid 1000
+  client bob on node node1 uid 1001 gid 2000
+  client root on node node1
+  check "alice dropped" { from alice  to web:http via cluster_ip  assert delivered  expect violated }
+  check "bob delivered" { from bob  to web:http via cluster_ip  assert answered }
+  check "root delivered" { from root  to web:http via cluster_ip  assert answered }
+"""
+OWNER_RULES = """-A OUTPUT -m owner --uid-owner 1000 -j DROP
+-A OUTPUT -m owner ! --uid-owner 1000-1001 --gid-owner 2000 -j DROP
+-A OUTPUT -m owner --uid-owner 0 ! --gid-owner 0 -j DROP"""
+
+
+OUTPUT_DNAT = "-A OUTPUT -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.0.10:8080"
+
+
+def owner_scenario() -> tuple[ir.Cluster, dict[str, str]]:
+    """The cluster with node processes of several users (tests/lab/test_lab_dumps.py runs it)."""
+    text = SPEC % {"wiring": ""}
+    cluster, _ = parse_text(text[:text.rstrip().rfind("}")] + OWNER_CLIENTS + "}\n")
+    return cluster, {"node0": _dump(), "node1": _dump(nat=OUTPUT_DNAT, filter=OWNER_RULES)}
+
+
+def test_owner_matches_the_node_processs_user_and_group():
+    cluster, rules = owner_scenario()
+    results = {r.check.name: r for r in verify(cluster, rules=rules, family=ir.IPFamily.V4)}
+    for name in ("alice dropped", "bob delivered", "root delivered"):
+        assert results[name].as_expected and not results[name].replay_error, results[name]
+
+
+def test_supplementary_groups_are_unknown_unless_the_primary_group_decides():
+    cluster, _ = owner_scenario()
+    rules = {"node0": _dump(), "node1": _dump(nat=OUTPUT_DNAT,
+                                              filter="-A OUTPUT -m owner --gid-owner 2000 --suppl-groups -j DROP")}
+    results = {r.check.name: r for r in verify(cluster, rules=rules, family=ir.IPFamily.V4)}
+    assert results["bob delivered"].verdict is Verdict.VIOLATED  # bob's own group is 2000
+    assert results["root delivered"].verdict is Verdict.UNKNOWN
+    assert "Owner" in results["root delivered"].reason and "node1.rules:" in results["root delivered"].reason
+
+
 def test_10_trace_rewrite_and_conclusion_agree():
     out, err = io.StringIO(), io.StringIO()
     code = main(["trace", str(REPO / "specs" / "nodeport-cluster.k"), "--from", "internet",
