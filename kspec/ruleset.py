@@ -651,9 +651,9 @@ class Dnat:
     destination address in [ip, ip_high] (``ip_high`` None: just ``ip``; ``ip`` None: keep the address) and
     port in [port, port_high] (None: keep the port; a single port: ``port_high`` None), records the
     translation in the connection, and applies it to every later packet (and the inverse to replies). Within
-    a range the choice is the kernel's (a hash of the addresses — of the source only with ``persistent`` —
-    for the address; the original port if free, else another, with ``random`` a random one): to a verifier,
-    any value of the range."""
+    a range the choice is the kernel's: a hash of the addresses (of the source only with ``persistent``) for
+    the address; the original port if in the range, else the range's first (``random``: a random one). See
+    ``verifier.natpick``."""
 
     ip: IPAddress | None
     port: int | None = None
@@ -678,8 +678,8 @@ def _nat_text(ip: IPAddress | None, ip_high: IPAddress | None, port: int | None,
 @dataclass(frozen=True, slots=True)
 class Snat:
     """``-j SNAT --to-source A[-B][:P[-Q]]`` (nat INPUT/POSTROUTING): like ``Dnat`` for the source address and
-    port, on the first packet of a connection. ``random_fully`` / ``random`` / ``persistent`` only change how
-    the kernel picks within the ranges (to a verifier: any value of them)."""
+    port, on the first packet of a connection; the port is kept when it lies in the range (or none is given)
+    and otherwise, or with ``random_fully`` / ``random``, picked at random (``verifier.natpick``)."""
 
     ip: IPAddress
     port: int | None = None

@@ -17,7 +17,7 @@ import z3
 
 from kspec import ruleset as rs
 from kspec.ir import IPAddress
-from kspec.verifier import matches
+from kspec.verifier import matches, natpick
 from kspec.verifier.matches import CHOICE, CONTINUE_TARGETS, Conn, PacketView
 from kspec.verifier.netfilter import (ACCEPT, DROP, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT, UNDO_DNAT_HOOKS,
                                       UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, ct_status, protocol_matches,
@@ -66,6 +66,7 @@ class SymPacket:
     data: bool = False  # the client's data after the handshake (TCP PSH|ACK), ESTABLISHED in its direction
     confirmed: bool = False  # conntrack's entry is confirmed (see netfilter.ct_status)
     owner: tuple[int, int] | None = None  # (uid, gid) of the node process that sent it (-m owner)
+    random_port: str | None = None  # "sport"/"dport": that port is the kernel's random pick (natpick)
     conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown
@@ -187,6 +188,8 @@ class NodeModel:
     def _port(self, match: rs.Port, pkt: SymPacket):
         if match.module != pkt.proto:
             return False
+        if pkt.random_port == match.direction.name.lower():
+            return None  # the kernel's random pick (natpick): not known
         if match.direction is rs.PortDir.DPORT and pkt.dport is not None:
             return match.contains(pkt.dport)
         port = pkt.sport if match.direction is rs.PortDir.SPORT else pkt.dport_term
@@ -236,7 +239,7 @@ class NodeModel:
         answer = (pkt.established or pkt.invalid) and not pkt.related and not pkt.data  # a SYN-ACK
         return PacketView(self._src(pkt), pkt.sport, self._dst(pkt), self._dport(pkt), pkt.proto, "", answer,
                           conn, self.local_ips, socket, self.ipsets, self.width, pkt.data, pkt.in_iface, pkt.out_iface,
-                          self.local_routes, pkt.owner)
+                          self.local_routes, pkt.owner, pkt.random_port)
 
     @staticmethod
     def _src(pkt: SymPacket):
@@ -274,17 +277,18 @@ class NodeModel:
 
     @staticmethod
     def ends(pkt: SymPacket) -> tuple:
-        return (pkt.src, pkt.src_value, pkt.sport, pkt.dst, pkt.dport, pkt.ctmark)
+        return (pkt.src, pkt.src_value, pkt.sport, pkt.dst, pkt.dport, pkt.ctmark, pkt.random_port)
 
     @staticmethod
     def connection(entered: tuple, left: tuple) -> Connection:
         """What a node's conntrack holds of a connection that came in as ``entered`` and left as ``left``."""
-        src, _, sport, dst, dport, _ = entered
-        out_src, _, out_sport, out_dst, out_dport, mark = left
-        snat = not (src.eq(out_src) and sport.eq(out_sport))
+        src, _, sport, dst, dport, _, _ = entered
+        out_src, _, out_sport, out_dst, out_dport, mark, random_port = left
+        randomly = random_port == "sport"
+        snat = randomly or not (src.eq(out_src) and sport.eq(out_sport))
         dnat = (dst, dport) != (out_dst, out_dport)
         return Connection((src, sport) if snat else None, (dst, dport) if dnat else None, mark,
-                          (out_src, out_sport) if snat else None, (out_dst, out_dport) if dnat else None)
+                          (out_src, out_sport) if snat else None, (out_dst, out_dport) if dnat else None, randomly)
 
     def undo_nat(self, pkt: SymPacket, hook: str, conn: Connection) -> SymPacket:
         """Conntrack's reverse NAT of a reply at nat's place in ``hook`` (a step of its own in the trace)."""
@@ -293,7 +297,8 @@ class NodeModel:
             value = _value(term)
             step = Step("nat", hook, None, f"conntrack undoes SNAT: dst: {pkt.dst or 'client'} -> {value or 'client'}")
             return pkt.with_step(step, dst=value, dst_term=None if value is not None else term, dport=None,
-                                 dport_term=sport)
+                                 dport_term=sport, random_port=natpick.random_port_after(pkt.random_port,
+                                                                                       "undo_snat", conn))
         if hook in UNDO_DNAT_HOOKS and conn.undo_dnat is not None:
             dst, dport = conn.undo_dnat
             step = Step("nat", hook, None, f"conntrack undoes DNAT: src: {pkt.src_value} -> {dst}:{dport}")
@@ -311,13 +316,14 @@ class NodeModel:
             value = _value(term)
             step = Step("nat", hook, None, f"conntrack redoes SNAT: src: {pkt.src_value or 'client'} -> "
                                            f"{value or 'client'}")
-            return pkt.with_step(step, src=term, src_value=value, sport=sport)
+            return pkt.with_step(step, src=term, src_value=value, sport=sport,
+                                 random_port=natpick.random_port_after(pkt.random_port, "snat_to", conn))
         return pkt
 
     def data_packet(self, ends: tuple, answer: SymPacket) -> SymPacket:
         """The client's data after the handshake: the first packet's header as it entered its first node
         (``ends``), on the answer's path condition."""
-        src, src_value, sport, dst, dport, _ = ends
+        src, src_value, sport, dst, dport, _, _ = ends
         return SymPacket(src=src, src_value=src_value, sport=sport, dst=dst, dport=dport, proto=answer.proto,
                          conds=answer.conds, data=True)
 
@@ -326,7 +332,8 @@ class NodeModel:
         be symbolic (any external host): then ``dst_term`` and ``dport_term`` say which."""
         return SymPacket(src=self.ip_const(pkt.dst), src_value=pkt.dst, sport=z3.BitVecVal(pkt.dport, 16),
                          dst=pkt.src_value, dport=None, proto=pkt.proto, in_iface=in_iface, conds=pkt.conds,
-                         dst_term=pkt.src, dport_term=pkt.sport)
+                         dst_term=pkt.src, dport_term=pkt.sport,
+                         random_port="dport" if pkt.random_port == "sport" else None)
 
     def icmp_error(self, pkt: SymPacket, src: IPAddress, conn: Connection) -> SymPacket:
         return SymPacket(src=self.ip_const(src), src_value=src, sport=z3.BitVecVal(0, 16), dst=pkt.src_value,
@@ -469,21 +476,9 @@ class NodeModel:
             new = target.apply(pkt.mark)
             cont.append(pkt.with_step(_noted(step, f"mark: {pkt.mark:#x} -> {new:#x}"), mark=new))
         elif kind is rs.Dnat:
-            if matches.nat_range(target):
-                out.append((pkt.evolve(unknown=f"DNAT to a range at {rule.origin}"), UNKNOWN))
-                return
-            if pkt.dst is None or pkt.dport is None:  # a reply to any address/port, DNATed as a new connection
-                out.append((pkt.evolve(unknown=f"DNAT of a reply to a symbolic address at {rule.origin}"), UNKNOWN))
-                return
-            dst = target.ip or pkt.dst
-            dport = target.port or pkt.dport
-            note = f"dst: {_hostport(pkt.dst, pkt.dport)} -> {_hostport(dst, dport)}"
-            out.append((pkt.with_step(_noted(step, note), dst=dst, dport=dport, dnat=True), ACCEPT))
+            out.extend(self._destination_nat(target, pkt, step))
         elif kind is rs.Masquerade or kind is rs.Snat:
-            if matches.nat_range(target):
-                out.append((pkt.evolve(unknown=f"SNAT to a range at {rule.origin}"), UNKNOWN))
-                return
-            out.append((self._source_nat(target, pkt, step), ACCEPT))
+            out.extend(self._source_nat(target, pkt, step))
         elif kind in CONTINUE_TARGETS:
             cont.append(pkt.with_step(step))
         elif kind is rs.CtTarget and target == _NOTRACK:
@@ -499,18 +494,79 @@ class NodeModel:
             out.append((pkt.evolve(unknown=matches.unmodelled(target, rule)), UNKNOWN))
 
 
-    def _source_nat(self, target, pkt: SymPacket, step: Step) -> SymPacket:
-        """SNAT to its address, MASQUERADE to the address the network model picked for this route."""
-        new = target.ip if type(target) is rs.Snat else pkt.nat_address
-        if new is None:
-            return pkt.evolve(unknown=f"no address to masquerade with at {step.rule.origin}")
-        note = f"src: {pkt.src_value or 'client'} -> {new}"
-        port = target.port if type(target) is rs.Snat else target.to_ports[0] if target.to_ports else None
-        sport = pkt.sport if port is None else z3.BitVecVal(port, 16)
-        return pkt.with_step(_noted(step, note), src=self.ip_const(new), src_value=new,
-                             sport=sport, snat=True)
+    def _destination_nat(self, target: rs.Dnat, pkt: SymPacket, step: Step) -> list[tuple[SymPacket, str]]:
+        """DNAT to its address (or the kernel's pick in its range, natpick) and port."""
+        origin = step.rule.origin
+        if pkt.dst is None or pkt.dport is None:  # a reply to any address/port, DNATed as a new connection
+            return [(pkt.evolve(unknown=f"DNAT of a reply to a symbolic address at {origin}"), UNKNOWN)]
+        port = natpick.destination_port(target, pkt.dport)
+        if port is None:
+            return [(pkt.evolve(unknown=f"DNAT to a port the kernel picks at random at {origin}"), UNKNOWN)]
+        dport = pkt.dport if port is natpick.KEEP else port
+        found = []
+        for path, dst in self._address_picks(target, pkt, origin, keep=pkt.dst):
+            if path.unknown:
+                found.append((path, UNKNOWN))
+                continue
+            note = f"dst: {_hostport(pkt.dst, pkt.dport)} -> {_hostport(dst, dport)}"
+            found.append((path.with_step(_noted(step, note), dst=dst, dport=dport, dnat=True), ACCEPT))
+        return found
+
+    def _source_nat(self, target, pkt: SymPacket, step: Step) -> list[tuple[SymPacket, str]]:
+        """SNAT to its address (or the kernel's pick in its range), MASQUERADE to the address the network
+        model picked for this route; the port as natpick says (a random pick is flagged, not guessed)."""
+        origin = step.rule.origin
+        if type(target) is rs.Masquerade:
+            if pkt.nat_address is None:
+                return [(pkt.evolve(unknown=f"no address to masquerade with at {origin}"), UNKNOWN)]
+            picks = [(pkt, pkt.nat_address)]
+        else:
+            picks = self._address_picks(target, pkt, origin, keep=None)
+        found = []
+        for path, new in picks:
+            if path.unknown:
+                found.append((path, UNKNOWN))
+                continue
+            for port, randomly, cond in natpick.source_port(target, path.sport):
+                branch = path.evolve(conds=path.conds + (cond,)) if cond is not None else path
+                if cond is not None and not self.feasible(branch.cond):
+                    continue
+                sport = path.sport if port is natpick.KEEP or port is None else z3.BitVecVal(port, 16)
+                note = f"src: {path.src_value or 'client'} -> {new}" + (
+                    ", a port the kernel picks at random" if randomly else "" if port is natpick.KEEP
+                    else f":{port}")
+                found.append((branch.with_step(_noted(step, note), src=self.ip_const(new), src_value=new,
+                                               sport=sport, snat=True,
+                                               random_port="sport" if randomly else branch.random_port), ACCEPT))
+        return found
+
+    def _address_picks(self, target, pkt: SymPacket, origin, keep) -> list[tuple[SymPacket, IPAddress]]:
+        """(path, address) for each address a NAT target may give ``pkt``: its one address (``keep`` when it
+        names none), or the kernel's hash pick in its range: computed for a known source, one path per
+        address of a small IPv4 range for a symbolic one (its condition: the hash lands there)."""
+        span = natpick.address_range(target)
+        if span is None:
+            return [(pkt, target.ip if target.ip is not None else keep)]
+        low, high = span
+        if pkt.dst is None:
+            return [(pkt.evolve(unknown=f"NAT to a range of a packet to a symbolic address at {origin}"), None)]
+        if pkt.src_value is not None:
+            return [(pkt, natpick.pick_address(pkt.src_value, pkt.dst, low, high, target.persistent, self.width))]
+        count = int(high) - int(low) + 1
+        if self.width != 32 or count > MAX_RANGE_PICKS:
+            return [(pkt.evolve(unknown=f"NAT to a range of {count} addresses, picked by a hash of a symbolic "
+                                        f"source, at {origin}"), None)]
+        term = natpick.pick_address(pkt.src, pkt.dst, low, high, target.persistent, 32)
+        found = []
+        for value in range(int(low), int(high) + 1):
+            address = ipaddress.ip_address(value)
+            path = pkt.evolve(conds=pkt.conds + (term == self.ip_const(address),))
+            if self.feasible(path.cond):
+                found.append((path, address))
+        return found
 
 
+MAX_RANGE_PICKS = 16  # a NAT range of a symbolic source: one path per address up to this many, else unknown
 _VERDICTS = {rs.Accept: ACCEPT, rs.Drop: DROP, rs.Reject: REJECT}
 _LOCAL = (rs.AddrKind.LOCAL,)
 _LOOPBACK4 = ipaddress.ip_network("127.0.0.0/8")

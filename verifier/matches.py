@@ -66,6 +66,7 @@ class PacketView:
     out_iface: str | None = None  # None: not routed yet (PREROUTING, INPUT)
     local_routes: Any = None  # own address -> its local route's device, None if ambiguous (network.local_routes)
     owner: tuple[int, int] | None = None  # (uid, gid) of the sending node process (socket), None: not known
+    random_port: str | None = None  # "sport"/"dport": the kernel's random pick, not known (natpick)
 
 
 def unmodelled(what, rule) -> str:
@@ -154,8 +155,11 @@ def addr_is(addr, ip: IPAddress, width: int):
 def _multiport(m: rs.MultiPort, v: PacketView):
     if v.proto not in _PORT_PROTOCOLS:
         return False  # the rule needs -p tcp|udp...: another protocol never gets here matching
-    ports = {rs.MultiPortDir.SRC: (v.sport,), rs.MultiPortDir.DST: (v.dport,),
-             rs.MultiPortDir.ANY: (v.sport, v.dport)}[m.direction]
+    read = {rs.MultiPortDir.SRC: ("sport",), rs.MultiPortDir.DST: ("dport",),
+            rs.MultiPortDir.ANY: ("sport", "dport")}[m.direction]
+    if v.random_port in read:
+        return None
+    ports = tuple(getattr(v, name) for name in read)
     return neg(any_of(port_in(p, low, high) for p in ports for low, high in m.ranges), m.negated)
 
 
@@ -223,8 +227,8 @@ def _set(m: rs.SetMatch, v: PacketView):
     if v.ipsets is None or m.packets is not None or m.bytes is not None:
         return None
     found = v.ipsets.get(m.name)
-    if found is None:
-        return None
+    if found is None or (v.random_port is not None and "port" in found.dimensions):
+        return None  # (a set of ports may read the kernel's random pick: not looked into)
     if not any(_symbolic(x) for x in (v.src, v.sport, v.dst, v.dport)):
         from kspec.ingest.ipset_save import SetPacket
 
@@ -285,6 +289,8 @@ def conntrack_options(m: rs.Conntrack, v: PacketView):
         if tuple_ is None:
             return None
         src, sport, dst, dport = tuple_
+        if v.random_port == "sport" and tuple_ is v.conn.reply and fields[3] is not None:
+            return None  # the reply's destination port is the kernel's random pick
         for value, option, is_addr in ((src, fields[0], True), (sport, fields[1], False),
                                        (dst, fields[2], True), (dport, fields[3], False)):
             if option is None:
@@ -364,14 +370,6 @@ _DECISIONS = {
     rs.Owner: _owner,
     rs.SetMatch: _set,
 }
-
-def nat_range(target) -> bool:
-    """A NAT target whose address or port is a range: the kernel's pick among them is not modelled."""
-    if type(target) is rs.Masquerade:
-        return target.to_ports is not None and target.to_ports[0] != target.to_ports[1]
-    return (target.ip_high is not None and target.ip_high != target.ip) or \
-        (target.port_high is not None and target.port_high != target.port)
-
 
 # Targets that only look (or log, or clamp a TCP option): the packet goes on to the next rule.
 CONTINUE_TARGETS = (rs.Log, rs.Nflog, rs.TcpMss)

@@ -129,6 +129,7 @@ class Connection:
     # The client's later packets (original direction) get the first packet's NAT again, at the same places:
     snat_to: tuple | None = None  # (address, port) their source becomes
     dnat_to: tuple | None = None  # (address, port) their destination becomes
+    random_sport: bool = False  # the SNAT's port is the kernel's random pick (natpick)
 
     @property
     def nat_states(self) -> frozenset[rs.CtState]:

@@ -25,7 +25,7 @@ from typing import Iterable
 from kspec import ruleset as rs
 from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
-from kspec.verifier import matches
+from kspec.verifier import matches, natpick
 from kspec.verifier.netfilter import (ACCEPT, DROP, HOOKS_WITH_OUT, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT,
                                       UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, ct_status,
                                       protocol_matches, state_match)
@@ -271,7 +271,7 @@ class ConcretePacket:
 
     __slots__ = ("src", "sport", "dst", "dport", "proto", "mark", "in_iface", "out_iface", "dnat", "snat",
                  "tracked", "nat_address", "established", "related", "invalid", "nat_states", "entered", "ctmark",
-                 "untracked", "data", "confirmed", "owner", "steps", "rewrites", "branches", "prob", "decided",
+                 "untracked", "data", "confirmed", "owner", "random_port", "steps", "rewrites", "branches", "prob", "decided",
                  "unknown")
 
     def copy(self) -> "ConcretePacket":
@@ -311,7 +311,7 @@ class ConcretePacket:
             packet.protocol
         new.mark, new.in_iface, new.out_iface = packet.mark, packet.in_interface, packet.out_interface
         new.dnat = new.snat = new.established = new.related = new.invalid = new.untracked = new.data = False
-        new.confirmed, new.owner = False, None
+        new.confirmed, new.owner, new.random_port = False, None, None
         new.tracked, new.nat_address, new.nat_states, new.entered, new.ctmark = True, None, frozenset(), None, 0
         new.steps = new.rewrites = new.branches = ()
         new.prob, new.decided, new.unknown = 1.0, None, None
@@ -333,6 +333,7 @@ def _conntrack_nat(pkt: ConcretePacket, hook: str, conn: Connection, table: tupl
             done.step(step)
             for name, value in zip(fields, values):
                 done.rewrite(name, value, step)
+            done.random_port = natpick.random_port_after(pkt.random_port, attribute, conn)
             return done
     return pkt
 
@@ -410,16 +411,17 @@ class NodeTracer:
 
     @staticmethod
     def ends(pkt: ConcretePacket) -> tuple:
-        return (pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.ctmark)
+        return (pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.ctmark, pkt.random_port)
 
     @staticmethod
     def connection(entered: tuple, left: tuple) -> Connection:
-        src, sport, dst, dport, _ = entered
-        out_src, out_sport, out_dst, out_dport, mark = left
-        snat = (src, sport) != (out_src, out_sport)
+        src, sport, dst, dport, _, _ = entered
+        out_src, out_sport, out_dst, out_dport, mark, random_port = left
+        randomly = random_port == "sport"
+        snat = randomly or (src, sport) != (out_src, out_sport)
         dnat = (dst, dport) != (out_dst, out_dport)
         return Connection((src, sport) if snat else None, (dst, dport) if dnat else None, mark,
-                          (out_src, out_sport) if snat else None, (out_dst, out_dport) if dnat else None)
+                          (out_src, out_sport) if snat else None, (out_dst, out_dport) if dnat else None, randomly)
 
     @staticmethod
     def undo_nat(pkt: ConcretePacket, hook: str, conn: Connection) -> ConcretePacket:
@@ -433,12 +435,14 @@ class NodeTracer:
 
     @staticmethod
     def data_packet(ends: tuple, answer: ConcretePacket) -> ConcretePacket:
-        src, sport, dst, dport, _ = ends
+        src, sport, dst, dport, _, _ = ends
         return ConcretePacket.of(Packet(src, dst, answer.proto, sport, dport)).evolve(data=True)
 
     @staticmethod
     def answer(pkt: ConcretePacket, in_iface: str) -> ConcretePacket:
-        return ConcretePacket.of(Packet(pkt.dst, pkt.src, pkt.proto, pkt.dport, pkt.sport, in_iface))
+        answer = ConcretePacket.of(Packet(pkt.dst, pkt.src, pkt.proto, pkt.dport, pkt.sport, in_iface))
+        answer.random_port = "dport" if pkt.random_port == "sport" else None
+        return answer
 
     @staticmethod
     def icmp_error(pkt: ConcretePacket, src: IPAddress, conn: Connection) -> ConcretePacket:
@@ -533,10 +537,8 @@ class NodeTracer:
             if table.name == "filter":
                 th.decided = step
             return ACCEPT if kind is rs.Accept else DROP if kind is rs.Drop else REJECT
-        if (kind is rs.Snat or kind is rs.Masquerade or kind is rs.Dnat) and matches.nat_range(target):
-            raise _Unmodelled(f"{kind.__name__.upper()} to a range at {rule.origin}", th)
         if kind is rs.Dnat:
-            self._dnat(th, target, step)
+            self._dnat(th, target, step, rule)
             return ACCEPT
         if kind is rs.Snat or kind is rs.Masquerade:
             self._snat(th, target, step, rule)
@@ -554,25 +556,36 @@ class NodeTracer:
         raise _Unmodelled(matches.unmodelled(target, rule), th)
 
     @staticmethod
-    def _dnat(th: ConcretePacket, target: rs.Dnat, step: Step) -> None:
-        if target.ip is not None:
-            th.rewrite("dst", target.ip, step)
-        if target.port is not None:
-            th.rewrite("dport", target.port, step)
+    def _dnat(th: ConcretePacket, target: rs.Dnat, step: Step, rule: rs.Rule) -> None:
+        """DNAT to its address (or the kernel's pick in its range, natpick) and port."""
+        port = natpick.destination_port(target, th.dport)
+        if port is None:
+            raise _Unmodelled(f"DNAT to a port the kernel picks at random at {rule.origin}", th)
+        new = _pick(target, th) or target.ip
+        if new is not None:
+            th.rewrite("dst", new, step)
+        if port is not natpick.KEEP:
+            th.rewrite("dport", port, step)
         th.dnat = True
 
     @staticmethod
     def _snat(th: ConcretePacket, target, step: Step, rule: rs.Rule) -> None:
-        """SNAT to its address, MASQUERADE to the address the walk says it picks on this route."""
+        """SNAT to its address (or the kernel's pick in its range), MASQUERADE to the address the walk says
+        it picks on this route; the port as natpick says (a random pick is flagged, not guessed)."""
         if isinstance(target, rs.Snat):
-            new_src, port = target.ip, target.port
+            new_src = _pick(target, th) or target.ip
         else:
-            new_src, port = th.nat_address, target.to_ports[0] if target.to_ports else None
+            new_src = th.nat_address
             if new_src is None:
                 raise _Unmodelled(f"no address to masquerade with at {rule.origin}", th)
+        [(port, randomly, _)] = natpick.source_port(target, th.sport)  # a concrete port: one choice
         th.rewrite("src", new_src, step)
-        if port is not None:
+        if port is not natpick.KEEP and port is not None:
             th.rewrite("sport", port, step)
+        if randomly:
+            th.random_port = "sport"
+            th.rewrites = th.rewrites + (Rewrite("sport", str(th.sport), "a port the kernel picks at random",
+                                                 step),)
         th.snat = True
 
     # ---------------------------------------------------------------------------------- matching
@@ -630,6 +643,8 @@ class NodeTracer:
             value = th.dport if match.direction is rs.PortDir.DPORT else th.sport
             if th.proto != match.module:
                 return False
+            if th.random_port == match.direction.name.lower():
+                return None  # the kernel's random pick (natpick): not known
             if value is None:
                 raise TraceError(f"a rule matches {match.direction.value}: the packet needs that port")
             return match.contains(value)
@@ -689,7 +704,7 @@ class NodeTracer:
             if th.established and not th.data:
                 conn = matches.Conn(rs.CtDir.REPLY, None, None, th.ctmark, ct_status(th))
             elif th.entered is not None:
-                src, sport, dst, dport, _ = th.entered
+                src, sport, dst, dport, _, _ = th.entered
                 conn = matches.Conn(rs.CtDir.ORIGINAL, (src, sport, dst, dport), (th.dst, th.dport, th.src, th.sport),
                                     th.ctmark, ct_status(th))
         width = 32 if th.src.version == 4 else 128
@@ -697,9 +712,18 @@ class NodeTracer:
         socket = th.in_iface is None and (not th.established or th.data)
         return matches.PacketView(th.src, th.sport, th.dst, th.dport, th.proto, "", answer, conn, self.local,
                                   socket, self.ipsets, width, th.data, th.in_iface, th.out_iface,
-                                  self.local_routes, th.owner)
+                                  self.local_routes, th.owner, th.random_port)
 
 _NOTRACK = rs.CtTarget(notrack=True)
+
+
+def _pick(target, th: ConcretePacket) -> IPAddress | None:
+    """The address the kernel picks in a NAT target's range for this packet (None: no range)."""
+    span = natpick.address_range(target)
+    if span is None:
+        return None
+    return natpick.pick_address(th.src, th.dst, span[0], span[1], target.persistent, 32 if th.src.version == 4
+                                else 128)
 
 
 

@@ -1,11 +1,12 @@
 """Hypothesis strategies for small arbitrary node rulesets: every construct the verifier models exactly.
 
 Not kube-proxy-shaped: any table (raw, mangle, nat, filter, security), user chains reached by jumps and gotos,
-RETURN, policies, marks, conntrack states and status bits, interface, address, protocol (names and numbers), port and
-addrtype matches (on an interface, too) with negations, REJECT, DNAT, SNAT and MASQUERADE. Every drawn ruleset is one
-``iptables-restore`` accepts: targets only where the kernel allows them (REJECT in filter; DNAT in nat
-PREROUTING/OUTPUT; SNAT in nat POSTROUTING/INPUT; MASQUERADE in nat POSTROUTING), ``-i`` and ``-o`` only in
-hooks that know the interface, user chains reached from one hook only, no loops.
+RETURN, policies, marks, conntrack states and status bits, interface, address, protocol (names and numbers),
+port and addrtype matches (on an interface, too) with negations, REJECT, DNAT, SNAT and MASQUERADE (to ranges,
+random ports). Every drawn ruleset is one ``iptables-restore`` accepts: targets only where the kernel allows
+them (REJECT in filter; DNAT in nat PREROUTING/OUTPUT; SNAT in nat POSTROUTING/INPUT; MASQUERADE in nat
+POSTROUTING), ``-i`` and ``-o`` only in hooks that know the interface, user chains reached from one hook only,
+no loops.
 
 Left out on purpose, each for a reason the lab cannot judge by one probe: random choices (statistic,
 recent), REJECT types other than the default (the client sees them as other errors), ``tcp-reset``.
@@ -119,14 +120,22 @@ def _targets(table: str, hook: str, matched: str) -> tuple[list[str], list[str]]
         found.append("-j DROP")
     if table == "filter":
         found.append("-j REJECT --reject-with icmp-port-unreachable")
+    tcp = "-p tcp" in matched and "! -p" not in matched  # the kernel wants a protocol for a port
     if table == "nat" and hook in ("PREROUTING", "OUTPUT"):
-        found.append("-j DNAT --to-destination 10.244.0.10")
-        if "-p tcp" in matched and "! -p" not in matched:
-            found.append("-j DNAT --to-destination 10.244.0.10:8080")
+        # Ranges whose every address answers (a node), so no pick hits an unreachable one: the kernel
+        # rate-limits the ICMP errors of those, which one probe cannot judge.
+        found += ["-j DNAT --to-destination 10.244.0.10", "-j DNAT --to-destination 10.240.0.10-10.240.0.11"]
+        if tcp:
+            found += ["-j DNAT --to-destination 10.244.0.10:8080", "-j DNAT --to-destination 10.244.0.10:8080-8090"]
     if table == "nat" and hook in ("POSTROUTING", "INPUT"):
-        found += ["-j SNAT --to-source 10.240.0.10", "-j SNAT --to-source 10.240.0.11"]
+        found += ["-j SNAT --to-source 10.240.0.10", "-j SNAT --to-source 10.240.0.11",
+                  "-j SNAT --to-source 10.240.0.10-10.240.0.11", "-j SNAT --to-source 10.240.0.11 --random-fully"]
+        if tcp:
+            found.append("-j SNAT --to-source 10.240.0.11:1000-2000")
     if table == "nat" and hook == "POSTROUTING":
-        found.append("-j MASQUERADE")
+        found += ["-j MASQUERADE", "-j MASQUERADE --random-fully"]
+        if tcp:
+            found.append("-j MASQUERADE --to-ports 1000-2000")
     return going_on, found
 
 

@@ -95,6 +95,8 @@ SKIP_AND_SNAT_TO_NODE0 = SERVICE_NAT.replace(
     ":POSTROUTING ACCEPT [0:0]\n", ":POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.96.0.10/32 -j RETURN\n") % (
     "-A POSTROUTING -d 10.96.0.0/12 -j SNAT --to-source 10.240.0.10")
 
+DNAT_RANGE = "-A PREROUTING -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.0.1-10.244.0.12:8080-8090\n"
+
 # The scenarios above, for the lab (tests/lab/test_lab_dumps.py): the kernel must do what kspec says.
 SCENARIOS = {
     "forward -o drop": dict(node0=_dump(filter="-A FORWARD -i eth+ -o veth+ -j DROP")),
@@ -157,6 +159,19 @@ SCENARIOS = {
     "limit-iface-out: a reject's error leaves a veth from the eth0 address": dict(node0=_dump(
         mangle="-A POSTROUTING -p icmp -m addrtype --src-type LOCAL --limit-iface-out -j DROP",
         filter="-A FORWARD -s 10.244.0.20/32 -j REJECT"), wiring="pod_wiring unnumbered "),
+    # The kernel's hash picks 10.240.0.12 for the pod client (its answer then leaves the cluster) and
+    # 10.240.0.11 for the external client (verifier/natpick.py; tests/verifier/test_nat_ranges.py).
+    "SNAT to a range: the hash picks the address": dict(node1=_dump(
+        nat="-A POSTROUTING -o eth0 -j SNAT --to-source 10.240.0.11-10.240.0.12")),
+    # ... and 10.244.0.10 (web) for the pod client, 10.244.0.1 (node0's own) for the neighbour; port 80 is
+    # outside 8080-8090, so the range's first port. (Not a pick nobody has: the kernel rate-limits the ICMP
+    # errors of a forwarded packet with no route, per peer and outside the lab's reach.)
+    "DNAT to a range: the hash picks the address, the first port": dict(
+        node0=SERVICE_NAT.replace(":POSTROUTING ACCEPT [0:0]\n", ":POSTROUTING ACCEPT [0:0]\n" + DNAT_RANGE) % "",
+        node1=SERVICE_NAT.replace(":POSTROUTING ACCEPT [0:0]\n", ":POSTROUTING ACCEPT [0:0]\n" + DNAT_RANGE) % ""),
+    # The client's port is outside 1000-2000: the kernel picks one at random, and undoes it for the answer.
+    "SNAT to a port range the client's port is not in": dict(node1=_dump(
+        nat="-A POSTROUTING -o eth0 -p tcp -j SNAT --to-source 10.240.0.11:1000-2000")),
     "ctstatus: a reject's ICMP error shows its connection's status": dict(node0=_dump(
         filter="-A FORWARD -p tcp -j REJECT", raw="-A OUTPUT -p icmp -m conntrack --ctstatus CONFIRMED -j DROP"),
         node1=_dump(mangle="-A FORWARD -p icmp -m conntrack ! --ctstatus CONFIRMED -j DROP")),
