@@ -295,8 +295,6 @@ def _destination(text: str) -> tuple[ir.IPAddress, int, str]:
 
 
 def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    import signal
-
     from kspec.lab import LabUnavailable, cleanup, requirements
     from kspec.lab import run_lab as run
     from kspec.lab.topology import LabError
@@ -320,28 +318,23 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if reason:
         print(reason, file=err)
         return EXIT_BAD_INPUT
-    # SIGTERM tears the lab down like Ctrl-C does.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     status = EXIT_OK
-    try:
-        for path, (cluster, warnings) in loaded:
-            report(warnings, err, args.compact)
-            progress = (lambda msg: print(f"  {msg}", file=err)) if args.verbose else None
-            rules = dump_rules(cluster, args.rules, None, family)
-            texts = {node: dump.read_text(encoding="utf-8") for node, dump in rules.items()} if rules else None
-            sets = {node: p.read_text(encoding="utf-8") for node, p in (dump_sets(cluster, rules, None) or {}).items()}
-            try:
-                result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family, rules=texts,
-                             ipsets=sets or None)
-            except (LabError, LabUnavailable) as exc:
-                print(f"kspec lab: {path}: {exc}", file=err)
-                return EXIT_BAD_INPUT
-            print(result.text(), file=out)
-            out.flush()
-            if not result.agree:
-                status = EXIT_FAILED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    for path, (cluster, warnings) in loaded:
+        report(warnings, err, args.compact)
+        progress = (lambda msg: print(f"  {msg}", file=err)) if args.verbose else None
+        rules = dump_rules(cluster, args.rules, None, family)
+        texts = {node: dump.read_text(encoding="utf-8") for node, dump in rules.items()} if rules else None
+        sets = {node: p.read_text(encoding="utf-8") for node, p in (dump_sets(cluster, rules, None) or {}).items()}
+        try:
+            result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family, rules=texts,
+                         ipsets=sets or None)
+        except (LabError, LabUnavailable) as exc:
+            print(f"kspec lab: {path}: {exc}", file=err)
+            return EXIT_BAD_INPUT
+        print(result.text(), file=out)
+        out.flush()
+        if not result.agree:
+            status = EXIT_FAILED
     return status
 
 
@@ -470,7 +463,28 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(run=run_fmt)
     return parser
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C (so a lab still tears down), then exit 143 as a shell reports it."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return _main(argv, out, err)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv, out, err)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None, out: TextIO | None, err: TextIO | None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     parser = build_parser()
     try:
@@ -486,6 +500,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except OSError as exc:
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=err)
         return EXIT_BAD_INPUT
+    except Terminated:
+        print("terminated", file=err)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return 130

@@ -98,6 +98,16 @@ def test_ctrl_c_tears_down():
     assert [ns for ns in lab_namespaces() if ns.startswith(f"{PREFIX}{proc.pid}-")] == []
 
 
+def test_sigterm_tears_down_and_exits_143():
+    proc = _spawn_lab()
+    _wait_for_probing(proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "terminated" in err
+    assert [ns for ns in lab_namespaces() if ns.startswith(f"{PREFIX}{proc.pid}-")] == []
+
+
 def test_keep_then_cleanup_of_the_stale_lab():
     proc = _spawn_lab("--keep")
     out, err = proc.communicate(timeout=60)
