@@ -10,6 +10,7 @@ import pytest
 from kspec import ir
 from kspec.diagnostics import KspecError, Severity
 from kspec.grammar import decode, load, parse_text
+from kspec.grammar.printer import format_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = sorted((REPO / "specs").glob("*.k"))
@@ -304,3 +305,20 @@ def test_mutations_give_diagnostics_not_tracebacks(path: Path) -> None:
 ])
 def test_hostile_inputs(text: str) -> None:
     _only_kspec_errors(text.encode())
+
+
+@pytest.mark.parametrize("port", ["dns", "db", "a1", "face", "cafe-2", "e"])
+def test_a_port_name_of_hex_letters_is_not_an_ipv6_address(port: str):
+    # `web:dns` lexed as `web` and an IPv6 address `:dns` (one colon was enough): now an address needs two.
+    text = f"""cluster c {{
+      node n {{ ip 10.0.0.1  pod_cidr 10.244.0.0/24 }}
+      pod p on n {{ ip 10.244.0.5  labels {{ app = web }}  ports {{ {port} = 53/udp }} }}
+      service web {{ cluster_ip 10.96.0.10  selector app = web  port {port} 53 -> 53/udp }}
+      client c from pod p
+      check "x" {{ from c  to web:{port} via cluster_ip  assert delivered }}
+    }}"""
+    cluster, diagnostics = parse_text(text)
+    assert not [d for d in diagnostics if d.severity is Severity.ERROR], diagnostics
+    assert cluster.checks[0].destination.port == port
+    again, _ = parse_text(format_cluster(cluster))
+    assert again == cluster
