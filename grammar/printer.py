@@ -182,6 +182,8 @@ def _service(svc: ir.Service) -> str:
         lines.append(f"external_traffic_policy {svc.external_traffic_policy.value}")
     if svc.internal_traffic_policy is not ir.TrafficPolicy.CLUSTER:
         lines.append(f"internal_traffic_policy {svc.internal_traffic_policy.value}")
+    if svc.traffic_distribution is not None:
+        lines.append(f"traffic_distribution {svc.traffic_distribution}")
     if svc.health_check_node_port:
         lines.append(f"health_check_node_port {svc.health_check_node_port}")
     if svc.session_affinity is not None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kspec import consistency, ir
+from kspec.topology import with_controller_hints
 from kspec.diagnostics import Diagnostic, Severity
 
 from .to_ir import Draft
@@ -55,7 +56,8 @@ class _Resolver:
         services = tuple(self._resolve_service(svc) for svc in self.cluster.services)
         clients = tuple(self._resolve_client(i, c) for i, c in enumerate(self.cluster.clients))
         self._check_destinations()
-        return dataclasses.replace(self.cluster, services=services, clients=clients)
+        # A selector's endpoints get the hints the EndpointSlice controller writes (kspec.topology).
+        return with_controller_hints(dataclasses.replace(self.cluster, services=services, clients=clients))
 
     # -------------------------------------------------------------------------------- names
 

@@ -390,6 +390,7 @@ class ToIR(Transformer):
             load_balancer_source_ranges=self._get(s, "load_balancer_source_ranges", ()),
             external_traffic_policy=self._get(s, "external_traffic_policy", ir.TrafficPolicy.CLUSTER),
             internal_traffic_policy=self._get(s, "internal_traffic_policy", ir.TrafficPolicy.CLUSTER),
+            traffic_distribution=self._get(s, "traffic_distribution"),
             health_check_node_port=self._get(s, "health_check_node_port", 0),
             session_affinity=self._get(s, "session_affinity"),
             external_name=self._get(s, "external_name"),
@@ -520,6 +521,9 @@ class ToIR(Transformer):
 
     def internal_traffic_policy(self, meta, children):
         return Item("internal_traffic_policy", ir.TrafficPolicy(str(children[0])), self._span(meta))
+
+    def traffic_distribution(self, meta, children):
+        return Item("traffic_distribution", str(children[0]), self._span(meta))
 
     def health_check_node_port(self, meta, children):
         value = self._port(children[0], "health_check_node_port")

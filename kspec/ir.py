@@ -244,6 +244,9 @@ class Service:
     session_affinity: SessionAffinity | None = None
     external_name: str | None = None
     span: Span | None = _span()
+    # spec.trafficDistribution (PreferClose, PreferSameZone, PreferSameNode): the EndpointSlice controller's
+    # topology hints for a selector's endpoints (kspec.topology); None: unset
+    traffic_distribution: str | None = None
 
     @property
     def key(self) -> str:

@@ -72,4 +72,7 @@ def with_release(cluster: ir.Cluster, value: str | None) -> ir.Cluster:
         raise KspecError([Diagnostic(proxy.span, f'nodePortAddresses "primary" needs kube-proxy '
                                                  f'{text(NODE_PORT_PRIMARY)} or later (this is '
                                                  f'{text(proxy.kube_proxy_version)})')])
-    return dataclasses.replace(cluster, proxy=proxy) if proxy is not cluster.proxy else cluster
+    from kspec.topology import with_controller_hints
+
+    cluster = dataclasses.replace(cluster, proxy=proxy) if proxy is not cluster.proxy else cluster
+    return with_controller_hints(cluster)  # the controller of that release writes the hints

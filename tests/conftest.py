@@ -102,6 +102,8 @@ _SCOREBOARD = {
         "helper cases, topology_test.go (CategorizeEndpoints, topology hints)",
     "test_kube_proxy_helpers.py::test_endpoints_of_each_service_port":
         "helper cases, endpointslicecache_test.go (endpoints per node, one case at 1.36)",
+    "test_kube_proxy_helpers.py::test_trafficdist_reconcile_hints":
+        "controller cases, trafficdist_test.go (trafficDistribution's hints)",
 }
 _tally: dict[str, list[int]] = {}
 

@@ -81,6 +81,8 @@ def _service(svc: ir.Service) -> list[dict]:
         spec["loadBalancerSourceRanges"] = [str(c) for c in svc.load_balancer_source_ranges]
     spec["externalTrafficPolicy"] = svc.external_traffic_policy.value
     spec["internalTrafficPolicy"] = svc.internal_traffic_policy.value
+    if svc.traffic_distribution is not None:
+        spec["trafficDistribution"] = svc.traffic_distribution
     if svc.health_check_node_port:
         spec["healthCheckNodePort"] = svc.health_check_node_port
     if svc.session_affinity is not None:

@@ -504,6 +504,8 @@ def read_service(obj: _Obj, doc: PosMap) -> ir.Service:
                                          ir.TrafficPolicy, ir.TrafficPolicy.CLUSTER),
         internal_traffic_policy=obj.enum(spec, "internalTrafficPolicy", "spec.internalTrafficPolicy",
                                          ir.TrafficPolicy, ir.TrafficPolicy.CLUSTER),
+        # The slices carry the hints the controller wrote for it (kspec.topology writes them only for .k).
+        traffic_distribution=obj.get(spec, "trafficDistribution", str, "spec.trafficDistribution") or None,
         health_check_node_port=_port_number(obj, spec, "healthCheckNodePort", "spec.healthCheckNodePort"),
         session_affinity=_session_affinity(obj, spec),
         span=doc.span,

@@ -219,3 +219,31 @@ def test_categorize_endpoints(case, release):
     assert texts(view.local if info.uses_local_endpoints else ()) == sorted(expected["local_endpoints"] or [])
     assert texts(view.reachable) == sorted(expected["all_reachable_endpoints"] or [])
     assert view.has_endpoints == expected["has_any_endpoints"]
+
+
+# ------------------------------------------------------------------- trafficdist_test.go (the controller)
+
+def _trafficdist_cases():
+    cases = [c for c in json.loads((DATA / "trafficdist-hints.json").read_text()) if "slices" in c["expected"]]
+    return [pytest.param(c, id=c["upstream"]["case"]) for c in cases]
+
+
+@pytest.mark.parametrize("case", _trafficdist_cases())
+def test_trafficdist_reconcile_hints(case):
+    """The EndpointSlice controller's hints for trafficDistribution (kspec.topology, at 1.34), endpoint by
+    endpoint; upstream compares with EquateEmpty, so null and [] are alike."""
+    from kspec.topology import hints
+
+    distribution = case["input"]["traffic_distribution"]
+    got, want = [], []
+    for before, after in zip(case["input"]["slices"], case["expected"]["slices"]):
+        for ep, expected in zip(before["endpoints"], after["endpoints"]):
+            given = ep["hints"] or {}
+            endpoint = ir.Endpoint(ipaddress.ip_address(ep["addresses"][0]), (), node=ep["node"],
+                                   ready=ep["conditions"]["ready"] is True,  # unset counts as not ready here
+                                   zone_hints=tuple(given.get("for_zones") or ()),
+                                   node_hints=tuple(given.get("for_nodes") or ()))
+            got.append(hints(distribution, endpoint, {ep["node"]: ep["zone"]}, releases.CORPUS))
+            wanted = expected["hints"] or {}
+            want.append((tuple(wanted.get("for_zones") or ()), tuple(wanted.get("for_nodes") or ())))
+    assert got == want

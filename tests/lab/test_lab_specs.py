@@ -91,3 +91,16 @@ def test_a_dual_stack_spec_builds_a_lab_per_family(family):
     assert {r.target.dst.version for r in report.results} == {version}  # the other family's probes are not sent
     assert {o.pod for r in report.results for o in r.observed} == {f"default/web{version}"}
     assert {o.client_address for o in _seen(report, "node2")} == {"10.240.0.4" if version == 4 else "fd00:240::4"}
+
+
+def test_topology_keeps_each_zone_in_its_zone_and_without_hints_does_not():
+    report = lab("topology")
+    assert {o.pod for o in _seen(report, "shop-a ->")} == {"default/web-a"}
+    assert {o.pod for o in _seen(report, "shop-b ->")} == {"default/web-b"}
+    # kube-proxy 1.30 with its controller: no hints, so the kernel spreads zone a's connections over both.
+    from kspec.releases import with_release
+
+    cluster, _ = load(str(Path(__file__).resolve().parents[2] / "specs" / "topology.k"))
+    older = run_lab(with_release(cluster, "1.30"), spec="specs/topology.k at 1.30")
+    assert_agrees(older)
+    assert {o.pod for o in _seen(older, "shop-a ->")} == {"default/web-a", "default/web-b"}

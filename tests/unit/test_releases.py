@@ -166,3 +166,44 @@ def test_a_zone_keeps_its_traffic_while_it_has_ready_endpoints_proved_by_the_ver
         cluster = dataclasses.replace(cluster, proxy=dataclasses.replace(cluster.proxy, kube_proxy_version=(1, 33)))
         [result] = [r for r in verify(cluster, builtins=False, family=ir.IPFamily.V4)]
         assert result.verdict is verdict, hints
+
+
+def test_traffic_distribution_hints_reach_kube_proxy_by_both_roads(tmp_path):
+    # specs/topology.k: PreferClose on a selector Service. The .k road writes the controller's hints
+    # (kspec.topology); exported as objects, the EndpointSlices carry them and the Service its
+    # trafficDistribution, and the Kubernetes road compiles to the same rules on every node.
+    from kspec.export.k8s import to_yaml
+    from kspec.grammar import load
+    from kspec.ingest.k8s import load_k8s
+
+    cluster, _ = load(str(REPO / "specs" / "topology.k"))
+    assert {str(ep.ip): ep.zone_hints for ep in cluster.services[0].endpoints} == {
+        "10.244.2.5": ("zone-a",), "10.244.3.5": ("zone-b",)}
+    objects = tmp_path / "objects.yaml"
+    objects.write_text(to_yaml(cluster))
+    again = load_k8s([str(objects)])
+    assert again.services[0].traffic_distribution == "PreferClose"
+    for node in ("node1", "node3"):
+        assert compile_node(again, node) == compile_node(cluster, node)
+    rules = compile_node(cluster, "node1")
+    assert "-> 10.244.2.5:8080" in rules and "-> 10.244.3.5:8080" not in rules
+
+
+@pytest.mark.parametrize("release, zone_a, zone_b", [
+    ((1, 30), ("",), ()),  # ServiceTrafficDistribution off by default: no hints
+    ((1, 31), ("zone-a",), ("",)),  # PreferClose: a zone, or the dummy "" zone before 1.33
+    ((1, 33), ("zone-a",), ()),
+])
+def test_prefer_close_hints_by_release(release, zone_a, zone_b):
+    from kspec.topology import hints
+
+    zones = {"a": "zone-a", "b": None}
+    ep_a = ir.Endpoint(ip("10.244.1.9"), EP_PORT, node="a")
+    ep_b = ir.Endpoint(ip("10.244.2.9"), EP_PORT, node="b")
+    if release == (1, 30):
+        zone_a = ()
+    assert hints("PreferClose", ep_a, zones, release) == (zone_a, ())
+    assert hints("PreferClose", ep_b, zones, release) == (zone_b, ())
+    # PreferSameNode: from 1.34 (on by default), zone and node hints; before, as if unset.
+    assert hints("PreferSameNode", ep_a, zones, (1, 33)) == ((), ())
+    assert hints("PreferSameNode", ep_a, zones, (1, 34)) == (("zone-a",), ("a",))
