@@ -18,9 +18,9 @@ import z3
 from kspec import ruleset as rs
 from kspec.ir import IPAddress
 from kspec.verifier import matches, natpick
-from kspec.verifier.matches import CHOICE, CONTINUE_TARGETS, Conn, PacketView
+from kspec.verifier.matches import CHOICE, CONTINUE_TARGETS, PacketView
 from kspec.verifier.netfilter import (ACCEPT, DROP, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT, UNDO_DNAT_HOOKS,
-                                      UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, ct_status, protocol_matches,
+                                      UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, protocol_matches,
                                       state_match)
 
 SHORT_CHAIN = 16  # chains up to this length are walked whole
@@ -225,21 +225,11 @@ class NodeModel:
 
     def view(self, pkt: SymPacket) -> PacketView:
         """The packet as ``verifier.matches`` reads it (the decisions both engines share)."""
-        has_conn = pkt.tracked and not pkt.invalid and not pkt.untracked
-        conn = None
-        if has_conn and pkt.established and not pkt.data:
-            conn = Conn(rs.CtDir.REPLY, None, None, pkt.ctmark, ct_status(pkt))
-        elif has_conn:
-            entered = pkt.entered
-            original = (entered[1] if entered[1] is not None else entered[0], entered[2], entered[3], entered[4]) \
-                if entered is not None else None
-            conn = Conn(rs.CtDir.ORIGINAL, original, (self._dst(pkt), self._dport(pkt), self._src(pkt), pkt.sport),
-                        pkt.ctmark, ct_status(pkt))
-        socket = pkt.in_iface is None and (not pkt.established or pkt.data)
-        answer = (pkt.established or pkt.invalid) and not pkt.related and not pkt.data  # a SYN-ACK
-        return PacketView(self._src(pkt), pkt.sport, self._dst(pkt), self._dport(pkt), pkt.proto, "", answer,
-                          conn, self.local_ips, socket, self.ipsets, self.width, pkt.data, pkt.in_iface, pkt.out_iface,
-                          self.local_routes, pkt.owner, pkt.random_port)
+        entered = pkt.entered
+        original = (entered[1] if entered[1] is not None else entered[0], entered[2], entered[3], entered[4]) \
+            if entered is not None else None
+        return matches.view(pkt, self._src(pkt), self._dst(pkt), self._dport(pkt), original, self.local_ips,
+                            self.ipsets, self.width, self.local_routes)
 
     @staticmethod
     def _src(pkt: SymPacket):

@@ -22,6 +22,7 @@ import z3
 
 from kspec import ruleset as rs
 from kspec.ir import IPAddress
+from kspec.verifier.netfilter import ct_status
 
 CHOICE = object()  # decided by a rate or a counter, not by the packet (see module docstring)
 
@@ -67,6 +68,23 @@ class PacketView:
     local_routes: Any = None  # own address -> its local route's device, None if ambiguous (network.local_routes)
     owner: tuple[int, int] | None = None  # (uid, gid) of the sending node process (socket), None: not known
     random_port: str | None = None  # "sport"/"dport": the kernel's random pick, not known (natpick)
+
+
+def view(pkt, src, dst, dport, original: tuple | None, local_ips, ipsets, width: int, local_routes) -> PacketView:
+    """``pkt`` (either engine's packet: the fields ``walk.Engine`` names) as the decisions read it, with its
+    addresses in the engine's terms (``src``, ``dst``, ``dport``; ``original``: the connection's original
+    tuple) and its node's facts. A reply of a known connection sees the REPLY direction; the client's later
+    packets and first packets the ORIGINAL one; no connection before conntrack, or INVALID, or UNTRACKED."""
+    conn = None
+    if pkt.tracked and not pkt.invalid and not pkt.untracked:
+        if pkt.established and not pkt.data:
+            conn = Conn(rs.CtDir.REPLY, None, None, pkt.ctmark, ct_status(pkt))
+        else:
+            conn = Conn(rs.CtDir.ORIGINAL, original, (dst, dport, src, pkt.sport), pkt.ctmark, ct_status(pkt))
+    socket = pkt.in_iface is None and (not pkt.established or pkt.data)
+    answer = (pkt.established or pkt.invalid) and not pkt.related and not pkt.data  # a SYN-ACK
+    return PacketView(src, pkt.sport, dst, dport, pkt.proto, "", answer, conn, local_ips, socket, ipsets, width,
+                      pkt.data, pkt.in_iface, pkt.out_iface, local_routes, pkt.owner, pkt.random_port)
 
 
 def unmodelled(what, rule) -> str:

@@ -27,7 +27,7 @@ from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
 from kspec.verifier import matches, natpick
 from kspec.verifier.netfilter import (ACCEPT, DROP, HOOKS_WITH_OUT, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT,
-                                      UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, ct_status,
+                                      UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states,
                                       protocol_matches, state_match)
 
 __all__ = [
@@ -699,20 +699,9 @@ class NodeTracer:
 
     def _view(self, th: ConcretePacket) -> matches.PacketView:
         """The packet as ``verifier.matches`` reads it (the decisions both engines share)."""
-        conn = None
-        if th.tracked and not th.untracked and not th.invalid:
-            if th.established and not th.data:
-                conn = matches.Conn(rs.CtDir.REPLY, None, None, th.ctmark, ct_status(th))
-            elif th.entered is not None:
-                src, sport, dst, dport, _, _ = th.entered
-                conn = matches.Conn(rs.CtDir.ORIGINAL, (src, sport, dst, dport), (th.dst, th.dport, th.src, th.sport),
-                                    th.ctmark, ct_status(th))
-        width = 32 if th.src.version == 4 else 128
-        answer = (th.established or th.invalid) and not th.related and not th.data  # a SYN-ACK
-        socket = th.in_iface is None and (not th.established or th.data)
-        return matches.PacketView(th.src, th.sport, th.dst, th.dport, th.proto, "", answer, conn, self.local,
-                                  socket, self.ipsets, width, th.data, th.in_iface, th.out_iface,
-                                  self.local_routes, th.owner, th.random_port)
+        original = th.entered[:4] if th.entered is not None else None
+        return matches.view(th, th.src, th.dst, th.dport, original, self.local, self.ipsets,
+                            32 if th.src.version == 4 else 128, self.local_routes)
 
 _NOTRACK = rs.CtTarget(notrack=True)
 
