@@ -78,11 +78,13 @@ def ct_status(pkt) -> frozenset[rs.CtStatus]:
     the packet. A first packet's entry is unconfirmed until it leaves POSTROUTING or INPUT (``pkt.confirmed``
     once it comes back in through ``lo``); conntrack sets SEEN_REPLY on the first answer before any table but
     raw sees it, and ASSURED on the TCP packet after the handshake's answer (the client's data is walked after
-    its ACK); an ICMP error shows the status of the connection it is about (``pkt.confirmed``: that
-    connection's first packet had left the node). EXPECTED belongs to helpers' connections, never modelled
-    ones. The kernel agrees (tests/verifier/test_kernel_faithful.py, "ctstatus")."""
-    if pkt.established and not pkt.related:
-        return _ANSWERED_LATER if pkt.data else _ANSWERED
+    its ACK); an ICMP error shows the status of the connection it is about (``pkt.master``, as the walk
+    found it on that node). EXPECTED belongs to helpers' connections, never modelled ones. The kernel agrees
+    (tests/verifier/test_kernel_faithful.py, "ctstatus")."""
+    if pkt.related:
+        return pkt.master
+    if pkt.established:
+        return ANSWERED_LATER if pkt.data else _ANSWERED
     return _CONFIRMED if pkt.confirmed else frozenset()
 
 
@@ -95,7 +97,7 @@ def state_match(match: rs.Conntrack, states: frozenset[rs.CtState]) -> bool:
 
 _CONFIRMED = frozenset({rs.CtStatus.CONFIRMED})
 _ANSWERED = _CONFIRMED | {rs.CtStatus.SEEN_REPLY}
-_ANSWERED_LATER = _ANSWERED | {rs.CtStatus.ASSURED}
+ANSWERED_LATER = _ANSWERED | {rs.CtStatus.ASSURED}  # a TCP connection once the client's data follows
 _INVALID = frozenset({rs.CtState.INVALID})
 _UNTRACKED = frozenset({rs.CtState.UNTRACKED})
 _NAT_STATES = frozenset({rs.CtState.SNAT, rs.CtState.DNAT})
@@ -130,6 +132,7 @@ class Connection:
     snat_to: tuple | None = None  # (address, port) their source becomes
     dnat_to: tuple | None = None  # (address, port) their destination becomes
     random_sport: bool = False  # the SNAT's port is the kernel's random pick (natpick)
+    status: frozenset = frozenset({rs.CtStatus.CONFIRMED})  # its --ctstatus bits now (a forwarded first packet's)
 
     @property
     def nat_states(self) -> frozenset[rs.CtState]:

@@ -76,18 +76,25 @@ def fate_outcome(fate: Fate) -> Outcome | None:
     return observed(fate.disposition, fate.pod, seen, *later(fate))
 
 
-def later(fate: Fate) -> tuple[Disposition | None, Disposition | None]:
-    """The dispositions of what comes back for ``fate`` and of the client's data after it (None: not traced)."""
+def later(fate: Fate) -> tuple[Disposition | None, Disposition | None, Disposition | None]:
+    """The dispositions of what comes back for ``fate``, of the client's data after it, and of the ICMP error
+    a REJECT of that data sends back (None: not traced)."""
     answer = fate.reply
     data = answer.reply if answer is not None else None
-    return (answer.disposition if answer is not None else None, data.disposition if data is not None else None)
+    error = data.reply if data is not None else None
+    return tuple(f.disposition if f is not None else None for f in (answer, data, error))
 
 
 def observed(disposition: Disposition, pod, seen, comes_back: Disposition | None,
-             data: Disposition | None = None) -> Outcome:
+             data: Disposition | None = None, data_error: Disposition | None = None) -> Outcome:
     """What a client observes of a first packet's fate, of what comes back (``comes_back``: the answer's, or a
-    REJECT's ICMP error's, fate; None when not traced) and of its data after a TCP handshake (``data``). Both
-    engines' paths are judged here."""
+    REJECT's ICMP error's, fate; None when not traced) and of its data after a TCP handshake (``data``; and
+    ``data_error``, the fate of the ICMP error a REJECT of the data sends). Both engines' paths are judged
+    here."""
+    if comes_back is Disposition.ANSWERED and data is Disposition.REJECTED and data_error is not None:
+        # Connected, then its data refused: the client hears the ICMP error (if it comes back), as a refusal.
+        return Outcome({Disposition.ANSWERED: Disposition.REJECTED,
+                        Disposition.UNKNOWN: Disposition.UNKNOWN}.get(data_error, Disposition.HOST))
     if comes_back is Disposition.ANSWERED and data is not None and data is not Disposition.DELIVERED:
         # Connected, but what it then sends never reaches the pod: no echo comes, as from a host socket.
         return Outcome(Disposition.UNKNOWN if data is Disposition.UNKNOWN else Disposition.HOST)

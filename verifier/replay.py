@@ -34,12 +34,12 @@ class ConcreteCluster(Walk):
 
 
 def outcome_key(disposition: Disposition, pod: ir.Pod | None, src, reply: Disposition | None = None,
-                data: Disposition | None = None) -> tuple:
+                data: Disposition | None = None, data_error: Disposition | None = None) -> tuple:
     """What the model and the concrete tracer must agree on for one path (and its answer's and the client's
     data's after it, if traced)."""
     return (disposition.value, pod.key if pod is not None else None,
             str(src) if disposition is Disposition.DELIVERED else None, reply.value if reply is not None else None,
-            data.value if data is not None else None)
+            data.value if data is not None else None, data_error.value if data_error is not None else None)
 
 
 def fate_key(fate: Fate) -> tuple:

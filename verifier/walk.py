@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from kspec import ir
-from kspec.verifier.netfilter import ACCEPT, DROP, HOOKS_WITH_OUT, REJECT, Connection, tables_of, tracked_in
+from kspec.verifier.netfilter import (ACCEPT, ANSWERED_LATER, DROP, HOOKS_WITH_OUT, REJECT, Connection, ct_status,
+                                      tables_of, tracked_in)
 
 if TYPE_CHECKING:
     from kspec.verifier.network import ClusterNetwork
@@ -115,8 +116,8 @@ class Engine(Protocol):
     A packet (``encode.SymPacket`` or ``tracer.ConcretePacket``) has the fields this module reads and
     ``evolve(**changes)`` (a copy with changes): ``dst``, ``src_value``, ``sport_value``, ``proto``,
     ``in_iface``, ``out_iface``, ``nat_address``, ``tracked``, ``untracked``, ``established``, ``related``,
-    ``invalid``, ``nat_states``, ``dnat``, ``snat``, ``mark``, ``ctmark``, ``confirmed``, ``owner``, ``steps``,
-    ``unknown``, ``entered``.
+    ``invalid``, ``nat_states``, ``dnat``, ``snat``, ``mark``, ``ctmark``, ``confirmed``, ``owner``,
+    ``random_port``, ``master``, ``steps``, ``unknown``, ``entered``.
     """
 
     def has_chain(self, table: str, chain: str) -> bool: ...
@@ -207,9 +208,8 @@ class NodeWalk:
         for path in sent:
             route = self.route(path.dst)
             if route.kind is RouteKind.LOCAL:
-                # A first packet's entry was confirmed as it left POSTROUTING (an error's, about another
-                # packet's connection, keeps that one's status).
-                looped.append(path.evolve(in_iface="lo", out_iface=None, confirmed=path.confirmed or not path.related))
+                # A first packet's entry was confirmed as it left POSTROUTING.
+                looped.append(path.evolve(in_iface="lo", out_iface=None, confirmed=True))
             else:
                 exits.append(Exit(ExitKind.OUT, path, route))
         if looped:
@@ -417,7 +417,7 @@ class Walk:
             if refused:
                 return [Fate(Disposition.UNKNOWN, (), pkt, node=fate.node, reason=refused)]
             return [then for answer in self.replies(fate, client, expect)
-                    for then in self._then_data(fate, answer, client)]
+                    for then in self._then_data(fate, answer, client, expect)]
         if fate.disposition is Disposition.REJECTED:
             return self.rejections(fate, client, expect)
         if fate.loops:
@@ -440,16 +440,19 @@ class Walk:
         answer = self.engines[fate.node].answer(fate.packet, self.net.pod_iface(fate.pod))
         return self._answer_at(fate.node, answer, (), conns, client, expect)
 
-    def _then_data(self, fate: Fate, answer: Fate, client: ir.Client) -> list[Fate]:
+    def _then_data(self, fate: Fate, answer: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int]
+                   ) -> list[Fate]:
         """``answer``, split by the fates of the client's data that follows an answered TCP handshake (as
         ``answer.reply``): ESTABLISHED on each node that holds the connection, NATed again as the first packet
         was, by the first packet's way; it must reach the same pod."""
         first = fate.hops[0]
         if answer.disposition is not Disposition.ANSWERED or fate.packet.proto != "tcp" or first.entered is None:
             return [answer]
-        conns = self._connections(fate)
-        crossed = {hop.node for hop in answer.hops}
-        conns = {node: conn if node in crossed else HALF_OPEN for node, conn in conns.items()}
+        # Each node holds the connection as the answer left it (its CONNMARK too); one the answer bypassed
+        # holds it half open.
+        marks = {hop.node: hop.packet.ctmark for hop in answer.hops if hop.packet is not None}
+        conns = {node: replace(conn, mark=marks[node], status=ANSWERED_LATER) if node in marks else HALF_OPEN
+                 for node, conn in self._connections(fate).items()}
         data = self.engines[first.node].data_packet(first.entered, answer.packet)
         entry = first.node if client.kind is ir.ClientKind.EXTERNAL else None
         found = []
@@ -457,10 +460,15 @@ class Walk:
             if then.disposition is Disposition.DELIVERED and then.pod != fate.pod:
                 then = replace(then, disposition=Disposition.NO_ROUTE,
                                reason=f"the client's data reaches {then.pod.key}, not {fate.pod.key}")
+            if then.disposition is Disposition.REJECTED:  # the client may hear the refusal of its data
+                found += [replace(answer, reply=replace(then, reply=error))
+                          for error in self.rejections(then, client, expect, established=True)]
+                continue
             found.append(replace(answer, reply=then))
         return found
 
-    def rejections(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
+    def rejections(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int],
+                   established: bool = False) -> list[Fate]:
         """Every fate of the ICMP error a REJECT sends back (``fate`` is a REJECTED one): from the rejecting
         node's OUTPUT, RELATED to the connection on every node that holds it (which undoes its NAT), INVALID
         elsewhere. ANSWERED when it reaches the client, whatever its source: the client's kernel matches it
@@ -469,14 +477,16 @@ class Walk:
         at = fate.packet
         if conns is None:
             return [Fate(Disposition.UNKNOWN, (), at, reason="the connection crossed a node twice")]
+        if established:  # a refused later packet: every node on its way holds the answered connection
+            conns = {name: replace(conn, status=ANSWERED_LATER) for name, conn in conns.items()}
         node = fate.hops[-1].node
         engine = self.engines[node]
-        conns[node] = conn = engine.connection(at.entered, engine.ends(at))
+        conns[node] = conn = replace(engine.connection(at.entered, engine.ends(at)), status=ct_status(at))
         local = self.net.route(node, at.dst).kind is RouteKind.LOCAL
         src = at.dst if local else self.net.nat_source(node, self.net.route(node, at.src_value).out_iface)
         if src is None:
             return [Fate(Disposition.UNKNOWN, (), at, reason=f"{node} has no address to send the ICMP error from")]
-        error = engine.at_door(engine.icmp_error(at, src, conn)).evolve(confirmed=at.confirmed)
+        error = engine.at_door(engine.icmp_error(at, src, conn)).evolve(master=conn.status)
         return self._answer_exits(node, self.node(node).originating(error, conn), (), conns, client, expect)
 
     def _connections(self, fate: Fate) -> dict[str, Connection] | None:
@@ -502,7 +512,8 @@ class Walk:
         pkt = self.engines[node].at_door(pkt).evolve(
             established=known, invalid=not known and (pkt.proto == "tcp" or pkt.related),
             nat_states=conn.nat_states if known else frozenset(), dnat=False, snat=False, mark=0,
-            ctmark=conn.mark if known else 0, untracked=False, confirmed=known)
+            ctmark=conn.mark if known else 0, untracked=False, confirmed=False,
+            master=conn.status if known and pkt.related else frozenset())
         return self._answer_exits(node, self.node(node).arriving(pkt, conn), hops, conns, client, expect)
 
     def _answer_exits(self, node: str, exits: list[Exit], hops: tuple[Hop, ...], conns: dict[str, Connection],

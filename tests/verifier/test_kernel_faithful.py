@@ -136,6 +136,14 @@ SCENARIOS = {
     "left the cluster from another node's address": dict(node1=SKIP_AND_SNAT_TO_NODE0),
     "external, untracked at the entry node": dict(node1=_dump(raw="-A PREROUTING -d 192.0.2.50/32 -j CT --notrack")),
     # The pod sees whether node0 found the first packet's entry unconfirmed (then it masquerades it).
+    # Found by the 10,000-ruleset run of 2026-12-01: the pod's answer marks the connection on node0, and
+    # node0 then drops the client's data by that mark.
+    "the answer's CONNMARK is what the client's data meets": dict(node0=_dump(
+        security="-A FORWARD -i eth0 -m connmark --mark 0x1 -j DROP\n"
+                 "-A FORWARD -s 10.244.0.10/32 -j CONNMARK --set-xmark 0x1/0x1")),
+    # ... and node0 refuses the client's data (ESTABLISHED, in from eth0): the client hears the refusal.
+    "the client's refused data comes back as an ICMP error": dict(node0=_dump(
+        filter="-A FORWARD -i eth0 -p tcp -m conntrack --ctstate ESTABLISHED -j REJECT")),
     "ctstatus: the first packet is unconfirmed, the answer confirmed": dict(node0=_dump(
         nat="-A POSTROUTING -m mark --mark 0x8/0x8 -j MASQUERADE",
         mangle="-A FORWARD -m conntrack ! --ctstatus CONFIRMED -j MARK --set-xmark 0x8/0x8",
@@ -507,6 +515,29 @@ def test_supplementary_groups_are_unknown_unless_the_primary_group_decides():
     assert results["bob delivered"].verdict is Verdict.VIOLATED  # bob's own group is 2000
     assert results["root delivered"].verdict is Verdict.UNKNOWN
     assert "Owner" in results["root delivered"].reason and "node1.rules:" in results["root delivered"].reason
+
+
+def _probe_outcomes(check: str, **spec) -> set:
+    from kspec.verifier.predict import probes
+    from kspec.verifier import node_models
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.properties import Verifier
+
+    cluster, rules = scenario(**spec)
+    verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
+    return {o.disposition for p in probes(cluster, verifier) if p.check.name == check for o in p.outcomes}
+
+
+def test_9_the_clients_data_meets_the_connmark_the_answer_left():
+    spec = SCENARIOS["the answer's CONNMARK is what the client's data meets"]
+    assert _probe_outcomes("answered", **spec) == {Disposition.HOST}  # connected, its data dropped
+    assert _results(**spec)["udp answered"].verdict is Verdict.PROVED  # no data after a UDP answer
+
+
+def test_9_a_refusal_of_the_clients_data_reaches_the_client():
+    spec = SCENARIOS["the client's refused data comes back as an ICMP error"]
+    assert _probe_outcomes("answered", **spec) == {Disposition.REJECTED}
+    assert _results(**spec)["answered"].verdict is Verdict.VIOLATED
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
