@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kspec import ir
-from kspec.diagnostics import Diagnostic, KspecError, Severity
+from kspec.diagnostics import Diagnostic, KspecError, Severity, decode
 
 from .parser import parse_tree
 from .printer import format_cluster
@@ -25,18 +25,6 @@ def parse_text(text: str, filename: str = "<string>") -> tuple[ir.Cluster, list[
     if any(d.severity is Severity.ERROR for d in diagnostics):
         raise KspecError(diagnostics)
     return cluster, diagnostics
-
-
-def decode(data: bytes, filename: str) -> str:
-    """UTF-8 text of a spec file; a bad byte is an error at its own line and column."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        before = data[:exc.start].decode("utf-8")
-        line = before.count("\n") + 1
-        column = len(before) - (before.rfind("\n") + 1) + 1
-        span = ir.Span(filename, line, column, line, column + 1)
-        raise KspecError([Diagnostic(span, f"invalid UTF-8 byte 0x{data[exc.start]:02x}")]) from None
 
 
 def load(path: str | Path) -> tuple[ir.Cluster, list[Diagnostic]]:

@@ -72,6 +72,20 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _family(args: argparse.Namespace, *clusters: ir.Cluster) -> ir.IPFamily | None:
+    """``--family`` as asked (None: not given); refused for a cluster with no address of that family, which
+    would verify nothing (every check unknown) and probe nothing."""
+    if not args.family:
+        return None
+    family = _FAMILIES[args.family]
+    for cluster in clusters:
+        if family not in cluster.families():
+            have = " and ".join(f.value for f in cluster.families())
+            raise KspecError([Diagnostic(None, f"--family {args.family}: cluster {cluster.name} has no "
+                                               f"{family.value} node or Service address (it is {have})")])
+    return family
+
+
 # --------------------------------------------------------------------------------------- compile
 
 
@@ -80,6 +94,7 @@ def run_compile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config, args.kube_proxy_version)
     report(warnings, err, args.compact)
+    # (An IPv4 ruleset of an IPv6-only cluster is kube-proxy's empty one: compile it, as kube-proxy would.)
     family = _FAMILIES[args.family] if args.family else cluster.families()[0]
     if args.all_nodes:
         if not args.output:
@@ -229,7 +244,7 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             errors += exc.diagnostics
     if errors:
         raise KspecError(errors)
-    family = _FAMILIES[args.family] if args.family else None
+    family = _family(args, *(cluster for _, cluster in loaded))
     rules = dump_rules(loaded[0][1], args.rules, args.node, family)
     outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,
                            allow_unknown=allow_unknown, jobs=jobs, family=family,
@@ -313,7 +328,7 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.specs:
         raise KspecError([Diagnostic(None, "no specs given (or --cleanup)")])
     loaded = [(path, load_cluster(path, release=args.kube_proxy_version)) for path in args.specs]
-    family = _FAMILIES[args.family] if args.family else None
+    family = _family(args, *(cluster for _, (cluster, _) in loaded))
     reason = next(filter(None, (requirements(family or cluster.families()[0]) for _, (cluster, _) in loaded)), None)
     if reason:
         print(reason, file=err)

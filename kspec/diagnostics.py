@@ -24,6 +24,19 @@ class Diagnostic:
     notes: tuple[str, ...] = ()
 
 
+def decode(data: bytes, filename: str) -> str:
+    """UTF-8 text of an input file (a spec, objects, a dump); a bad byte is an error at its own line and
+    column, not the codec's message."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start].decode("utf-8")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        span = Span(filename, line, column, line, column + 1)
+        raise KspecError([Diagnostic(span, f"invalid UTF-8 byte 0x{data[exc.start]:02x}")]) from None
+
+
 @dataclass
 class KspecError(Exception):
     """Bad input: one or more error diagnostics (and any warnings collected on the way)."""

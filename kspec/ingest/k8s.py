@@ -61,7 +61,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from kspec import consistency, ir
-from kspec.diagnostics import Diagnostic, KspecError, Severity
+from kspec.diagnostics import Diagnostic, KspecError, Severity, decode
 from kspec.ingest.addresses import parse_cidr_lenient, parse_ip_lenient
 from kspec.ingest.yamlpos import PosList, PosMap, YamlSyntaxError, load_documents
 
@@ -231,17 +231,23 @@ class _Reader:
 
     def read_file(self, path: str, proxy_config_file: bool = False) -> None:
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as err:
-            self.diagnostics.append(Diagnostic(None, f"cannot read {path}: {err}"))
+            with open(path, "rb") as f:
+                text = decode(f.read(), path)
+        except OSError as err:
+            self.diagnostics.append(Diagnostic(None, f"cannot read {path}: {err.strerror}"))
+            return
+        except KspecError as err:
+            self.diagnostics += err.diagnostics
             return
         try:
-            documents = load_documents(text, path)
+            documents = [doc for doc in load_documents(text, path) if doc is not None]  # `---` alone: nothing
         except YamlSyntaxError as err:
             self.diagnostics.append(err.diagnostic)
             return
         self.sources[path] = text
+        if not documents:  # an empty file is most likely the wrong file, not an empty cluster
+            self.diagnostics.append(Diagnostic(ir.Span(path, 1, 1), f"{path} holds no Kubernetes objects"))
+            return
         seen_before = self.proxy_configs_seen
         for doc in documents:
             self._document(doc, path)

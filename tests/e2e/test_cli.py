@@ -155,3 +155,11 @@ def test_verify_against_a_real_iptables_save_dump(tmp_path: Path):
     broken.write_text("*nat\n-A PREROUTING -p tcp -m multiport --dports 80,http -j ACCEPT\nCOMMIT\n")
     bad = kspec("verify", "--spec", str(spec), "--rules", str(broken), "--node", "node2")
     assert bad.returncode == 2 and f"{broken}:2:" in bad.stderr
+
+
+def test_a_family_the_cluster_lacks_is_bad_input():
+    # It verified nothing (every check unknown, "3 failures") instead of saying so (issue 12).
+    result = kspec("verify", "specs/clusterip.k", "--family", "ipv6")
+    assert result.returncode == 2
+    assert "--family ipv6: cluster source-ip has no IPv6 node or Service address (it is IPv4)" in result.stderr
+    assert "Traceback" not in result.stderr

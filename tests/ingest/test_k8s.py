@@ -678,3 +678,18 @@ def test_topology_hints_and_the_node_zone_are_read(write):
     assert cluster.node("a").zone == "zone-a"
     [ep] = cluster.services[0].endpoints
     assert ep.zone_hints == ("zone-a",) and ep.node_hints == ("a",)
+
+
+@pytest.mark.parametrize("text", ["", "---\n", "# only a comment\n"])
+def test_a_file_without_objects_is_bad_input(write, text: str):
+    # It loaded as an empty cluster: "0 checks", exit 0 (issue 12).
+    assert problems(write, text) == ["1:1: error: " + f"{write(text)} holds no Kubernetes objects"]
+
+
+def test_a_bad_utf8_byte_is_an_error_at_its_position(tmp_path: Path):
+    path = tmp_path / "objects.yaml"
+    path.write_bytes(b"apiVersion: v1\nkind: Service\nmetadata: {name: caf\xe9}\n")
+    with pytest.raises(KspecError) as err:
+        load_k8s([str(path)])
+    [diag] = err.value.diagnostics
+    assert (diag.span.line, diag.span.column, diag.message) == (3, 21, "invalid UTF-8 byte 0xe9")

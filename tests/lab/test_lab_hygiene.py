@@ -159,7 +159,7 @@ def test_an_ipv6_spec_gets_an_ipv6_lab_from_the_cli():
 def test_a_family_the_spec_lacks_is_bad_input():
     result = _cli_lab("--family", "ipv6", str(REPO / "specs" / "clusterip.k"))
     assert result.returncode == 2
-    assert "no IPv6 nodes or Services" in result.stderr
+    assert "has no IPv6 node or Service address" in result.stderr
 
 
 @pytest.mark.session_hygiene
