@@ -35,6 +35,22 @@ def endpoint_order(endpoint: ir.Endpoint) -> tuple:
     return (ip.version, int(ip)) if ip is not None else (0, 0), ports
 
 
+def _no_way_in(svc: ir.Service, via: ir.Via) -> str:
+    """Why kube-proxy gives ``svc`` no address of kind ``via`` ('' when it does): such a check would cover
+    no packet at all."""
+    if svc.type is ir.ServiceType.EXTERNAL_NAME:
+        return "is an ExternalName Service (a DNS alias; kube-proxy programs nothing for it)"
+    if via is ir.Via.CLUSTER_IP and not svc.cluster_ips:
+        return "is headless (cluster_ip None; kube-proxy programs nothing for it)"
+    if via is ir.Via.NODE_PORT and svc.type not in (ir.ServiceType.NODE_PORT, ir.ServiceType.LOAD_BALANCER):
+        return f"is of type {svc.type.value}, which has no node port"
+    if via is ir.Via.LOAD_BALANCER and not svc.load_balancer_ingress:
+        return "has no load_balancer_ingress address"
+    if via is ir.Via.EXTERNAL_IP and not svc.external_ips:
+        return "has no external_ips"
+    return ""
+
+
 class _Resolver:
     def __init__(self, draft: Draft):
         self.draft = draft
@@ -166,7 +182,12 @@ class _Resolver:
         for check in self.cluster.checks:
             dest = check.destination
             svc = services.get(dest.service)
-            if svc is None or dest.port is None:
+            if svc is None:
+                continue
+            missing = _no_way_in(svc, dest.via)
+            if missing:
+                self._error(dest.span, f"service {svc.key} {missing}: no packet can go `via {dest.via.value}`")
+            if dest.port is None:
                 continue
             if not any(port.name == dest.port for port in svc.ports):
                 names = ", ".join(p.name for p in svc.ports if p.name) or "none are named"

@@ -242,6 +242,10 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             loaded.append((path, cluster))
         except KspecError as exc:
             errors += exc.diagnostics
+            continue
+        if not cluster.nodes:  # the built-ins would still send from a made-up external host
+            errors.append(Diagnostic(cluster.span, f"cluster {cluster.name} has no nodes: nothing runs kube-proxy, "
+                                                   "so there is nothing to verify"))
     if errors:
         raise KspecError(errors)
     family = _family(args, *(cluster for _, cluster in loaded))

@@ -163,3 +163,12 @@ def test_a_family_the_cluster_lacks_is_bad_input():
     assert result.returncode == 2
     assert "--family ipv6: cluster source-ip has no IPv6 node or Service address (it is IPv4)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_cluster_without_nodes_is_bad_input(tmp_path: Path):
+    # Its built-ins sent from a made-up external host and reported a violation (issue 12).
+    spec = tmp_path / "zero.k"
+    spec.write_text("cluster z {\n  service web { cluster_ip 10.96.0.10  port 80/tcp }\n}\n")
+    result = kspec("verify", str(spec))
+    assert result.returncode == 2
+    assert "zero.k:1:1: error: cluster z has no nodes" in result.stderr
