@@ -170,6 +170,21 @@ def dump_rules(cluster: ir.Cluster, where: str | None, node: str | None,
     return found
 
 
+def unhooked_dumps(rules: dict[str, Path] | None) -> list[Diagnostic]:
+    """Warnings for ``--rules`` dumps that hold kube-proxy's chains with nothing jumping to them."""
+    from kspec.ingest.iptables_save import unhooked_kube_chains
+
+    found = []
+    for path in (rules or {}).values():
+        try:
+            warning = unhooked_kube_chains(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        except OSError:
+            continue  # reading it properly later says what is wrong
+        if warning is not None:
+            found.append(warning)
+    return found
+
+
 def _since(cluster: ir.Cluster, node: str, family: ir.IPFamily, args: argparse.Namespace):
     """A partial sync from the state PREVIOUS describes to this one, as kube-proxy does after a change."""
     from kspec.compiler import SyncState, compile_node
@@ -250,6 +265,7 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise KspecError(errors)
     family = _family(args, *(cluster for _, cluster in loaded))
     rules = dump_rules(loaded[0][1], args.rules, args.node, family)
+    report(unhooked_dumps(rules), err, args.compact)
     outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,
                            allow_unknown=allow_unknown, jobs=jobs, family=family,
                            ipsets=dump_sets(loaded[0][1], rules, args.ipsets), strict=args.strict)
@@ -278,6 +294,7 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     dst, dport, proto = _destination(args.to)
     family = ir.IPFamily.of(dst)
     rules = dump_rules(cluster, args.rules, args.rules_node, family)
+    report(unhooked_dumps(rules), err, args.compact)
     network = ClusterNetwork(cluster, node_models(cluster, family, rules, dump_sets(cluster, rules, None)), family)
     entry = args.node
     if entry is None and client.kind is ir.ClientKind.EXTERNAL:
@@ -342,6 +359,7 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         report(warnings, err, args.compact)
         progress = (lambda msg: print(f"  {msg}", file=err)) if args.verbose else None
         rules = dump_rules(cluster, args.rules, None, family)
+        report(unhooked_dumps(rules), err, args.compact)
         texts = {node: dump.read_text(encoding="utf-8") for node, dump in rules.items()} if rules else None
         sets = {node: p.read_text(encoding="utf-8") for node, p in (dump_sets(cluster, rules, None) or {}).items()}
         try:

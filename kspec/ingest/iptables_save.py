@@ -1734,3 +1734,23 @@ def parse_iptables_save_file(path: str | Path, *, require_declared_jumps: bool =
     path = Path(path)
     return parse_iptables_save(path.read_text(), str(path), require_declared_jumps=require_declared_jumps,
                                warnings=warnings, strict=strict)
+
+
+def unhooked_kube_chains(text: str, filename: str) -> Diagnostic | None:
+    """A warning for a dump whose nat table declares kube-proxy's KUBE-SERVICES chain yet no PREROUTING or
+    OUTPUT rule jumps to it: most likely ``kspec compile`` output (kube-proxy's restore text, which leaves
+    those jumps to separate iptables calls), not an ``iptables-save`` of the node; every Service would be
+    missed."""
+    table, declared, hooked = "", None, False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif table == "nat" and line.startswith(":KUBE-SERVICES "):
+            declared = number
+        elif table == "nat" and line.startswith(("-A PREROUTING ", "-A OUTPUT ")) and " -j KUBE-SERVICES" in line:
+            hooked = True
+    if declared is None or hooked:
+        return None
+    return Diagnostic(Span(filename, declared, 1), "nothing jumps to KUBE-SERVICES from PREROUTING or OUTPUT: "
+                      "this looks like `kspec compile` output (kube-proxy's restore text), not an iptables-save "
+                      "of the node, and no packet will meet a Service's rules", Severity.WARNING)

@@ -172,3 +172,15 @@ def test_a_cluster_without_nodes_is_bad_input(tmp_path: Path):
     result = kspec("verify", str(spec))
     assert result.returncode == 2
     assert "zero.k:1:1: error: cluster z has no nodes" in result.stderr
+
+
+def test_verify_rules_warns_when_given_compile_output(tmp_path: Path):
+    # kspec compile writes kube-proxy's restore text, without the jumps from PREROUTING and OUTPUT that
+    # kube-proxy adds apart: given as a node's dump, every Service was missed without a word (issue 12).
+    compiled = kspec("compile", "specs/clusterip.k", "--node", "node1")
+    dump = tmp_path / "node1.rules"
+    dump.write_text(compiled.stdout)
+    result = kspec("verify", "specs/clusterip.k", "--rules", str(dump), "--node", "node1")
+    assert "warning: nothing jumps to KUBE-SERVICES from PREROUTING or OUTPUT" in result.stderr
+    real = kspec("verify", "tests/data/real-nodes/cluster.k", "--rules", "tests/data/real-nodes/calico")
+    assert "nothing jumps to KUBE-SERVICES" not in real.stderr, real.stderr
