@@ -281,7 +281,6 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
-    from kspec.verifier.render import journey_text
     from kspec.verifier.replay import ConcreteCluster
     from kspec.verifier.tracer import Packet
 
@@ -305,13 +304,65 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     src = cluster.client_address(client, family)
     if src is None:
         raise KspecError([Diagnostic(client.span, f"client '{client.name}' has no address to trace from")])
-    journeys = ConcreteCluster(network).round_trips(client, Packet(src, dst, proto, args.sport, dport), entry,
-                                                    (dst, dport))
+    concrete = ConcreteCluster(network)
     print(f"packet {src}:{args.sport} -> {args.to} from {client.name}"
           + (f", entering at {entry}" if entry and client.kind is ir.ClientKind.EXTERNAL else ""), file=out)
+    note = _unserved(cluster, dst, dport, proto)
+    if note:
+        print(f"note: {note}", file=out)
+    lb_targets = _lb_targets(cluster, network, dst, dport, proto) \
+        if entry is None and client.kind is ir.ClientKind.EXTERNAL else []
+    if not lb_targets:
+        journeys = concrete.round_trips(client, Packet(src, dst, proto, args.sport, dport), entry, (dst, dport))
+        _print_journeys(journeys, out)
+        return EXIT_OK
+    from kspec.verifier.replay import journeys_via_lb
+
+    for target, label in lb_targets:  # the load balancer picks a backend node: a branch each
+        print(f"via the load balancer: {label}", file=out)
+        packet = Packet(src, target.dst, proto, args.sport, target.dport)
+        _print_journeys(journeys_via_lb(concrete, client, packet, target, round_trip=True), out)
+    return EXIT_OK
+
+
+def _print_journeys(journeys, out: TextIO) -> None:
+    from kspec.verifier.render import journey_text
+
     for number, journey in enumerate(journeys, 1):
         print(journey_text(number, len(journeys), journey), file=out)
-    return EXIT_OK
+
+
+def _services_at(cluster: ir.Cluster, dst) -> list[ir.Service]:
+    """The Services that own ``dst`` (a cluster, external or load-balancer IP)."""
+    return [svc for svc in cluster.services
+            if dst in svc.cluster_ips or dst in svc.external_ips or any(i.ip == dst for i in svc.load_balancer_ingress)]
+
+
+def _unserved(cluster: ir.Cluster, dst, dport: int, proto: str) -> str:
+    """Why kube-proxy has no rule for a packet to a Service's address ('' when it has one)."""
+    for svc in _services_at(cluster, dst):
+        if not any(p.port == dport and p.protocol.lower == proto for p in svc.ports):
+            ports = ", ".join(f"{p.port}/{p.protocol.value}" for p in svc.ports) or "none"
+            return (f"{svc.key} has no {proto.upper()} port {dport} (its ports: {ports}): kube-proxy programs "
+                    "nothing for this packet")
+    return ""
+
+
+def _lb_targets(cluster: ir.Cluster, network, dst, dport: int, proto: str) -> list:
+    """(Target, label) for each backend the cloud load balancer may send ``dst:dport`` to, when ``dst`` is a
+    Service's load-balancer address (the verifier's own choice of backends)."""
+    from kspec.verifier.properties import Verifier
+
+    verifier = Verifier(cluster, network)
+    for svc in _services_at(cluster, dst):
+        if not any(i.ip == dst for i in svc.load_balancer_ingress):
+            continue
+        for port in svc.ports:
+            if port.port == dport and port.protocol.lower == proto:
+                destination = ir.Destination(svc.key, ir.Via.LOAD_BALANCER, port.name)
+                return [(t, label) for t, label in verifier.targets(svc, port, destination)
+                        if t.load_balancer == dst or t.dst == dst]
+    return []
 
 def _destination(text: str) -> tuple[ir.IPAddress, int, str]:
     import ipaddress

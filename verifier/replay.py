@@ -59,14 +59,14 @@ def replays(concrete: ConcreteCluster, ce) -> str:
 
     answer = ce.fate.reply
     want = outcome_key(ce.fate.disposition, ce.fate.pod, ce.seen, *later(ce.fate))
-    journeys = _journeys_via_lb(concrete, ce.instance.client, packet, target, round_trip=answer is not None)
+    journeys = journeys_via_lb(concrete, ce.instance.client, packet, target, round_trip=answer is not None)
     got = {fate_key(j) for j in journeys}
     if want in got:
         return ""
     return f"the model's path ends {want}, the concrete tracer's paths end {sorted(got, key=str)}"
 
 
-def _journeys_via_lb(concrete: ConcreteCluster, client: ir.Client, packet: tracer.Packet, target,
+def journeys_via_lb(concrete: ConcreteCluster, client: ir.Client, packet: tracer.Packet, target,
                      round_trip: bool = False) -> list[Fate]:
     """Journeys of a packet that may first pass the cloud load balancer: it has no backend when no node
     passes the health check, and refuses sources outside the ranges it enforces itself."""

@@ -184,3 +184,17 @@ def test_verify_rules_warns_when_given_compile_output(tmp_path: Path):
     assert "warning: nothing jumps to KUBE-SERVICES from PREROUTING or OUTPUT" in result.stderr
     real = kspec("verify", "tests/data/real-nodes/cluster.k", "--rules", "tests/data/real-nodes/calico")
     assert "nothing jumps to KUBE-SERVICES" not in real.stderr, real.stderr
+
+
+def test_trace_to_a_load_balancer_goes_through_its_backends():
+    # Without --node it said NO ROUTE although the spec declares the load balancer (issue 12).
+    result = kspec("trace", "specs/loadbalancer-local.k", "--from", "internet", "--to", "104.198.149.140:80")
+    assert result.returncode == 0, result.stderr
+    assert "via the load balancer: LB 104.198.149.140:80 -> node1 (default/loadbalancer:80)" in result.stdout
+    assert "DELIVERED to default/source-ip-app on node1, client_address=104.132.1.79" in result.stdout
+    assert "NO ROUTE" not in result.stdout
+
+
+def test_trace_to_a_port_the_service_lacks_says_so():
+    result = kspec("trace", "specs/loadbalancer-local.k", "--from", "busybox", "--to", "104.198.149.140:80/udp")
+    assert "note: default/loadbalancer has no UDP port 80 (its ports: 80/TCP)" in result.stdout
