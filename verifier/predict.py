@@ -101,7 +101,7 @@ def observed(disposition: Disposition, pod, seen, comes_back: Disposition | None
     if comes_back is not None and comes_back is not Disposition.ANSWERED:
         # The pod got the packet (or a REJECT or the outside answered), but nothing reaches the client, or
         # not as its own: it sees no answer, as after a drop (an unknown way back stays unknown).
-        if disposition in (Disposition.DELIVERED, Disposition.REJECTED, Disposition.NO_ROUTE):
+        if disposition in (Disposition.DELIVERED, Disposition.REJECTED, Disposition.NO_ROUTE, Disposition.HOST):
             return Outcome(Disposition.UNKNOWN if comes_back is Disposition.UNKNOWN else Disposition.DROPPED)
     if disposition is not Disposition.DELIVERED:
         return Outcome(disposition)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from kspec import ir
+from kspec import ruleset as rs
 from kspec.verifier.netfilter import (ACCEPT, ANSWERED_LATER, DROP, HOOKS_WITH_OUT, REJECT, Connection, ct_status,
                                       tables_of, tracked_in)
 
@@ -420,6 +421,8 @@ class Walk:
                     for then in self._then_data(fate, answer, client, expect)]
         if fate.disposition is Disposition.REJECTED:
             return self.rejections(fate, client, expect)
+        if fate.disposition is Disposition.HOST:
+            return self.host_answers(fate, client, expect)
         if fate.loops:
             return [Fate(Disposition.UNKNOWN, (), pkt, reason=f"{fate.reason}; what the client hears of it (an "
                          "ICMP time exceeded, unless a rule drops it) is not modelled")]
@@ -467,12 +470,30 @@ class Walk:
             found.append(replace(answer, reply=then))
         return found
 
+    def host_answers(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
+        """Every fate of what a node's stack answers a packet that reached it (``fate``, HOST: nothing listens
+        there in the model): a TCP reset from the address it was sent to, or for UDP an ICMP port
+        unreachable; the client hears it only if it comes back as its own connection's."""
+        at = fate.packet
+        if at.proto != "tcp":
+            return self.rejections(fate, client, expect, accepted=True)
+        conns = self._connections(fate)
+        if conns is None:
+            return [Fate(Disposition.UNKNOWN, (), at, reason="the connection crossed a node twice")]
+        node = fate.node
+        engine = self.engines[node]
+        conns[node] = conn = engine.connection(at.entered, engine.ends(at))
+        reset = engine.at_door(engine.answer(at, None)).evolve(established=True, nat_states=conn.nat_states,
+                                                               ctmark=conn.mark)
+        return self._answer_exits(node, self.node(node).originating(reset, conn), (), conns, client, expect)
+
     def rejections(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int],
-                   established: bool = False) -> list[Fate]:
+                   established: bool = False, accepted: bool = False) -> list[Fate]:
         """Every fate of the ICMP error a REJECT sends back (``fate`` is a REJECTED one): from the rejecting
         node's OUTPUT, RELATED to the connection on every node that holds it (which undoes its NAT), INVALID
         elsewhere. ANSWERED when it reaches the client, whatever its source: the client's kernel matches it
-        by the packet it quotes."""
+        by the packet it quotes. ``established``: the refused packet is the client's data; ``accepted``: it
+        passed INPUT (its connection confirmed) and the node's UDP stack answers port unreachable."""
         conns = self._connections(fate)
         at = fate.packet
         if conns is None:
@@ -481,7 +502,8 @@ class Walk:
             conns = {name: replace(conn, status=ANSWERED_LATER) for name, conn in conns.items()}
         node = fate.hops[-1].node
         engine = self.engines[node]
-        conns[node] = conn = replace(engine.connection(at.entered, engine.ends(at)), status=ct_status(at))
+        status = ct_status(at) | ({rs.CtStatus.CONFIRMED} if accepted else set())
+        conns[node] = conn = replace(engine.connection(at.entered, engine.ends(at)), status=frozenset(status))
         local = self.net.route(node, at.dst).kind is RouteKind.LOCAL
         src = at.dst if local else self.net.nat_source(node, self.net.route(node, at.src_value).out_iface)
         if src is None:

@@ -144,6 +144,14 @@ SCENARIOS = {
     # ... and node0 refuses the client's data (ESTABLISHED, in from eth0): the client hears the refusal.
     "the client's refused data comes back as an ICMP error": dict(node0=_dump(
         filter="-A FORWARD -i eth0 -p tcp -m conntrack --ctstate ESTABLISHED -j REJECT")),
+    # Found by the 10,000-ruleset run of 2026-12-01 (second): node0 sends the pod client's connection back to
+    # node1's own address; node1's reset comes from there, not from the cluster IP, and the client ignores it.
+    "a node's reset from an address the client did not send to": dict(node0=_dump(
+        nat="-A PREROUTING -s 10.244.1.10/32 -p tcp -j DNAT --to-destination 10.240.0.11")),
+    # ... and one that comes back un-NATed: the external client hears the reset (connection refused).
+    "a node's reset undone to the address the client sent to": dict(node0=SERVICE_NAT.replace(
+        ":POSTROUTING ACCEPT [0:0]\n", ":POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 192.0.2.50/32 -p tcp "
+        "-j DNAT --to-destination 10.240.0.10\n") % ""),
     "ctstatus: the first packet is unconfirmed, the answer confirmed": dict(node0=_dump(
         nat="-A POSTROUTING -m mark --mark 0x8/0x8 -j MASQUERADE",
         mangle="-A FORWARD -m conntrack ! --ctstatus CONFIRMED -j MARK --set-xmark 0x8/0x8",
@@ -538,6 +546,13 @@ def test_9_a_refusal_of_the_clients_data_reaches_the_client():
     spec = SCENARIOS["the client's refused data comes back as an ICMP error"]
     assert _probe_outcomes("answered", **spec) == {Disposition.REJECTED}
     assert _results(**spec)["answered"].verdict is Verdict.VIOLATED
+
+
+def test_9_a_nodes_reset_counts_only_from_the_address_the_client_sent_to():
+    wrong = SCENARIOS["a node's reset from an address the client did not send to"]
+    assert _probe_outcomes("answered", **wrong) == {Disposition.DROPPED}  # the reset is ignored
+    right = SCENARIOS["a node's reset undone to the address the client sent to"]
+    assert _probe_outcomes("external answered", **right) >= {Disposition.HOST}  # refused, through node0
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
