@@ -188,7 +188,7 @@ def _service(svc: ir.Service) -> str:
         lines.append(f"health_check_node_port {svc.health_check_node_port}")
     if svc.session_affinity is not None:
         timeout = svc.session_affinity.timeout_seconds
-        lines.append("session_affinity client_ip" + (f" timeout {timeout}" if timeout != 10800 else ""))
+        lines.append("session_affinity ClientIP" + (f" timeout {timeout}" if timeout != 10800 else ""))
     if svc.selector is None and svc.endpoints:
         lines.append(_block("endpoints", [_endpoint(ep) for ep in svc.endpoints]))
     body = [line for text in lines for line in text.split("\n")]

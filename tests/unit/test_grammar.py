@@ -322,3 +322,17 @@ def test_a_port_name_of_hex_letters_is_not_an_ipv6_address(port: str):
     assert cluster.checks[0].destination.port == port
     again, _ = parse_text(format_cluster(cluster))
     assert again == cluster
+
+
+def test_session_affinity_reads_kubernetes_spelling_and_prints_it():
+    # `type LoadBalancer` and `external_traffic_policy Local` are Kubernetes' words; affinity was not (issue 12).
+    text = """cluster c {{
+      node n {{ ip 10.0.0.1 }}
+      service a {{ cluster_ip 10.96.0.1  port 80/tcp  session_affinity {} timeout 60 }}
+    }}"""
+    kube, _ = parse_text(text.format("ClientIP"))
+    old, _ = parse_text(text.format("client_ip"))
+    assert kube == old and kube.services[0].session_affinity.timeout_seconds == 60
+    assert "session_affinity ClientIP timeout 60" in format_cluster(kube)
+    none, _ = parse_text(text.format("None").replace(" timeout 60", ""))
+    assert none.services[0].session_affinity is None
