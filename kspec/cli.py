@@ -234,7 +234,7 @@ def run_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.config import load_settings
-    from kspec.report.run import emit, targets, verify_outcomes
+    from kspec.report.run import emit, progress_bar, targets, verify_outcomes
 
     settings = load_settings()
     timeout = args.timeout if args.timeout is not None else settings.get("timeout", 10)
@@ -266,9 +266,11 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     family = _family(args, *(cluster for _, cluster in loaded))
     rules = dump_rules(loaded[0][1], args.rules, args.node, family)
     report(unhooked_dumps(rules), err, args.compact)
-    outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,
-                           allow_unknown=allow_unknown, jobs=jobs, family=family,
-                           ipsets=dump_sets(loaded[0][1], rules, args.ipsets), strict=args.strict)
+    with progress_bar(err) as progress:
+        outs = verify_outcomes(loaded, timeout_ms=timeout * 1000, rules=rules, builtins=not args.no_builtins,
+                               allow_unknown=allow_unknown, jobs=jobs, family=family,
+                               ipsets=dump_sets(loaded[0][1], rules, args.ipsets), strict=args.strict,
+                               progress=progress)
     emit(formats, outs, out, no_color=args.no_color)
     return EXIT_FAILED if any(o.failed for o in outs) else EXIT_OK
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from kspec import ir
 from kspec.heap import collector_paused
@@ -82,9 +83,10 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
 
 def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, timeout_ms: int = 10_000,
            family: ir.IPFamily | None = None, rules: dict[str, "str | Path"] | None = None,
-           builtins: bool = False, ipsets: dict[str, "str | Path"] | None = None, strict: bool = False):
+           builtins: bool = False, ipsets: dict[str, "str | Path"] | None = None, strict: bool = False,
+           progress: Callable[[str, int, int], None] | None = None):
     """CheckResult for every check (the cluster's own when ``checks`` is None), plus the built-in
-    properties when ``builtins``.
+    properties when ``builtins``. ``progress(what, done, total)`` hears of each step (for a progress bar).
 
     ``family``: verify one IP family; None: every family the cluster's nodes and Services have. A
     dual-stack cluster is verified once per family (kube-proxy programs iptables and ip6tables apart) and
@@ -97,14 +99,15 @@ def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, t
     if rules and len(families) > 1:
         raise ValueError("a dump holds one family's rules: pass family= with rules= for a dual-stack cluster")
     own = tuple(cluster.checks if checks is None else checks)
-    answers = [_verify_family(cluster, own, f, timeout_ms, rules, builtins, len(families) > 1, ipsets, strict)
-               for f in families]
+    answers = [_verify_family(cluster, own, f, timeout_ms, rules, builtins, len(families) > 1, ipsets, strict,
+                              progress or _quiet) for f in families]
     combined = [_combined([results[i] for results in answers]) for i in range(len(own))]
     return combined + [result for results in answers for result in results[len(own):]]
 
 
 def _verify_family(cluster: ir.Cluster, own: tuple[ir.Check, ...], family: ir.IPFamily, timeout_ms: int,
-                   rules, builtins: bool, named: bool, ipsets=None, strict: bool = False) -> list:
+                   rules, builtins: bool, named: bool, ipsets=None, strict: bool = False,
+                   progress: Callable[[str, int, int], None] = None) -> list:
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
@@ -114,9 +117,18 @@ def _verify_family(cluster: ir.Cluster, own: tuple[ir.Check, ...], family: ir.IP
         extra = builtin_checks(cluster, family)
         todo += tuple(replace(c, name=f"{c.name} ({family.value})") for c in extra) if named else extra
         cluster = with_builtin_clients(cluster)
+    progress(f"{cluster.name} ({family.value}): reading the nodes' rules", 0, len(todo))
     network = ClusterNetwork(cluster, node_models(cluster, family, rules, ipsets, strict), family)
     verifier = Verifier(cluster, network, timeout_ms)
-    return [verifier.check(check) for check in todo]
+    results = []
+    for done, check in enumerate(todo):
+        progress(f"{cluster.name} ({family.value}): {check.name}", done, len(todo))
+        results.append(verifier.check(check))
+    return results
+
+
+def _quiet(what: str, done: int, total: int) -> None:
+    pass
 
 
 def _combined(results: list):

@@ -2,6 +2,7 @@
 every requested report (``--format NAME[=FILE]``, several at once)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TextIO
 
@@ -9,28 +10,49 @@ from kspec.report import Outcome, outcomes, parse_format, render, use_color
 
 
 def _verify_one(path: str, cluster, timeout_ms: int, rules, builtins: bool, allow_unknown: bool,
-                family=None, ipsets=None, strict: bool = False) -> list[Outcome]:
+                family=None, ipsets=None, strict: bool = False, progress=None) -> list[Outcome]:
     from kspec.verifier import verify
 
     results = verify(cluster, timeout_ms=timeout_ms, rules=rules, builtins=builtins, family=family, ipsets=ipsets,
-                     strict=strict)
+                     strict=strict, progress=progress)
     return outcomes(path, results, allow_unknown)
 
 
 def verify_outcomes(loaded: list[tuple[str, object]], *, timeout_ms: int, rules=None, builtins: bool = True,
                     allow_unknown: bool = False, jobs: int = 1, family=None, ipsets=None,
-                    strict: bool = False) -> list[Outcome]:
+                    strict: bool = False, progress=None) -> list[Outcome]:
     """Outcomes for every (spec, check), in spec order; specs are verified ``jobs`` at a time. ``family``:
     one IP family, or None for every family each cluster's nodes and Services have (``kspec.verifier.verify``);
-    ``rules``, ``ipsets``: real nodes' dumps and sets; ``strict``: what kspec does not model is an error."""
+    ``rules``, ``ipsets``: real nodes' dumps and sets; ``strict``: what kspec does not model is an error;
+    ``progress``: told of each check (one spec at a time only; see ``verifier.verify``)."""
     args = (timeout_ms, rules, builtins, allow_unknown, family, ipsets, strict)
     if jobs <= 1 or len(loaded) <= 1:
-        return [o for path, cluster in loaded for o in _verify_one(path, cluster, *args)]
+        return [o for path, cluster in loaded for o in _verify_one(path, cluster, *args, progress)]
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=min(jobs, len(loaded))) as pool:
         futures = [pool.submit(_verify_one, path, cluster, *args) for path, cluster in loaded]
         return [o for future in futures for o in future.result()]
+
+
+@contextlib.contextmanager
+def progress_bar(err: TextIO):
+    """A ``progress`` callback drawing a transient bar on ``err`` when it is a terminal, else None (silent in
+    CI, pipes and files)."""
+    if not err.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=Console(file=err), transient=True) as bar:
+        task = bar.add_task("verifying", total=None)
+
+        def tell(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what[:60], completed=done, total=total)
+
+        yield tell
 
 
 def targets(formats: list[str]) -> list[tuple[str, str | None]]:

@@ -198,3 +198,18 @@ def test_trace_to_a_load_balancer_goes_through_its_backends():
 def test_trace_to_a_port_the_service_lacks_says_so():
     result = kspec("trace", "specs/loadbalancer-local.k", "--from", "busybox", "--to", "104.198.149.140:80/udp")
     assert "note: default/loadbalancer has no UDP port 80 (its ports: 80/TCP)" in result.stdout
+
+
+def test_verify_tells_its_progress_check_by_check():
+    # A 10k-Service verify ran for minutes without a sign (issue 12): the CLI draws a bar from these calls
+    # when stderr is a terminal, and stays silent otherwise (every other test here reads a pipe).
+    from kspec.grammar import load
+    from kspec.verifier import verify
+
+    cluster, _ = load(str(REPO / "specs" / "clusterip.k"))
+    heard = []
+    results = verify(cluster, builtins=True, progress=lambda what, done, total: heard.append((what, done, total)))
+    assert [done for _, done, _ in heard[1:]] == list(range(len(results)))
+    assert heard[0][0].endswith("reading the nodes' rules") and all(t == len(results) for *_, t in heard)
+    quiet = kspec("verify", "specs/clusterip.k")
+    assert quiet.stderr == ""
