@@ -184,6 +184,9 @@ class _Resolver:
             svc = services.get(dest.service)
             if svc is None:
                 continue
+            if not check.clients and not self.cluster.clients:
+                self._warn(check.span, f"check \"{check.name}\" is from every client, and the spec declares none",
+                           "it covers no packet (the built-ins' own clients are not the spec's)")
             missing = _no_way_in(svc, dest.via)
             if missing:
                 self._error(dest.span, f"service {svc.key} {missing}: no packet can go `via {dest.via.value}`")

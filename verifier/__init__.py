@@ -112,7 +112,9 @@ def _verify_family(cluster: ir.Cluster, own: tuple[ir.Check, ...], family: ir.IP
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
 
-    todo = own
+    # A check without `from` speaks of the spec's own clients, never of those the built-ins add below.
+    declared = tuple(c.name for c in cluster.clients)
+    todo = tuple(replace(c, clients=declared) if not c.clients and declared else c for c in own)
     if builtins:
         extra = builtin_checks(cluster, family)
         todo += tuple(replace(c, name=f"{c.name} ({family.value})") for c in extra) if named else extra

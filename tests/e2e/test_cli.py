@@ -213,3 +213,21 @@ def test_verify_tells_its_progress_check_by_check():
     assert heard[0][0].endswith("reading the nodes' rules") and all(t == len(results) for *_, t in heard)
     quiet = kspec("verify", "specs/clusterip.k")
     assert quiet.stderr == ""
+
+
+def test_a_check_without_from_means_the_specs_own_clients(tmp_path: Path):
+    # With the built-ins on, their made-up external host joined it: violated with them, proved without
+    # (issue 12). It now means the spec's clients either way.
+    spec = tmp_path / "nofrom.k"
+    spec.write_text("""cluster c {
+      cluster_cidr 10.244.0.0/16
+      node n1 { ip 10.240.0.2  pod_cidr 10.244.1.0/24 }
+      pod web on n1 { ip 10.244.1.5  labels { app = web }  ports { http = 8080/tcp } }
+      pod cl on n1 { ip 10.244.1.6 }
+      service web { cluster_ip 10.96.0.10  selector app = web  port http 80 -> http/tcp }
+      client p from pod cl
+      check "no from" { to web:http via cluster_ip  assert delivered }
+    }""")
+    for extra in ((), ("--no-builtins",)):
+        result = kspec("verify", str(spec), *extra)
+        assert "proved: no from" in result.stdout, (extra, result.stdout)
