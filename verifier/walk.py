@@ -309,7 +309,11 @@ class Walk:
         if client.kind is ir.ClientKind.NODE:
             return self.originate(client.node, pkt.evolve(in_iface=None, owner=(client.uid, client.gid)), conns)
         if client.kind is ir.ClientKind.POD:
-            pod = next(p for p in self.net.cluster.pods if p.ip == client.ip or p.key == client.name)
+            pod = self.net.pods_by_ip.get(client.ip) or next(
+                (p for p in self.net.cluster.pods if p.key == client.name), None)
+            if pod is None:  # `client X { ip IP  pod on NODE }` with no pod of that address: no veth to send from
+                return [Fate(Disposition.UNKNOWN, (), pkt, reason=f"no pod has client {client.name}'s address "
+                             f"{client.ip}: declare it (`pod NAME on {client.node} {{ ip {client.ip} }}`)")]
             return self.arrive(pod.node, pkt.evolve(in_iface=self.net.pod_iface(pod)), conns=conns)
         if entry_node is None:
             return [Fate(Disposition.NO_ROUTE, (Hop("-", (), "no route from outside"),), pkt,

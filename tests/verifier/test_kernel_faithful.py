@@ -579,3 +579,17 @@ def test_6_a_negated_zero_prefix_is_refused_as_the_kernel_refuses_it():
         parse_iptables_save(_dump(filter="-A FORWARD ! -s 0.0.0.0/0 -j DROP"), "node0.rules")
     assert "node0.rules:" in str(refused.value) and "! -s 0.0.0.0/0" in str(refused.value)
     parse_iptables_save(_dump(filter="-A FORWARD -s 0.0.0.0/0 -j DROP"), "node0.rules")  # not negated: fine
+
+
+def test_a_pod_client_by_an_address_no_pod_has_is_unknown_not_a_crash():
+    # `client X { ip IP  pod on NODE }` with no pod of that address raised StopIteration (exit 3).
+    cluster, _ = parse_text("""cluster c {
+      cluster_cidr 10.244.0.0/16
+      node n1 { ip 10.240.0.2  pod_cidr 10.244.1.0/24 }
+      pod web on n1 { ip 10.244.1.5  labels { app = web }  ports { http = 8080/tcp } }
+      service web { cluster_ip 10.96.0.10  selector app = web  port http 80 -> http/tcp }
+      client side { ip 10.244.1.99  pod on n1 }
+      check "x" { from side  to web:http via cluster_ip  assert delivered }
+    }""")
+    [result] = verify(cluster, family=ir.IPFamily.V4)
+    assert result.verdict is Verdict.UNKNOWN and "no pod has client side's address 10.244.1.99" in result.reason
