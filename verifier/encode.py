@@ -68,6 +68,7 @@ class SymPacket:
     owner: tuple[int, int] | None = None  # (uid, gid) of the node process that sent it (-m owner)
     random_port: str | None = None  # "sport"/"dport": that port is the kernel's random pick (natpick)
     master: frozenset = frozenset()  # an ICMP error's: the status bits of the connection it is about
+    echo: bool = False  # the pod's answer to the client's data (with data: a later packet, reply direction)
     conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown

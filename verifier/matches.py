@@ -77,11 +77,11 @@ def view(pkt, src, dst, dport, original: tuple | None, local_ips, ipsets, width:
     packets and first packets the ORIGINAL one; no connection before conntrack, or INVALID, or UNTRACKED."""
     conn = None
     if pkt.tracked and not pkt.invalid and not pkt.untracked:
-        if pkt.established and not pkt.data:
+        if pkt.established and (not pkt.data or pkt.echo):
             conn = Conn(rs.CtDir.REPLY, None, None, pkt.ctmark, ct_status(pkt))
         else:
             conn = Conn(rs.CtDir.ORIGINAL, original, (dst, dport, src, pkt.sport), pkt.ctmark, ct_status(pkt))
-    socket = pkt.in_iface is None and (not pkt.established or pkt.data)
+    socket = pkt.in_iface is None and (not pkt.established or (pkt.data and not pkt.echo))
     answer = (pkt.established or pkt.invalid) and not pkt.related and not pkt.data  # a SYN-ACK
     return PacketView(src, pkt.sport, dst, dport, pkt.proto, "", answer, conn, local_ips, socket, ipsets, width,
                       pkt.data, pkt.in_iface, pkt.out_iface, local_routes, pkt.owner, pkt.random_port)

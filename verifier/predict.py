@@ -91,6 +91,10 @@ def observed(disposition: Disposition, pod, seen, comes_back: Disposition | None
     REJECT's ICMP error's, fate; None when not traced) and of its data after a TCP handshake (``data``; and
     ``data_error``, the fate of the ICMP error a REJECT of the data sends). Both engines' paths are judged
     here."""
+    if comes_back is Disposition.ANSWERED and data is Disposition.DELIVERED and data_error is not None and \
+            data_error is not Disposition.ANSWERED:
+        # Connected and its data delivered, but the pod's echo never comes back as the connection's.
+        return Outcome(Disposition.UNKNOWN if data_error is Disposition.UNKNOWN else Disposition.HOST)
     if comes_back is Disposition.ANSWERED and data is Disposition.REJECTED and data_error is not None:
         # Connected, then its data refused: the client hears the ICMP error (if it comes back), as a refusal.
         return Outcome({Disposition.ANSWERED: Disposition.REJECTED,

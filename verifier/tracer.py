@@ -271,7 +271,7 @@ class ConcretePacket:
 
     __slots__ = ("src", "sport", "dst", "dport", "proto", "mark", "in_iface", "out_iface", "dnat", "snat",
                  "tracked", "nat_address", "established", "related", "invalid", "nat_states", "entered", "ctmark",
-                 "untracked", "data", "confirmed", "owner", "random_port", "master", "steps", "rewrites", "branches", "prob", "decided",
+                 "untracked", "data", "confirmed", "owner", "random_port", "master", "echo", "steps", "rewrites", "branches", "prob", "decided",
                  "unknown")
 
     def copy(self) -> "ConcretePacket":
@@ -311,7 +311,7 @@ class ConcretePacket:
             packet.protocol
         new.mark, new.in_iface, new.out_iface = packet.mark, packet.in_interface, packet.out_interface
         new.dnat = new.snat = new.established = new.related = new.invalid = new.untracked = new.data = False
-        new.confirmed, new.owner, new.random_port, new.master = False, None, None, frozenset()
+        new.confirmed, new.owner, new.random_port, new.master, new.echo = False, None, None, frozenset(), False
         new.tracked, new.nat_address, new.nat_states, new.entered, new.ctmark = True, None, frozenset(), None, 0
         new.steps = new.rewrites = new.branches = ()
         new.prob, new.decided, new.unknown = 1.0, None, None

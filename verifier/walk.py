@@ -89,7 +89,8 @@ class Fate:
     node: str | None = None  # where it was delivered (pod's node or the host)
     reason: str = ""
     # One fate of what comes back (the pod's answer, a REJECT's ICMP error); of an answered TCP answer, one fate
-    # of the client's data that follows it (the connection works only if that reaches the pod too).
+    # of the client's data that follows it, and of that data's, the pod's echo (or the data's REJECT error):
+    # the connection works only if the data reaches the pod and its echo the client.
     reply: "Fate | None" = None
     loops: bool = False  # NO_ROUTE: it left toward an address the outside routes back in, until its TTL ends
 
@@ -99,11 +100,16 @@ class Fate:
 
     @property
     def answered(self) -> bool:
-        """The answer reached the client and (a TCP connection's) the client's data then reached the pod."""
+        """The answer reached the client and (a TCP connection's) the client's data then reached the pod, and
+        the pod's echo the client."""
         answer = self.reply
         if answer is None or answer.disposition is not Disposition.ANSWERED:
             return False
-        return answer.reply is None or answer.reply.disposition is Disposition.DELIVERED
+        data = answer.reply
+        if data is None:
+            return True
+        echo = data.reply
+        return data.disposition is Disposition.DELIVERED and (echo is None or echo.disposition is Disposition.ANSWERED)
 
     @property
     def source_seen(self):
@@ -251,7 +257,8 @@ class NodeWalk:
     def _conntrack_nat(self, pkt, hook: str, conn: Connection):
         """What conntrack does at nat's place to a packet of a connection it knows: undo the NAT of a reply,
         redo it for the client's later packets."""
-        return self.engine.redo_nat(pkt, hook, conn) if pkt.data else self.engine.undo_nat(pkt, hook, conn)
+        later = pkt.data and not pkt.echo  # the client's later packet (the pod's echo is a reply)
+        return self.engine.redo_nat(pkt, hook, conn) if later else self.engine.undo_nat(pkt, hook, conn)
 
     def _entering(self, hook: str, table: str, pkt, looped: bool):
         """What the kernel knows of the packet when ``table`` runs at ``hook``: the outgoing interface from the
@@ -470,9 +477,21 @@ class Walk:
             if then.disposition is Disposition.REJECTED:  # the client may hear the refusal of its data
                 found += [replace(answer, reply=replace(then, reply=error))
                           for error in self.rejections(then, client, expect, established=True)]
-                continue
-            found.append(replace(answer, reply=then))
+            elif then.disposition is Disposition.DELIVERED:  # and the pod's echo must come back too
+                found += [replace(answer, reply=replace(then, reply=echo))
+                          for echo in self._echoes(then, conns, client, expect)]
+            else:
+                found.append(replace(answer, reply=then))
         return found
+
+    def _echoes(self, data: Fate, conns: dict, client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
+        """Every fate of the pod's echo of the client's data (``data``, DELIVERED): a reply like the
+        handshake's answer, but of an answered connection (ASSURED) and with the marks the data left."""
+        marks = {hop.node: hop.packet.ctmark for hop in data.hops if hop.packet is not None}
+        held = {node: replace(conn, mark=marks.get(node, conn.mark)) for node, conn in conns.items()
+                if conn is not HALF_OPEN}
+        echo = self.engines[data.node].answer(data.packet, self.net.pod_iface(data.pod)).evolve(data=True, echo=True)
+        return self._answer_at(data.node, echo, (), held, client, expect)
 
     def host_answers(self, fate: Fate, client: ir.Client, expect: tuple[ir.IPAddress, int]) -> list[Fate]:
         """Every fate of what a node's stack answers a packet that reached it (``fate``, HOST: nothing listens

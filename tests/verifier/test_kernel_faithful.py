@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from kspec import ir
 from kspec.cli import main
 from kspec.grammar import parse_text
@@ -152,6 +154,13 @@ SCENARIOS = {
     "a node's reset undone to the address the client sent to": dict(node0=SERVICE_NAT.replace(
         ":POSTROUTING ACCEPT [0:0]\n", ":POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 192.0.2.50/32 -p tcp "
         "-j DNAT --to-destination 10.240.0.10\n") % ""),
+    # Found by the third 10,000-ruleset run (a6a578a): node1 drops ASSURED packets to its pods: the handshake's
+    # answer passes (not ASSURED yet), the client's data reaches the pod, its echo never comes back.
+    "the pod's echo of the client's data is dropped": dict(node1=_dump(
+        mangle="-A POSTROUTING -o veth+ -m conntrack --ctstatus ASSURED -j DROP")),
+    # ... the same by TCP flags: the SYN-ACK passes, the echo (PSH|ACK) does not.
+    "the pod's echo dropped by its TCP flags": dict(node1=_dump(
+        filter="-A FORWARD -o veth+ -p tcp -m tcp ! --tcp-flags SYN,ACK SYN,ACK -j DROP")),
     "ctstatus: the first packet is unconfirmed, the answer confirmed": dict(node0=_dump(
         nat="-A POSTROUTING -m mark --mark 0x8/0x8 -j MASQUERADE",
         mangle="-A FORWARD -m conntrack ! --ctstatus CONFIRMED -j MARK --set-xmark 0x8/0x8",
@@ -553,6 +562,16 @@ def test_9_a_nodes_reset_counts_only_from_the_address_the_client_sent_to():
     assert _probe_outcomes("answered", **wrong) == {Disposition.DROPPED}  # the reset is ignored
     right = SCENARIOS["a node's reset undone to the address the client sent to"]
     assert _probe_outcomes("external answered", **right) >= {Disposition.HOST}  # refused, through node0
+
+
+@pytest.mark.parametrize("name", ["the pod's echo of the client's data is dropped",
+                                  "the pod's echo dropped by its TCP flags"])
+def test_9_a_connection_works_only_if_the_pods_echo_comes_back(name: str):
+    spec = SCENARIOS[name]
+    assert _probe_outcomes("answered", **spec) == {Disposition.HOST}  # connected, no echo
+    answered = _results(**spec)["answered"]
+    assert answered.verdict is Verdict.VIOLATED and not answered.replay_error
+    assert answered.counterexample.fate.reply.reply.reply.disposition is Disposition.DROPPED  # the echo
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
