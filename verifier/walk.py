@@ -581,7 +581,9 @@ class Walk:
 
     def _answer_end(self, node: str, pkt, hops: tuple[Hop, ...], route: Route, client: ir.Client,
                     expect: tuple[ir.IPAddress, int], conns: dict[str, Connection]) -> Fate:
-        crossed = {hop.node for hop in hops}
+        # Nodes that undid their NAT in the quoted header: an error left untracked there (-j CT --notrack)
+        # was never seen as RELATED, so its quote keeps that node's translation.
+        crossed = {hop.node for hop in hops if hop.packet is None or not hop.packet.untracked}
         quoted = self.net.quotes_original(crossed, conns) if pkt.related else None
         disposition, reason = self.net.answer_end(node, route, pkt.dst, pkt.src_value, pkt.sport_value, client,
                                                   expect, quoted=quoted)

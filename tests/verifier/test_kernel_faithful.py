@@ -161,6 +161,12 @@ SCENARIOS = {
     # ... the same by TCP flags: the SYN-ACK passes, the echo (PSH|ACK) does not.
     "the pod's echo dropped by its TCP flags": dict(node1=_dump(
         filter="-A FORWARD -o veth+ -p tcp -m tcp ! --tcp-flags SYN,ACK SYN,ACK -j DROP")),
+    # Found by the fourth 10,000-ruleset run (d5cdaee): node1 leaves the ICMP error of node0's REJECT untracked
+    # (raw sees every packet INVALID), so it never undoes its DNAT in the quoted header: the client's kernel
+    # does not recognise its packet, and hears nothing.
+    "a REJECT's error left untracked keeps the DNATed quote": dict(
+        node0=_dump(filter="-A FORWARD -p tcp -j REJECT"),
+        node1=_dump(raw="-A PREROUTING -i eth0 -m conntrack --ctstate INVALID -j CT --notrack")),
     "ctstatus: the first packet is unconfirmed, the answer confirmed": dict(node0=_dump(
         nat="-A POSTROUTING -m mark --mark 0x8/0x8 -j MASQUERADE",
         mangle="-A FORWARD -m conntrack ! --ctstatus CONFIRMED -j MARK --set-xmark 0x8/0x8",
@@ -572,6 +578,11 @@ def test_9_a_connection_works_only_if_the_pods_echo_comes_back(name: str):
     answered = _results(**spec)["answered"]
     assert answered.verdict is Verdict.VIOLATED and not answered.replay_error
     assert answered.counterexample.fate.reply.reply.reply.disposition is Disposition.DROPPED  # the echo
+
+
+def test_9_an_untracked_icmp_error_quotes_a_packet_the_client_did_not_send():
+    spec = SCENARIOS["a REJECT's error left untracked keeps the DNATed quote"]
+    assert _probe_outcomes("answered", **spec) == {Disposition.DROPPED}  # not "rejected": the quote is foreign
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
