@@ -177,7 +177,7 @@ def port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> l
             cluster_ip=cluster_ip,
             external_ips=in_family(svc.external_ips),
             lb_ips=lb_ips,
-            source_ranges=in_family(svc.load_balancer_source_ranges),
+            source_ranges=_source_ranges(in_family(svc.load_balancer_source_ranges), proxy),
             external_policy_local=external_local,
             internal_policy_local=svc.internal_traffic_policy is ir.TrafficPolicy.LOCAL,
             health_check_node_port=(
@@ -190,6 +190,14 @@ def port_infos(svc: ir.Service, family: ir.IPFamily, proxy: ir.ProxyConfig) -> l
             hints=releases.topology_hints(proxy),
         ))
     return infos
+
+
+def _source_ranges(ranges: tuple[ir.IPNetwork, ...], proxy: ir.ProxyConfig) -> tuple[ir.IPNetwork, ...]:
+    """The family's loadBalancerSourceRanges as the release reads them: from 1.34 a zero-prefix CIDR among
+    them means "allow any", as no list at all (releases row 3)."""
+    if releases.at_least(proxy, releases.ZERO_SOURCE_RANGE_OPENS) and any(c.prefixlen == 0 for c in ranges):
+        return ()
+    return ranges
 
 
 def _endpoints(svc: ir.Service, port: ir.ServicePort, family: ir.IPFamily, name: str, protocol: str,

@@ -22,6 +22,7 @@ NODE_PORT_PRIMARY = (1, 31)  # row 6a
 NON_TERMINATING_DUPLICATE_WINS = (1, 36)  # row 1
 ZONE_HINTS = (1, 31)  # row 8b: hints honoured without the topology annotation (kspec does not model it)
 NODE_HINTS = (1, 34)  # row 8c: PreferSameNode's node hints (beta, on by default)
+ZERO_SOURCE_RANGE_OPENS = (1, 34)  # row 3: a /0 in loadBalancerSourceRanges empties the family's list
 
 
 def topology_hints(proxy: ir.ProxyConfig) -> frozenset[str]:

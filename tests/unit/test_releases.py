@@ -38,6 +38,21 @@ def test_row_2_a_cluster_ip_with_external_ips_honours_local_policy_from_1_29():
     assert "KUBE-SVL-" in _rules((1, 29), svc)
 
 
+@pytest.mark.parametrize("ranges", [("0.0.0.0/0",), ("198.51.100.0/24", "0.0.0.0/0"), ("10.0.0.0/0",)])
+def test_row_3_a_zero_prefix_source_range_means_no_restriction_from_1_34(ranges):
+    lb = _service(type=ir.ServiceType.LOAD_BALANCER,
+                  ports=(ir.ServicePort("http", ir.Protocol.TCP, 80, node_port=30080),),
+                  load_balancer_ingress=(ir.LoadBalancerIngress(ip("192.0.2.9")),),
+                  load_balancer_source_ranges=tuple(net(r, strict=False) for r in ranges))
+    before, after = _rules((1, 33), lb), _rules((1, 34), lb)
+    assert "-A KUBE-FW-" in before and "-A KUBE-PROXY-FIREWALL" in before
+    assert "-A KUBE-FW-" not in after and "-A KUBE-PROXY-FIREWALL" not in after
+    assert "loadbalancer IP\" -m tcp -p tcp -d 192.0.2.9 --dport 80 -j KUBE-EXT-" in after
+    # Per family: an IPv6 /0 leaves the IPv4 list as it is.
+    v6_open = dataclasses.replace(lb, load_balancer_source_ranges=(net("198.51.100.0/24"), net("::/0")))
+    assert "-A KUBE-FW-" in _rules((1, 34), v6_open)
+
+
 def test_row_4_load_balancer_ip_mode_proxy_is_honoured_by_release():
     lb = _service(type=ir.ServiceType.LOAD_BALANCER,
                   ports=(ir.ServicePort("http", ir.Protocol.TCP, 80, node_port=30080),),
