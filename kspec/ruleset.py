@@ -160,12 +160,15 @@ class AddrType:
     ``negated``. The type is the kernel's: IPv4 looks the address up in the *local* routing table only —
     0.0.0.0/8 and 255.255.255.255 are BROADCAST, 224/4 MULTICAST, an address with a local-table route has
     that route's type (LOCAL for the host's own addresses and 127/8, BROADCAST for subnet broadcasts), any
-    other address UNICAST; IPv6 does a full route lookup (LOCAL, ANYCAST, MULTICAST, UNREACHABLE for reject
-    routes, else UNICAST). ``limit_iface`` (shared by both matches of one instance; None: not given): the
+    other address UNICAST. IPv6 is another function: UNSPEC, UNICAST and MULTICAST are classes of the address
+    itself (every one listed must hold), LOCAL, ANYCAST and UNREACHABLE come from a full route lookup (one
+    listed must hold); see ``verifier.matches.route_type6``. ``limit_iface`` (shared by both matches of one instance; None: not given): the
     lookup is for the packet's input (``IN``: PREROUTING, INPUT, FORWARD only) or output interface (``OUT``:
     OUTPUT, FORWARD, POSTROUTING only): IPv4 gives a local-table route's type only if the route's device is
     that interface, otherwise UNICAST — e.g. ``--dst-type LOCAL --limit-iface-in`` is "addressed to an
     address held by the interface the packet came in on"; IPv6 restricts its route lookup to that device.
+    Where the packet has no such interface (a user chain reached from OUTPUT, say: nf_tables accepts the
+    option there) the lookup is as without it.
     Same for the first and later packets of a connection (a per-packet test)."""
 
     direction: AddrDir

@@ -74,6 +74,7 @@ def probes(family: int) -> Iterator[Probe]:
     yield from structure(family)
     yield from nat_ports(family)
     yield from tcpmss(family)
+    yield from addrtypes(family)
 
 
 def matrix(family: int) -> Iterator[Probe]:
@@ -183,3 +184,25 @@ def tcpmss(family: int) -> Iterator[Probe]:
                         ("--clamp-mss-to-pmtu, no -p, FORWARD", "-A FORWARD -j TCPMSS --clamp-mss-to-pmtu"),
                         ("--set-mss 1400, INPUT", "-A INPUT -p tcp -j TCPMSS --set-mss 1400")):
         yield Probe(family, "tcpmss", label, table("filter", [], [rule]), "TCPMSS")
+
+
+ADDRTYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE", "UNREACHABLE",
+             "PROHIBIT", "THROW", "NAT", "XRESOLVE")
+
+
+def addrtypes(family: int) -> Iterator[Probe]:
+    """Every address type (IPv6 has fewer route types), and --limit-iface-in/out from every hook (mangle
+    has all five), directly and through a user chain."""
+    src = anchor(family)
+    for kind in ADDRTYPES:
+        yield Probe(family, "addrtype", f"--dst-type {kind}",
+                    table("filter", [], [f"-A INPUT {src}-m addrtype --dst-type {kind} -j ACCEPT"]))
+    yield Probe(family, "addrtype", "--src-type UNICAST,BROADCAST",
+                table("filter", [], [f"-A INPUT {src}-m addrtype --src-type UNICAST,BROADCAST -j ACCEPT"]))
+    for limit in ("--limit-iface-in", "--limit-iface-out"):
+        rule = f"{src}-m addrtype --dst-type LOCAL {limit} -j ACCEPT"
+        for chain in BUILTINS["mangle"]:
+            yield Probe(family, "addrtype", f"{limit} mangle {chain}", table("mangle", [], [f"-A {chain} {rule}"]))
+            yield Probe(family, "addrtype", f"{limit} mangle {chain} -j U",
+                        table("mangle", ["U"], [f"-A {chain} -j U", f"-A U {rule}"]))
+        yield Probe(family, "addrtype", f"{limit} mangle unreached U", table("mangle", ["U"], [f"-A U {rule}"]))

@@ -59,7 +59,7 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
     from kspec.compiler.context import NodeContext
     from kspec.ingest.iptables_save import RuleParser, parse_iptables_save
     from kspec.verifier.encode import NodeModel
-    from kspec.verifier.network import local_routes
+    from kspec.verifier.network import device_routes, local_routes
     from kspec.verifier.tracer import kube_proxy_state
 
     texts = compile_cluster(cluster, family) if not rules or set(rules) != {n.name for n in cluster.nodes} else {}
@@ -77,7 +77,8 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
         # The kernel's LOCAL addresses: loopback and the node's own (the pod gateway it holds for its pods).
         routes = local_routes(cluster, node, family)
         local_ips = frozenset(local.local_ips()) | frozenset(routes)
-        models[node.name] = NodeModel(node.name, ruleset, local_ips, width, sets, routes)
+        devices = device_routes(cluster, node) if family is ir.IPFamily.V6 else None
+        models[node.name] = NodeModel(node.name, ruleset, local_ips, width, sets, routes, devices)
     return models
 
 

@@ -119,6 +119,7 @@ class NodeModel:
     width: int = 32  # 32 for IPv4, 128 for IPv6
     ipsets: object = None  # kspec.ingest.ipset_save.IpSets: the node's sets, for -m set
     local_routes: Mapping = field(default_factory=dict)  # own address -> its local route's device (network)
+    device_routes: object = None  # IPv6: network.DeviceRoutes, what addrtype's route lookup meets
 
     def __post_init__(self) -> None:
         self._solver = z3.Solver()
@@ -231,7 +232,7 @@ class NodeModel:
         original = (entered[1] if entered[1] is not None else entered[0], entered[2], entered[3], entered[4]) \
             if entered is not None else None
         return matches.view(pkt, self._src(pkt), self._dst(pkt), self._dport(pkt), original, self.local_ips,
-                            self.ipsets, self.width, self.local_routes)
+                            self.ipsets, self.width, self.local_routes, self.device_routes)
 
     @staticmethod
     def _src(pkt: SymPacket):

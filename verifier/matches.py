@@ -30,6 +30,13 @@ _LOOPBACK4 = ipaddress.ip_network("127.0.0.0/8")
 _THIS4 = ipaddress.ip_network("0.0.0.0/8")
 _MULTICAST4 = ipaddress.ip_network("224.0.0.0/4")
 _ALL_ONES4 = ipaddress.ip_address("255.255.255.255")
+_ANY6 = ipaddress.ip_address("::")
+_MULTICAST6 = ipaddress.ip_network("ff00::/8")
+_MAPPED6 = ipaddress.ip_network("::ffff:0:0/96")
+_LINK_LOCAL6 = ipaddress.ip_network("fe80::/10")
+_LOOPBACK6 = ipaddress.ip_address("::1")
+_LINK_PREFIX6 = ipaddress.ip_network("fe80::/64")  # the prefix route every device gets
+_SUBNET_ANYCAST6 = (ipaddress.ip_address("fe80::"), ipaddress.ip_address("ff00::"))
 _PORT_PROTOCOLS = frozenset({"tcp", "udp", "sctp", "udplite", "dccp"})
 _ICMP_ERROR = {"icmp": (3, 3), "ipv6-icmp": (1, 4)}  # what REJECT sends by default: port unreachable
 _SYN, _SYN_ACK, _PSH_ACK = 0x02, 0x12, 0x18
@@ -68,9 +75,11 @@ class PacketView:
     local_routes: Any = None  # own address -> its local route's device, None if ambiguous (network.local_routes)
     owner: tuple[int, int] | None = None  # (uid, gid) of the sending node process (socket), None: not known
     random_port: str | None = None  # "sport"/"dport": the kernel's random pick, not known (natpick)
+    device_routes: Any = None  # IPv6: the node's network.DeviceRoutes (what addrtype's route lookup meets)
 
 
-def view(pkt, src, dst, dport, original: tuple | None, local_ips, ipsets, width: int, local_routes) -> PacketView:
+def view(pkt, src, dst, dport, original: tuple | None, local_ips, ipsets, width: int, local_routes,
+         device_routes=None) -> PacketView:
     """``pkt`` (either engine's packet: the fields ``walk.Engine`` names) as the decisions read it, with its
     addresses in the engine's terms (``src``, ``dst``, ``dport``; ``original``: the connection's original
     tuple) and its node's facts. A reply of a known connection sees the REPLY direction; the client's later
@@ -84,7 +93,8 @@ def view(pkt, src, dst, dport, original: tuple | None, local_ips, ipsets, width:
     socket = pkt.in_iface is None and (not pkt.established or (pkt.data and not pkt.echo))
     answer = (pkt.established or pkt.invalid) and not pkt.related and not pkt.data  # a SYN-ACK
     return PacketView(src, pkt.sport, dst, dport, pkt.proto, "", answer, conn, local_ips, socket, ipsets, width,
-                      pkt.data, pkt.in_iface, pkt.out_iface, local_routes, pkt.owner, pkt.random_port)
+                      pkt.data, pkt.in_iface, pkt.out_iface, local_routes, pkt.owner, pkt.random_port,
+                      device_routes)
 
 
 def unmodelled(what, rule) -> str:
@@ -320,21 +330,93 @@ def conntrack_options(m: rs.Conntrack, v: PacketView):
 
 def addrtype(m: rs.AddrType, v: PacketView):
     addr = v.src if m.direction is rs.AddrDir.SRC else v.dst
-    if m.limit_iface is not None:
-        if v.width != 32:
-            return None  # IPv6's route lookup restricted to a device is not modelled
-        device = v.in_iface if m.limit_iface is rs.LimitIface.IN else v.out_iface
-        local = _local_on(addr, device, v) if device is not None else None
+    device = _limit_device(m, v)
+    if v.width != 32:
+        return _addrtype6(m, addr, device, v)
+    if device is not None:
+        local = _local_on(addr, device, v)
         if local is None:
             return None
         return neg(any_of(addr_kind_is(addr, kind, v, local) for kind in m.types), m.negated)
-    if v.width != 32:  # IPv6 looks the whole routing table up: only LOCAL (the node's own) is modelled
-        if m.types != (rs.AddrKind.LOCAL,):
-            return None
-        local = any_of([addr_is(addr, ipaddress.ip_address("::1"), 128)]
-                       + [addr_is(addr, ip, 128) for ip in v.local_ips if ip.version == 6])
-        return neg(local, m.negated)
     return neg(any_of(addr_kind_is(addr, kind, v) for kind in m.types), m.negated)
+
+
+def _limit_device(m: rs.AddrType, v: PacketView) -> str | None:
+    """The device --limit-iface-in/out names here; None without the option, and where the packet has no
+    such interface (a node's own packet has no input one; before routing there is no output one): the
+    kernel then looks up as without it (a user chain may hold the option whatever hook reaches it)."""
+    if m.limit_iface is None:
+        return None
+    return v.in_iface if m.limit_iface is rs.LimitIface.IN else v.out_iface
+
+
+_ROUTED6 = frozenset({rs.AddrKind.LOCAL, rs.AddrKind.ANYCAST, rs.AddrKind.UNREACHABLE})
+
+
+def _addrtype6(m: rs.AddrType, addr, device: str | None, v: PacketView):
+    """IPv6 (the kernel's match_type6): UNSPEC, UNICAST and MULTICAST are classes of the address itself and
+    each one listed must hold (so ``UNICAST,MULTICAST`` never matches); then, if LOCAL, ANYCAST or
+    UNREACHABLE is listed, the route lookup must give one of those. (IPv4 ORs the list; ip6tables refuses
+    BROADCAST, BLACKHOLE, PROHIBIT, THROW, NAT and XRESOLVE, see ``ingest.validity``.)"""
+    checks = []
+    kinds = set(m.types)
+    if rs.AddrKind.UNSPEC in kinds:
+        checks.append(addr_is(addr, _ANY6, 128))
+    if rs.AddrKind.MULTICAST in kinds:
+        checks.append(addr_in(addr, _MULTICAST6, 128))
+    if rs.AddrKind.UNICAST in kinds:  # every address but ::, multicast and IPv4-mapped (ipv6_addr_type)
+        checks.append(neg(any_of([addr_is(addr, _ANY6, 128), addr_in(addr, _MULTICAST6, 128),
+                                  addr_in(addr, _MAPPED6, 128)]), True))
+    if kinds & _ROUTED6:
+        found = route_type6(addr, device, v, kinds & _ROUTED6)
+        if found is None or None in found.values():
+            return None
+        checks.append(any_of(found.values()))
+    return neg(all_of(checks), m.negated)
+
+
+def route_type6(addr, device: str | None, v: PacketView, wanted) -> dict | None:
+    """Those of LOCAL, ANYCAST and UNREACHABLE ``wanted`` (each a bool or a Z3 term) as the kernel's IPv6
+    route lookup for ``addr`` gives them on the node's routes (``v.device_routes``, a
+    ``network.DeviceRoutes``); None (for all, or for one) where they are not known: ``lo`` (and ``::1`` through another device), whether a link-local address is one of
+    the node's own (made from MAC addresses no spec states: LOCAL is None then), and, for a ruleset traced
+    without its node's routes, everything but LOCAL (the node's addresses) without a device.
+
+    Without a device: LOCAL is an address of the node's (a local route); ANYCAST is ``fe80::`` (the
+    subnet-router anycast of the link-local prefix, with forwarding on) or ``ff00::`` (the destination of
+    the multicast route itself); UNREACHABLE is an address of the node's own pod CIDRs that is neither a
+    pod's nor its own (the reject route). With a device (``--limit-iface``) the lookup only takes routes
+    through that device, and LOCAL means configured on it: through a pod's veth only that pod, the device's
+    own addresses, ``fe80::/64`` and multicast are routed, everything else is UNREACHABLE; through the
+    uplink everything is routed (the default route)."""
+    routes = v.device_routes
+    if device == "lo" or (device is not None and (routes is None or addr_is(addr, _LOOPBACK6, 128) is True)):
+        return None
+    if routes is None:
+        held = frozenset(ip for ip in v.local_ips if ip.version == 6) | {_LOOPBACK6}
+    else:
+        held = routes.held.get(device, frozenset()) if device is not None else routes.own
+    unknown_local = not _symbolic(addr) and addr in _LINK_LOCAL6 and addr != _SUBNET_ANYCAST6[0] and addr not in held
+    # Each built only when asked: kube-proxy asks LOCAL a lot, and on a symbolic address each is a Z3 term.
+    found = {rs.AddrKind.LOCAL: lambda: None if unknown_local else any_of([addr_is(addr, ip, 128) for ip in held]),
+             rs.AddrKind.ANYCAST: lambda: any_of([addr_is(addr, ip, 128) for ip in _SUBNET_ANYCAST6]),
+             rs.AddrKind.UNREACHABLE: lambda: _no_route6(addr, device, routes)}
+    if routes is None:
+        found[rs.AddrKind.ANYCAST] = found[rs.AddrKind.UNREACHABLE] = lambda: None
+    elif device is not None and device != routes.uplink and device not in routes.hosts:
+        return None  # a device the lab does not build
+    return {kind: found[kind]() for kind in wanted}
+
+
+def _no_route6(addr, device: str | None, routes):
+    """Whether the lookup finds no route (``route_type6``)."""
+    if device is None:  # the reject routes, less what has a host route
+        return all_of([any_of([addr_in(addr, net, 128) for net in routes.unreachable]),
+                       neg(any_of([addr_is(addr, ip, 128) for ip in routes.wired]), True)])
+    if device == routes.uplink:
+        return False  # the default route
+    return neg(any_of([addr_is(addr, ip, 128) for ip in routes.hosts[device]]
+                      + [addr_in(addr, _LINK_PREFIX6, 128), addr_in(addr, _MULTICAST6, 128)]), True)
 
 
 def _local_on(addr, device: str, v: PacketView):

@@ -12,11 +12,21 @@ tracer); the lab builds its namespaces, routes and addresses by the same ones (`
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from kspec import ir
 from kspec.verifier.encode import NodeModel
 from kspec.verifier.netfilter import Connection
 # The walk's vocabulary, imported from here by most of kspec: the network and what happens on it.
 from kspec.verifier.walk import Disposition, Fate, Hop, Route, RouteKind  # noqa: F401
+
+# The next hop an unnumbered node's IPv6 pods use: link-local only, as Calico's (the lab configures it).
+UNNUMBERED_V6_HOP = ipaddress.ip_address("fe80::1")
+
 
 def _endpoint_pods(cluster: ir.Cluster) -> list[ir.Pod]:
     """Pods implied by endpoints: clusters read from Kubernetes objects often carry no Pod objects, yet an
@@ -93,6 +103,57 @@ def local_routes(cluster: ir.Cluster, node: ir.Node, family: ir.IPFamily) -> dic
     if veths:
         routes[gateway] = veths[0] if len(veths) == 1 else None
     return routes
+
+
+@dataclass(frozen=True)
+class DeviceRoutes:
+    """A node's IPv6 routes as ``-m addrtype``'s route lookup meets them (the lab builds exactly these):
+    ``held``, per device, the own addresses configured on it (``lo`` holds ``::1``); ``hosts``, per device,
+    the addresses with a host route through it (the node's pods, and the device's own addresses); ``uplink``
+    carries the default route and the routes to the other nodes; ``unreachable``, the reject routes (the
+    node's own pod CIDRs: an address no pod has there gets "no route"). Every device other than ``lo`` also
+    has ``fe80::/64``, the anycast ``fe80::`` and the multicast ``ff00::/8``, and a link-local address of
+    its own that no spec states."""
+
+    held: Mapping[str, frozenset[ir.IPAddress]]
+    hosts: Mapping[str, frozenset[ir.IPAddress]]
+    unreachable: tuple[ir.IPNetwork, ...]
+    uplink: str = "eth0"
+
+    @functools.cached_property
+    def own(self) -> frozenset[ir.IPAddress]:
+        """Every address the node holds (a local route each)."""
+        return frozenset().union(*self.held.values())
+
+    @functools.cached_property
+    def wired(self) -> frozenset[ir.IPAddress]:
+        """Every address with a host route."""
+        return frozenset().union(*self.hosts.values())
+
+
+def device_routes(cluster: ir.Cluster, node: ir.Node) -> DeviceRoutes:
+    """``DeviceRoutes`` of ``node``'s IPv6 side, from the same wiring as ``local_routes``."""
+    v6 = ir.IPFamily.V6
+    held: dict[str, set[ir.IPAddress]] = {"lo": {ipaddress.ip_address("::1")},
+                                          "eth0": {ip for ip in node.ips if ip.version == 6}}
+    hosts: dict[str, set[ir.IPAddress]] = {}
+    bridge = _bridge(cluster)
+    gateway = pod_gateway(node, v6)
+    for number, pod in enumerate(cluster.pods):
+        if pod.node != node.name or pod.ip.version != 6:
+            continue
+        device = bridge or pod_veth(cluster, number)
+        hosts.setdefault(device, set()).add(pod.ip)
+        if gateway is not None:
+            held.setdefault(device, set()).add(gateway)
+        elif not bridge:  # unnumbered: the link-local next hop the lab gives the pod (topology.py)
+            held.setdefault(device, set()).add(UNNUMBERED_V6_HOP)
+    if bridge and gateway is not None:
+        held.setdefault(bridge, set()).add(gateway)
+    for device, own in held.items():
+        hosts.setdefault(device, set()).update(own)
+    return DeviceRoutes({d: frozenset(a) for d, a in held.items()}, {d: frozenset(a) for d, a in hosts.items()},
+                        tuple(c for c in node.pod_cidrs if c.version == 6))
 
 
 class ClusterNetwork:

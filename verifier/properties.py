@@ -26,6 +26,14 @@ from kspec.verifier.walk import Walk
 INSTANCE_CACHE = 256
 
 
+# Sources no remote host's packet reaches a node with: IPv4's martians, which routing drops (0/8, multicast,
+# the limited broadcast); IPv6's ::, multicast, IPv4-mapped (dropped on receipt) and link-local (never
+# forwarded; -m addrtype could not tell a node's own link-local addresses from others).
+_NOT_A_SENDER = {
+    32: tuple(map(ipaddress.ip_network, ("0.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32"))),
+    128: tuple(map(ipaddress.ip_network, ("::/128", "ff00::/8", "::ffff:0:0/96", "fe80::/10"))),
+}
+
 class Verdict(enum.Enum):
     PROVED = "proved"
     VIOLATED = "violated"
@@ -281,9 +289,11 @@ class Verifier:
         src = self.cluster.client_address(client, self.family)  # None: any address
         pkt = symbolic_packet(self.width, src, dst=dst, dport=dport, proto=proto.lower)
         if src is None:
-            # "Any external host": every address the cluster does not own itself.
+            # "Any external host": every address the cluster does not own itself, and that a host out there
+            # can send from at all.
             if self._outside is None:
-                self._outside = z3.Not(z3.Or([self._in(pkt.src, net) for net in self._cluster_ranges()]))
+                ranges = self._cluster_ranges() + list(_NOT_A_SENDER[self.width])
+                self._outside = z3.Not(z3.Or([self._in(pkt.src, net) for net in ranges]))
             pkt = pkt.evolve(conds=(self._outside,))
         return pkt, pkt.src
 
@@ -292,6 +302,7 @@ class Verifier:
         return (term & mask) == z3.BitVecVal(int(net.network_address), self.width)
 
     def _cluster_ranges(self) -> list[ir.IPNetwork]:
+        """Loopback, the cluster CIDRs, the nodes' pod CIDRs and addresses."""
         loopback = ipaddress.ip_network("127.0.0.0/8" if self.width == 32 else "::1/128")
         ranges = [loopback] + [c for c in self.cluster.proxy.cluster_cidrs if c.version == loopback.version]
         for node in self.cluster.nodes:

@@ -18,7 +18,7 @@ class ConcreteCluster(Walk):
 
     def __init__(self, network: ClusterNetwork):
         engines = {name: tracer.NodeTracer(model.rules, model.local_ips, affinity=True, ipsets=model.ipsets,
-                                            local_routes=model.local_routes)
+                                            local_routes=model.local_routes, device_routes=model.device_routes)
                    for name, model in network.models.items()}
         super().__init__(network, engines)
         self.cluster = network.cluster

@@ -396,10 +396,11 @@ class NodeTracer:
     ``statistic``/``recent``/rate choice a branch."""
 
     def __init__(self, ruleset: rs.Ruleset, local_ips, affinity: bool = False, ipsets=None,
-                 local_routes=None):
+                 local_routes=None, device_routes=None):
         self.ruleset = ruleset
         self.local = frozenset(ipaddress.ip_address(str(ip)) for ip in local_ips)
         self.local_routes = local_routes or {}  # own address -> its local route's device (network.local_routes)
+        self.device_routes = device_routes  # IPv6: network.DeviceRoutes
         self.affinity = affinity
         self.ipsets = ipsets
 
@@ -701,7 +702,7 @@ class NodeTracer:
         """The packet as ``verifier.matches`` reads it (the decisions both engines share)."""
         original = th.entered[:4] if th.entered is not None else None
         return matches.view(th, th.src, th.dst, th.dport, original, self.local, self.ipsets,
-                            32 if th.src.version == 4 else 128, self.local_routes)
+                            32 if th.src.version == 4 else 128, self.local_routes, self.device_routes)
 
 _NOTRACK = rs.CtTarget(notrack=True)
 

@@ -32,7 +32,7 @@ from kspec.diagnostics import Diagnostic, KspecError, Severity
 from kspec.heap import collector_paused
 from kspec.ir import Span
 from kspec import ruleset as rs
-from kspec.ingest.validity import check_ruleset
+from kspec.ingest.validity import check_ruleset, needs_addrtype_check
 
 __all__ = ["RuleParser", "parse_iptables_save", "parse_iptables_save_file", "tokenize"]
 
@@ -1315,7 +1315,8 @@ def _fast_pair(word: str, val: str, neg: bool, module: str | None) -> rs.Match |
             return rs.Comment(val)
         if owner != module and not (owner == "port" and module in _PORT_MODULES):
             return None
-        return _BUILDERS[module](module, [(word, val, neg, 0)])[0]
+        built = _BUILDERS[module](module, [(word, val, neg, 0)])[0]
+        return None if needs_addrtype_check(built) else built  # validity looks at those: the full parser's
     except _LineError:
         return None
 
@@ -1545,6 +1546,7 @@ class _Parser:
         self.table: _TableBuilder | None = None
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
+        self.addrtype_rules: dict[str, list[rs.Rule]] = {}  # per table: for validity (needs_addrtype_check)
 
     def run(self) -> rs.Ruleset:
         file, rules, new_rule, new_origin = self.file, self.rules, rs.new_rule, rs.new_origin
@@ -1577,7 +1579,8 @@ class _Parser:
             self.errors.append(Diagnostic(Span(self.file, self.table.origin.line, 1),
                                           f"table '{self.table.name}' has no COMMIT"))
         if self.require_declared_jumps:  # a whole ruleset: refuse what iptables-restore would (validity.py)
-            self.errors += check_ruleset(rs.Ruleset(tuple(self.tables)), limit=_MAX_ERRORS - len(self.errors))
+            self.errors += check_ruleset(rs.Ruleset(tuple(self.tables)), limit=_MAX_ERRORS - len(self.errors),
+                                         addrtype_rules=self.addrtype_rules)
         if self.errors:
             raise KspecError(self.errors + self.warnings)
         return rs.Ruleset(tuple(self.tables))
@@ -1697,6 +1700,8 @@ class _Parser:
         for note in notes:
             self._error(line, number, _LineError(start, note), Severity.WARNING)
         rule = rs.Rule(chain, matches, target, file=self.file, line=number, text=line)
+        if any(needs_addrtype_check(match) for match in matches):  # the fast path leaves these to this one
+            self.addrtype_rules.setdefault(table.name, []).append(rule)
         if position is None:
             rules.append(rule)
         else:

@@ -21,6 +21,7 @@ with set unions over chain numbers (C loops); columns are only worked out for th
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import attrgetter, not_
@@ -104,16 +105,18 @@ class _Enough(Exception):
 # ------------------------------------------------------------------------------------------ API
 
 
-def check_ruleset(ruleset: rs.Ruleset, *, family: int | None = None, limit: int = 50) -> list[Diagnostic]:
+def check_ruleset(ruleset: rs.Ruleset, *, family: int | None = None, limit: int = 50,
+                  addrtype_rules: Mapping[str, list[rs.Rule]] | None = None) -> list[Diagnostic]:
     """Every reason the kernel or iptables-restore would refuse ``ruleset`` — whole tables: a jump to a
     chain that is not in it is one — as positioned diagnostics in file order, at most ``limit`` of them.
 
     ``family`` (4 or 6) decides which ``--reject-with`` names exist; None infers it from the rules'
-    addresses (else from the first family-specific reject type).
+    addresses (else from the first family-specific reject type). ``addrtype_rules``: per table, the rules
+    holding an addrtype match that ``needs_addrtype_check`` (the parser collects them); None: look at all.
     """
     if limit <= 0:
         return []
-    checker = _Checker(ruleset, family, limit)
+    checker = _Checker(ruleset, family, limit, addrtype_rules=addrtype_rules)
     try:
         for table in ruleset.tables:
             checker.table(table)
@@ -149,6 +152,7 @@ class _Checker:
     found: list[Diagnostic] = field(default_factory=list)
     family_why: str = ""  # how the family was learnt, for messages
     family_known: bool = False
+    addrtype_rules: Mapping[str, list[rs.Rule]] | None = None  # per table; None: look at every rule
 
     def report(self, rule: rs.Rule, word: str, message: str, notes: tuple[str, ...] = ()) -> None:
         self.found.append(Diagnostic(_span(rule, word), message, notes=notes))
@@ -165,6 +169,34 @@ class _Checker:
         for kind, rules in found.items():
             if rules:
                 self.kind(table, graph, kind, rules)
+        suspects = _addrtype_suspects(table) if self.addrtype_rules is None else \
+            _still_there(table, self.addrtype_rules.get(table.name, ()))
+        if suspects:
+            self.addrtypes(graph, suspects)
+
+    def addrtypes(self, graph: "_Graph", rules: list[rs.Rule]) -> None:
+        """``-m addrtype`` as xt_addrtype's checkentry refuses it: in IPv6 the route types IPv6 has not, and
+        --limit-iface-in (-out) directly in a built-in chain whose hook has no input (output) interface."""
+        for rule in rules:
+            for match in _addrtype_matches(rule):
+                refused = [kind.value for kind in match.types if kind in _NOT_IPV6_TYPES]
+                if refused and self.guess_family() == 6:
+                    self.report(rule, match.direction.value,
+                                f"ip6tables refuses -m addrtype {refused[0]}: IPv6 has no such route type (the "
+                                "kernel accepts UNSPEC, UNICAST, LOCAL, ANYCAST, MULTICAST and UNREACHABLE there); "
+                                f"these are {_FAMILY_NAME[6]} rules ({self.family_why})")
+                    break
+        # Only in the built-in chain itself: nf_tables checks a match in a user chain with no hook at all
+        # (measured: accepted there; the kernel then reads the missing interface as "no limit").
+        for rule in rules:
+            for match in _addrtype_matches(rule):
+                if match.limit_iface is not None and rule.chain in _LIMIT_HOOKS[match.limit_iface] and \
+                        rs.is_builtin(graph.table.name, rule.chain):
+                    side = "input" if match.limit_iface is rs.LimitIface.IN else "output"
+                    self.report(rule, match.limit_iface.value,
+                                f"-m addrtype {match.limit_iface.value} is not valid in {graph.table.name} "
+                                f"{rule.chain}: the packet has no {side} interface there (the kernel refuses it)")
+                    break
 
     def kind(self, table: rs.Table, graph: "_Graph", kind: type, rules: list[rs.Rule]) -> None:
         """Every rule of one target kind in ``table``."""
@@ -252,6 +284,34 @@ class _Checker:
             self.family = family
             self.family_why = f"line {rule.line} uses the {_FAMILY_SHORT[family]}-only reject type '{word}'"
         return self.family
+
+
+_NOT_IPV6_TYPES = frozenset({rs.AddrKind.BROADCAST, rs.AddrKind.BLACKHOLE, rs.AddrKind.PROHIBIT, rs.AddrKind.THROW,
+                             rs.AddrKind.NAT, rs.AddrKind.XRESOLVE})
+_LIMIT_HOOKS = {rs.LimitIface.IN: ("OUTPUT", "POSTROUTING"), rs.LimitIface.OUT: ("PREROUTING", "INPUT")}
+
+
+def needs_addrtype_check(match) -> bool:
+    """Whether an ``-m addrtype`` match is one ``_Checker.addrtypes`` may refuse (the parser keeps the rules
+    holding one, so that a big dump's matches need not all be looked at again)."""
+    return match.__class__ is rs.AddrType and (match.limit_iface is not None or
+                                                not _NOT_IPV6_TYPES.isdisjoint(match.types))
+
+
+def _addrtype_matches(rule: rs.Rule) -> list:
+    return [match for match in rule.matches if match.__class__ is rs.AddrType]
+
+
+def _still_there(table: rs.Table, rules) -> list[rs.Rule]:
+    """Those of ``rules`` the table still holds (a later -F or -X may have removed some)."""
+    chains = [table.chain(name) for name in {rule.chain for rule in rules}]
+    held = {id(rule) for chain in chains if chain is not None for rule in chain.rules}
+    return [rule for rule in rules if id(rule) in held]
+
+
+def _addrtype_suspects(table: rs.Table) -> list[rs.Rule]:
+    return [rule for chain in table.chains for rule in chain.rules
+            if any(needs_addrtype_check(match) for match in rule.matches)]
 
 
 def _scan(graph: "_Graph", found: dict[type, list[rs.Rule]]) -> None:
@@ -522,7 +582,7 @@ class _Explainer:
 # ------------------------------------------------------------------------------------------ positions
 
 _TARGET_OPTIONS = ("-j", "--jump", "-g", "--goto")
-_VALUE_OPTIONS = {"--reject-with": ("--reject-with",),
+_VALUE_OPTIONS = {"--reject-with": ("--reject-with",), "--src-type": ("--src-type",), "--dst-type": ("--dst-type",),
                   "port": ("--to-destination", "--to-source", "--to-ports")}
 
 
@@ -534,8 +594,18 @@ def _span(rule: rs.Rule, word: str) -> Span | None:
 
 
 def _column(line: str, word: str) -> int:
+    if word in _FLAGS:  # an option without a value: where it is itself
+        from kspec.ingest.iptables_save import _LineError, _tokenize_slow
+
+        try:
+            return next((at + 1 for text, at in _tokenize_slow(line) if text == word), 1)
+        except _LineError:
+            return 1
     found = _value(line, _VALUE_OPTIONS.get(word, _TARGET_OPTIONS))
     return found[1] + 1 if found is not None else 1
+
+
+_FLAGS = frozenset({"--limit-iface-in", "--limit-iface-out"})
 
 
 def _value(line: str, options: tuple[str, ...]) -> tuple[str, int] | None:

@@ -45,6 +45,7 @@ from typing import Callable, TypeVar
 
 from kspec import ir
 from kspec.compiler.context import NodeContext
+from kspec.verifier.network import UNNUMBERED_V6_HOP
 
 PREFIX = "kspec-lab-"
 NETNS_DIR = "/var/run/netns"
@@ -53,7 +54,6 @@ COMMAND_TIMEOUT = 20.0  # seconds, for every ip/iptables/nfacct/conntrack comman
 _NAME_PID = re.compile(rf"^{re.escape(PREFIX)}(\d+)-")
 _NFACCT_NAME = re.compile(r"--nfacct-name +(\S+)")  # iptables-save prints two spaces
 _serial = iter(range(1, 1 << 30))
-_UNNUMBERED_V6_HOP = "fe80::1"  # the next hop an unnumbered node's pods use (link-local only)
 T = TypeVar("T")
 
 
@@ -429,7 +429,7 @@ class Lab:
                     if gateway:
                         cmds.append(f"addr add {host(gateway)} dev {iface}")
                     elif family is ir.IPFamily.V6:  # unnumbered: only a link-local next hop, as Calico's
-                        cmds.append(f"addr add {_UNNUMBERED_V6_HOP}/64 dev {iface}")
+                        cmds.append(f"addr add {UNNUMBERED_V6_HOP}/64 dev {iface}")
                     else:  # unnumbered: the host side answers ARP for everything (Calico's proxy_arp)
                         sysctls[ns][f"net/ipv4/conf/{iface}/proxy_arp"] = "1"
                     cmds.append(f"route add {host(pod.ip)} dev {iface}")
@@ -438,7 +438,7 @@ class Lab:
                 if gateway:
                     pod_cmds.append(f"route add default via {gateway} dev eth0 onlink")
                 elif family is ir.IPFamily.V6 and not bridge:
-                    pod_cmds.append(f"route add default via {_UNNUMBERED_V6_HOP} dev eth0")
+                    pod_cmds.append(f"route add default via {UNNUMBERED_V6_HOP} dev eth0")
                 else:
                     pod_cmds.append("route add default dev eth0")
             values = self._forwarding()

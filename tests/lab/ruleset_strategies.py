@@ -48,8 +48,9 @@ def _negated(word: str, value: str):
 
 
 @st.composite
-def matches(draw, hook: str) -> str:
-    """Zero or more matches, as iptables-save writes them (a port needs its protocol)."""
+def matches(draw, hook: str, user: bool = False) -> str:
+    """Zero or more matches, as iptables-save writes them (a port needs its protocol). ``user``: in a user
+    chain (reached from ``hook``), where nf_tables takes addrtype's --limit-iface-in/out from any hook."""
     parts = []
     for word in ("-s", "-d"):
         if draw(st.integers(0, 2)) == 0:
@@ -77,7 +78,8 @@ def matches(draw, hook: str) -> str:
     if draw(st.integers(0, 4)) == 0:
         word = draw(st.sampled_from(("--dst-type", "--src-type")))
         kind = draw(st.sampled_from(("LOCAL", "UNICAST", "LOCAL,BROADCAST", "MULTICAST")))
-        limits = [w for w, banned in (("--limit-iface-in", NO_IN), ("--limit-iface-out", NO_OUT)) if hook not in banned]
+        limits = [w for w, banned in (("--limit-iface-in", NO_IN), ("--limit-iface-out", NO_OUT))
+                  if user or hook not in banned]
         limit = draw(st.sampled_from(["", ""] + limits))
         parts.append("-m addrtype " + draw(_negated(word, kind)) + (f" {limit}" if limit else ""))
     if draw(st.integers(0, 5)) == 0:
@@ -141,7 +143,7 @@ def _targets(table: str, hook: str, matched: str) -> tuple[list[str], list[str]]
 
 @st.composite
 def rule(draw, table: str, chain: str, hook: str, callees: tuple[str, ...]) -> str:
-    matched = draw(matches(hook))
+    matched = draw(matches(hook, user=chain != hook))
     going_on, ending = _targets(table, hook, matched)
     going_on += [f"-j {c}" for c in callees] + [f"-g {c}" for c in callees]
     # Mostly rules that let the packet go on, so that paths get long and reach the pods.
