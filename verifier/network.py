@@ -42,10 +42,22 @@ def _endpoint_pods(cluster: ir.Cluster) -> list[ir.Pod]:
     return pods
 
 
+def with_endpoint_pods(cluster: ir.Cluster) -> ir.Cluster:
+    """``cluster`` with a pod for each endpoint address no pod has (objects often come without Pod objects):
+    what ``ClusterNetwork`` delivers to, for the lab to build."""
+    known = {pod.ip for pod in cluster.pods}
+    implied = {}
+    for pod in _endpoint_pods(cluster):
+        if pod.ip not in known:
+            implied.setdefault(pod.ip, pod)
+    return dataclasses.replace(cluster, pods=cluster.pods + tuple(implied.values())) if implied else cluster
+
+
 def listening_ports(cluster: ir.Cluster, family: ir.IPFamily) -> dict[str, dict[str, set[int]]]:
-    """For each pod of ``family``: the TCP and UDP ports something listens on (its container ports, and the
-    ports of every endpoint with its address). The lab starts its echo servers on exactly these."""
-    own = [pod for pod in cluster.pods if ir.IPFamily.of(pod.ip) is family]
+    """For each pod of ``family`` (and each endpoint address no pod has): the TCP and UDP ports something
+    listens on (its container ports, and the ports of every endpoint with its address). The lab starts its
+    echo servers on exactly these."""
+    own = [pod for pod in with_endpoint_pods(cluster).pods if ir.IPFamily.of(pod.ip) is family]
     ports: dict[str, dict[str, set[int]]] = {pod.key: {"tcp": set(), "udp": set()} for pod in own}
     by_ip = {pod.ip: pod.key for pod in own}
     for pod in own:

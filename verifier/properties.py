@@ -138,9 +138,11 @@ class Verifier:
         round_trips = _mentions(check.prop, ir.Answered)
         for inst in instances:
             for fate in (self.round_trip_fates(inst) if round_trips else inst.fates):
-                if fate.disposition is Disposition.UNKNOWN:
-                    # Never a counterexample: what the packet really meets there is not known.
-                    unknown_fates.append(fate)
+                part = fate.not_known if round_trips else fate if fate.disposition is Disposition.UNKNOWN else None
+                if part is not None:
+                    # Never a counterexample: what the packet (or, for `answered`, what comes back, or the
+                    # client's data after it) really meets there is not known.
+                    unknown_fates.append((fate.cond, part.reason))
                     continue
                 negated = _not(self.holds(check.prop, fate, inst))
                 if negated is False:  # the property holds on this whole path, whatever the packet
@@ -156,7 +158,7 @@ class Verifier:
             best = self._counterexample_from(candidates, model)
             return CheckResult(check, Verdict.VIOLATED, len(instances), best, replay_error=self._replay(best))
         # Proved on every known path; a feasible path whose fate the model does not know makes it unknown.
-        reason = next((f.reason for f in unknown_fates if self._feasible(f.cond)), "")
+        reason = next((why for cond, why in unknown_fates if self._feasible(cond)), "")
         if reason:
             return CheckResult(check, Verdict.UNKNOWN, len(instances), reason=reason)
         return CheckResult(check, Verdict.PROVED, len(instances))

@@ -99,6 +99,15 @@ class Fate:
         return self.reply.cond if self.reply is not None else self.packet.cond
 
     @property
+    def not_known(self) -> "Fate | None":
+        """The first part of the round trip (this packet, the answer, the client's data, the echo) whose fate
+        the model does not know, if any."""
+        part: Fate | None = self
+        while part is not None and part.disposition is not Disposition.UNKNOWN:
+            part = part.reply
+        return part
+
+    @property
     def answered(self) -> bool:
         """The answer reached the client and (a TCP connection's) the client's data then reached the pod, and
         the pod's echo the client."""

@@ -80,6 +80,9 @@ def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
     from kspec.lab.report import LabReport
     from kspec.lab.topology import Lab, LabError
 
+    from kspec.verifier.network import with_endpoint_pods
+
+    cluster = with_endpoint_pods(cluster)  # endpoints without Pod objects are pods the lab builds and serves
     family = family or cluster.families()[0]
     reason = requirements(family)
     if reason:

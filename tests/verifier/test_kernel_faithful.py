@@ -623,3 +623,28 @@ def test_a_pod_client_by_an_address_no_pod_has_is_unknown_not_a_crash():
     }""")
     [result] = verify(cluster, family=ir.IPFamily.V4)
     assert result.verdict is Verdict.UNKNOWN and "no pod has client side's address 10.244.1.99" in result.reason
+
+
+def test_an_answer_the_model_cannot_follow_is_unknown_not_violated():
+    # A module kspec does not model on the answer's way only (ESTABLISHED): the first packet is delivered,
+    # what becomes of the answer is not known. `answered` was "violated" (a false counterexample).
+    results = _results(node1=_dump(filter="-A FORWARD -m conntrack --ctstate ESTABLISHED -m quota --quota 100 "
+                                          "-j DROP"))
+    assert results["delivered"].verdict is Verdict.PROVED
+    assert results["answered"].verdict is Verdict.UNKNOWN
+    assert "quota" in results["answered"].reason
+
+
+def test_an_endpoint_without_a_pod_object_answers_on_its_endpoint_ports():
+    cluster, _ = parse_text("""cluster c {
+  node node1 { ip 10.240.0.3  pod_cidr 10.244.1.0/24 }
+  node node2 { ip 10.240.0.4  pod_cidr 10.244.2.0/24 }
+  pod probe on node2 { ip 10.244.2.9 }
+  service web { cluster_ip 10.96.0.10  port http 80 -> 8080/tcp
+    endpoints { 10.244.1.5 on node1 ports { http = 8080/tcp } } }
+  client p from pod probe
+  check "answered" { from p  to web:http via cluster_ip  assert answered }
+}
+""")
+    [result] = verify(cluster)
+    assert result.verdict is Verdict.PROVED, result.reason
