@@ -10,6 +10,7 @@ import re
 
 from kspec import ir
 
+from .comments import Trivia, attach, key
 from .to_ir import DEFAULT_NAMESPACE
 
 INDENT = "  "
@@ -17,21 +18,80 @@ _BARE_VALUE = re.compile(r"[A-Za-z0-9_.-]+")
 _BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
-def format_cluster(cluster: ir.Cluster) -> str:
-    sections: list[list[str]] = [
-        [_cluster_cidr(cluster.proxy)],
-        [_proxy(cluster.proxy)],
-        [_node(node) for node in cluster.nodes],
-        *([_pod(pod)] for pod in cluster.pods),
-        *([_service(svc)] for svc in cluster.services),
-        [_client(client, cluster.pods) for client in cluster.clients],
-        [_load_balancer(lb) for lb in cluster.load_balancers],
-        *([_check(check)] for check in cluster.checks),
+def format_cluster(cluster: ir.Cluster, source: str | None = None) -> str:
+    """The canonical text of ``cluster``; with ``source`` (the spec it was read from), its comments too."""
+    own = _own(cluster)
+    proxy = cluster.proxy if own(cluster.proxy) else ir.ProxyConfig()
+    nodes = [node for node in cluster.nodes if own(node)]
+    pods = [pod for pod in cluster.pods if own(pod)]
+    services = [svc for svc in cluster.services if own(svc)]
+    items = [proxy, *nodes, *pods, *services, *cluster.clients, *cluster.load_balancers, *cluster.checks]
+    trivia = attach(source, cluster, items) if source is not None else Trivia()
+    sections: list[list[tuple[object, str]]] = [
+        [("objects", _objects(cluster.objects))],
+        [("cluster_cidr", _cluster_cidr(proxy))],
+        [(proxy, _proxy(proxy))],
+        [(node, _node(node)) for node in nodes],
+        *_grouped((pod, _pod(pod)) for pod in pods),
+        *_grouped((svc, _service(svc)) for svc in services),
+        [(client, _client(client, cluster.pods)) for client in cluster.clients],
+        [(lb, _load_balancer(lb)) for lb in cluster.load_balancers],
+        *([(check, _check(check))] for check in cluster.checks),
     ]
-    # Sections are separated by a blank line; one-line entries (nodes, clients) sit together.
-    blocks = ["\n".join(_indent(entry) for entry in section if entry) for section in sections]
+    # Sections are separated by a blank line; one-line entries (nodes, clients; pods and Services when they
+    # fit on one line) sit together.
+    blocks = ["\n".join(_indent(_commented(trivia, item, entry, _width(section))) for item, entry in section
+                        if entry)
+              for section in sections]
     body = "\n\n".join(block for block in blocks if block)
-    return f"cluster {cluster.name} {{\n{body}\n}}\n" if body else f"cluster {cluster.name} {{\n}}\n"
+    printed = {key(item) for section in sections for item, entry in section if entry}
+    unprinted = [line for key in (*trivia.leading, *trivia.trailing) if key not in printed  # e.g. `proxy { }`
+                 for line in trivia.leading.get(key, []) + [trivia.trailing.get(key, "")] if line]
+    footer = list(dict.fromkeys(unprinted)) + trivia.footer
+    if footer:
+        body += ("\n\n" if body else "") + "\n".join(INDENT + line for line in footer)
+    text = f"cluster {cluster.name} {{\n{body}\n}}\n" if body else f"cluster {cluster.name} {{\n}}\n"
+    after = "\n".join(trivia.after) + "\n" if trivia.after else ""
+    return "".join(line + "\n" for line in trivia.header) + text + after
+
+
+def _grouped(entries) -> list[list[tuple[object, str]]]:
+    """Sections of entries: consecutive one-line entries share one, each longer entry has its own."""
+    sections: list[list[tuple[object, str]]] = []
+    for item, text in entries:
+        if "\n" not in text and sections and "\n" not in sections[-1][-1][1]:
+            sections[-1].append((item, text))
+        else:
+            sections.append([(item, text)])
+    return sections
+
+
+def _width(section: list[tuple[object, str]]) -> int:
+    """The column the section's comments after one-line entries line up at (as gofmt aligns them)."""
+    return max((len(text) for _, text in section if "\n" not in text), default=0)
+
+
+def _commented(trivia: Trivia, item: object, text: str, width: int = 0) -> str:
+    """``text`` with the comments above ``item`` and the one after its last line (a one-line entry's at
+    ``width``, so that a section's comments line up)."""
+    above = trivia.leading.get(key(item), [])
+    after = trivia.trailing.get(key(item))
+    if after:
+        pad = width - len(text) if "\n" not in text else 0
+        text = f"{text}{' ' * max(pad, 0)}  {after}"
+    return "\n".join([*above, text])
+
+
+def _own(cluster: ir.Cluster):
+    """Whether an item was written in the spec itself, not brought by Kubernetes objects (its ``objects``,
+    or ``--k8s``), which fmt leaves where they are."""
+    if cluster.span is None:
+        return lambda item: True
+    return lambda item: item.span is None or item.span.file == cluster.span.file
+
+
+def _objects(paths: tuple[str, ...]) -> str:
+    return f"objects {', '.join(quote(path) for path in paths)}" if paths else ""
 
 
 def _indent(text: str, depth: int = 1) -> str:

@@ -15,12 +15,23 @@ from kspec.diagnostics import Diagnostic, Severity
 from .to_ir import Draft
 
 
-def resolve(draft: Draft) -> tuple[ir.Cluster, list[Diagnostic]]:
-    """Return the finished cluster and every diagnostic (the draft's and ours), sorted by position."""
-    resolver = _Resolver(draft)
+def resolve(draft: Draft, base: ir.Cluster | None = None) -> tuple[ir.Cluster, list[Diagnostic]]:
+    """Return the finished cluster and every diagnostic (the draft's and ours), sorted by position.
+
+    ``base``: the cluster the spec's ``objects`` (or ``--k8s``) read from Kubernetes objects; its nodes, pods
+    and Services come first and are taken as they are, the spec adds to them (and names them in clients and
+    checks); its proxy configuration holds unless the spec writes one."""
+    resolver = _Resolver(draft, base)
     cluster = resolver.run()
     diagnostics = sorted(draft.diagnostics + resolver.diagnostics, key=_position)
     return cluster, diagnostics
+
+
+def _joined(base: ir.Cluster, draft: Draft) -> ir.Cluster:
+    own = draft.cluster
+    return dataclasses.replace(own, nodes=base.nodes + own.nodes, pods=base.pods + own.pods,
+                               services=base.services + own.services,
+                               proxy=own.proxy if draft.proxy_written else base.proxy)
 
 
 def _position(diag: Diagnostic) -> tuple[str, int, int]:
@@ -52,9 +63,10 @@ def _no_way_in(svc: ir.Service, via: ir.Via) -> str:
 
 
 class _Resolver:
-    def __init__(self, draft: Draft):
+    def __init__(self, draft: Draft, base: ir.Cluster | None = None):
         self.draft = draft
-        self.cluster = draft.cluster
+        self.base = base
+        self.cluster = draft.cluster if base is None else _joined(base, draft)
         self.diagnostics: list[Diagnostic] = []
         self.pods = {pod.key: pod for pod in self.cluster.pods}
         self.nodes = {node.name: node for node in self.cluster.nodes}
@@ -69,7 +81,9 @@ class _Resolver:
         self._check_duplicates()
         self._check_references()
         self._check_cluster()
-        services = tuple(self._resolve_service(svc) for svc in self.cluster.services)
+        given = len(self.base.services) if self.base is not None else 0  # the objects' are final already
+        services = self.cluster.services[:given] + tuple(self._resolve_service(svc)
+                                                         for svc in self.cluster.services[given:])
         clients = tuple(self._resolve_client(i, c) for i, c in enumerate(self.cluster.clients))
         self._check_destinations()
         # A selector's endpoints get the hints the EndpointSlice controller writes (kspec.topology).

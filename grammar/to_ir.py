@@ -66,6 +66,9 @@ class Draft:
     client_pods: dict[int, QName]
     # (id(ir node), field name) -> where that field's value was written, for precise messages in resolve.
     spans: dict[tuple[int, str], ir.Span] = field(default_factory=dict)
+    # Whether the spec wrote `proxy { }` or `cluster_cidr` (else Kubernetes objects may bring their own).
+    proxy_written: bool = False
+    object_spans: dict[str, ir.Span] = field(default_factory=dict)  # an `objects` file -> where it is named
 
     def span_of(self, node: Any, field_name: str, index: int | None = None) -> ir.Span | None:
         """Where ``node.field_name`` (or its ``index``-th element) was written; else the node's own span."""
@@ -99,6 +102,7 @@ class ToIR(Transformer):
         self.diagnostics: list[Diagnostic] = []
         self.refs: list[Ref] = []
         self.spans: dict[tuple[int, str], ir.Span] = {}
+        self.object_spans: dict[str, ir.Span] = {}  # an `objects` file -> where the spec names it
 
     # ------------------------------------------------------------------------------------- helpers
 
@@ -226,6 +230,8 @@ class ToIR(Transformer):
         proxy = self._get(settings, "proxy", ir.ProxyConfig())
         cidrs = self._get(settings, "cluster_cidr", ())
         proxy = dataclasses.replace(proxy, cluster_cidrs=cidrs)
+        if settings and proxy.span is None:  # only cluster_cidr: the proxy settings are still the spec's
+            proxy = dataclasses.replace(proxy, span=next(iter(settings.values()))[0].span)
 
         def of(kind: str) -> list[Any]:
             return [item.value for item in items if item.key == kind]
@@ -235,8 +241,16 @@ class ToIR(Transformer):
         cluster = ir.Cluster(
             name=str(name), nodes=tuple(of("node")), proxy=proxy, pods=tuple(of("pod")),
             services=tuple(of("service")), clients=tuple(c for c, _ in clients),
-            load_balancers=tuple(of("load_balancer")), checks=tuple(of("check")), span=self._span(meta))
-        return Draft(cluster, self.diagnostics, self.refs, client_pods, self.spans)
+            load_balancers=tuple(of("load_balancer")), checks=tuple(of("check")), span=self._span(meta),
+            objects=tuple(path for paths in of("objects") for path in paths))
+        return Draft(cluster, self.diagnostics, self.refs, client_pods, self.spans, proxy_written=bool(settings),
+                     object_spans=self.object_spans)
+
+    def objects(self, meta, children):
+        paths = tuple(unquote(tok) for tok in children)
+        for path, tok in zip(paths, children):
+            self.object_spans.setdefault(path, self._tspan(tok))
+        return Item("objects", paths, self._span(meta))
 
     def cluster_cidr(self, meta, children):
         return self._values("cluster_cidr", meta, children, self._cidr)

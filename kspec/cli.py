@@ -23,28 +23,43 @@ _FAMILIES = {"ipv4": ir.IPFamily.V4, "ipv6": ir.IPFamily.V6}
 
 
 def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: str | None = None,
-                 release: str | None = None) -> tuple[ir.Cluster, list[Diagnostic]]:
-    """A cluster from a ``.k`` spec, or from Kubernetes objects (YAML/JSON) with an optional proxy config, as
-    kube-proxy ``release`` programs it (``--kube-proxy-version``; None: the newest kspec supports)."""
+                 release: str | None = None, stdin: bytes | None = None) -> tuple[ir.Cluster, list[Diagnostic]]:
+    """A cluster from a ``.k`` spec, or from Kubernetes objects (YAML/JSON; ``-`` is ``stdin``) with an
+    optional proxy config, or both: the objects joined by the spec's own nodes, pods, Services, clients and
+    checks. As kube-proxy ``release`` programs it (``--kube-proxy-version``; None: the newest supported)."""
     from kspec.releases import with_release
 
     if not k8s and spec is not None and Path(spec).suffix in (".yaml", ".yml", ".json"):
-        k8s = [spec]
-    if k8s:
+        spec, k8s = None, [spec]
+    if spec is None:
+        if not k8s:
+            raise KspecError([Diagnostic(None, "no input: give a .k spec or --k8s OBJECTS")])
         from kspec.ingest.k8s import load_k8s_with_diagnostics
 
-        cluster, warnings = load_k8s_with_diagnostics(list(k8s), proxy_config)
+        cluster, warnings = load_k8s_with_diagnostics(list(k8s), proxy_config, stdin=stdin)
         return with_release(cluster, release), list(warnings)
-    if spec is None:
-        raise KspecError([Diagnostic(None, "no input: give a .k spec or --k8s OBJECTS")])
     from kspec.grammar import load
 
-    cluster, warnings = load(spec)
+    cluster, warnings = load(spec, k8s or (), proxy_config, stdin)
     return with_release(cluster, release), warnings
 
 
+def _stdin(args: argparse.Namespace) -> bytes | None:
+    """Standard input, read once, when ``--k8s -`` asks for it (kubectl ... -o yaml | kspec ... --k8s -)."""
+    if "-" not in (getattr(args, "k8s", None) or ()):
+        return None
+    data = sys.stdin.buffer.read()
+    from kspec.diagnostics import remember_source
+    from kspec.ingest.k8s import STDIN
+
+    remember_source(STDIN, data.decode("utf-8", errors="replace"))
+    return data
+
+
 def _sources(diagnostics: list[Diagnostic]) -> dict[str, str]:
-    sources = {}
+    from kspec.diagnostics import remembered_sources
+
+    sources = dict(remembered_sources())
     for diag in diagnostics:
         if diag.span and diag.span.file not in sources:
             try:
@@ -92,7 +107,8 @@ def _family(args: argparse.Namespace, *clusters: ir.Cluster) -> ir.IPFamily | No
 def run_compile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.compiler import compile_cluster, compile_node
 
-    cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config, args.kube_proxy_version)
+    cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config, args.kube_proxy_version,
+                                     _stdin(args))
     report(warnings, err, args.compact)
     # (An IPv4 ruleset of an IPv6-only cluster is kube-proxy's empty one: compile it, as kube-proxy would.)
     family = _FAMILIES[args.family] if args.family else cluster.families()[0]
@@ -213,13 +229,20 @@ def run_fuzz(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def run_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.grammar import format_cluster, load
 
+    paths = [str(found) for path in args.specs
+             for found in (sorted(Path(path).rglob("*.k")) if Path(path).is_dir() else [Path(path)])]
+    if not paths:
+        raise KspecError([Diagnostic(None, "no specs given" if not args.specs else "no .k specs in "
+                                     + ", ".join(args.specs))])
     status = EXIT_OK
-    for path in args.specs:
-        cluster, warnings = load(path)
+    stdin = _stdin(args)
+    for path in paths:
+        cluster, warnings = load(path, args.k8s or (), args.proxy_config, stdin)
         report(warnings, err, args.compact)
-        text = format_cluster(cluster)
+        source = Path(path).read_text(encoding="utf-8")
+        text = format_cluster(cluster, source)
         if args.check:
-            if Path(path).read_text(encoding="utf-8") != text:
+            if source != text:
                 print(f"{path}: not in canonical form", file=err)
                 status = EXIT_FAILED
         elif args.write:
@@ -245,16 +268,19 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as exc:
         raise KspecError([Diagnostic(None, str(exc))]) from None
     specs = args.specs or ([args.spec] if args.spec else [])
+    if not specs and args.k8s:
+        specs = [None]  # the objects alone, with the built-in properties
     if not specs:
-        raise KspecError([Diagnostic(None, "no specs given")])
+        raise KspecError([Diagnostic(None, "no specs given (or --k8s OBJECTS)")])
     # Load every spec first: bad input anywhere is reported (exit 2) before any verdict.
     loaded = []
     errors: list[Diagnostic] = []
+    stdin = _stdin(args)
     for path in specs:
         try:
-            cluster, warnings = load_cluster(path, release=args.kube_proxy_version)
+            cluster, warnings = load_cluster(path, args.k8s, args.proxy_config, args.kube_proxy_version, stdin)
             report(warnings, err, args.compact)
-            loaded.append((path, cluster))
+            loaded.append((path or " ".join(args.k8s), cluster))
         except KspecError as exc:
             errors += exc.diagnostics
             continue
@@ -286,7 +312,7 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.verifier.replay import ConcreteCluster
     from kspec.verifier.tracer import Packet
 
-    cluster, warnings = load_cluster(args.spec, release=args.kube_proxy_version)
+    cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config, args.kube_proxy_version, _stdin(args))
     report(warnings, err, args.compact)
     client = next((c for c in cluster.clients if c.name == args.from_), None)
     if client is None:
@@ -399,9 +425,11 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for ns in failed:
             print(f"could not remove {ns}", file=err)
         return EXIT_FAILED if failed else EXIT_OK
-    if not args.specs:
-        raise KspecError([Diagnostic(None, "no specs given (or --cleanup)")])
-    loaded = [(path, load_cluster(path, release=args.kube_proxy_version)) for path in args.specs]
+    if not args.specs and not args.k8s:
+        raise KspecError([Diagnostic(None, "no specs given (or --k8s OBJECTS, or --cleanup)")])
+    stdin = _stdin(args)
+    loaded = [(path or " ".join(args.k8s), load_cluster(path, args.k8s, args.proxy_config, args.kube_proxy_version,
+                                                        stdin)) for path in args.specs or [None]]
     family = _family(args, *(cluster for _, (cluster, _) in loaded))
     reason = next(filter(None, (requirements(family or cluster.families()[0]) for _, (cluster, _) in loaded)), None)
     if reason:
@@ -440,6 +468,36 @@ def _positive(text: str) -> int:
     return value
 
 
+def _specs_after_objects(args: argparse.Namespace) -> None:
+    """Specs and objects apart, whichever way they were given: ``--k8s`` takes every word after it, so
+    ``--k8s - checks.k`` would read the spec as objects (a ``.k`` there is a spec); and object files given as
+    specs (``kspec verify svc.yaml nodes.yaml``) are one cluster's objects, not one cluster each."""
+    if not hasattr(args, "k8s") or args.command == "compile":
+        return
+    words = list(args.k8s or [])
+    if hasattr(args, "specs"):
+        objects = [word for word in args.specs or [] if Path(word).suffix in _OBJECT_SUFFIXES]
+        args.specs = [word for word in args.specs or [] if word not in objects]
+        words += objects
+    specs = [word for word in words if word.endswith(".k")]
+    args.k8s = [word for word in words if not word.endswith(".k")] or None
+    if hasattr(args, "specs"):
+        args.specs = list(args.specs or []) + specs
+    elif specs and args.spec is None:
+        args.spec, *rest = specs
+        args.k8s = (args.k8s or []) + rest  # more than one spec for one trace: the objects reader says so
+
+
+_OBJECT_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _objects_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k8s", nargs="+", metavar="OBJECTS", help="Kubernetes objects (YAML/JSON as kubectl prints "
+                        "them; - for standard input), read as one cluster; a spec given too adds its clients and "
+                        "checks (and any nodes, pods or Services) to it")
+    parser.add_argument("--proxy-config", metavar="CONFIG", help="a KubeProxyConfiguration file for --k8s")
+
+
 def _release_option(parser: argparse.ArgumentParser) -> None:
     from kspec.releases import NEWEST, OLDEST, text
 
@@ -475,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="prove or refute every check (and built-in property) of the specs",
         description="exit 0: every verdict as expected; 1: some verdict is not (an unknown counts, unless "
                     "--allow-unknown); 2: bad input")
-    ver.add_argument("specs", nargs="*", help=".k specs")
+    ver.add_argument("specs", nargs="*", help=".k specs (with --k8s: the clients and checks to add to the objects)")
+    _objects_options(ver)
     ver.add_argument("--spec", help="the spec whose checks to run against --rules")
     ver.add_argument("--rules", metavar="DUMP|DIR", help="check a real node's iptables-save dump instead of "
                      "the compiled rules (with --node), or a directory of NODE.rules dumps")
@@ -500,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver.set_defaults(run=run_verify)
 
     tr = sub.add_parser("trace", help="walk one packet through the cluster's rules, every branch shown")
-    tr.add_argument("spec", help="a .k spec")
+    tr.add_argument("spec", nargs="?", help="a .k spec (with --k8s: what it adds to the objects)")
+    _objects_options(tr)
     tr.add_argument("--from", dest="from_", required=True, metavar="CLIENT", help="a client of the spec")
     tr.add_argument("--to", required=True, metavar="IP:PORT[/PROTO]", help="destination (default protocol tcp)")
     tr.add_argument("--node", help="where an external client's packet enters (default: the node owning IP)")
@@ -515,7 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
         "lab", help="build the cluster from network namespaces, send real traffic, compare with the model",
         description="exit 0: every probe behaves as the verifier predicts; 1: some probe does not; 2: bad input, "
                     "or the lab cannot run here (needs root and ip netns)")
-    lab.add_argument("specs", nargs="*", help=".k specs")
+    lab.add_argument("specs", nargs="*", help=".k specs (with --k8s: what they add to the objects)")
+    _objects_options(lab)
     lab.add_argument("--keep", action="store_true", help="leave the namespaces up and print how to tear them down")
     lab.add_argument("--cleanup", action="store_true", help="remove labs left behind by crashed or --keep runs")
     lab.add_argument("--all", action="store_true", help="with --cleanup: also labs whose kspec still runs")
@@ -546,7 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     fz.set_defaults(run=run_fuzz)
 
     fmt = sub.add_parser("fmt", help="print specs in canonical form")
-    fmt.add_argument("specs", nargs="+")
+    fmt.add_argument("specs", nargs="*", help=".k specs, or folders of them (with --k8s: the objects their names "
+                     "refer to)")
+    _objects_options(fmt)
     mode = fmt.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if a spec is not in canonical form")
     mode.add_argument("--write", action="store_true", help="rewrite the files in place")
@@ -582,6 +645,7 @@ def _main(argv: list[str] | None, out: TextIO | None, err: TextIO | None) -> int
     except SystemExit as exc:  # argparse: usage errors are bad input
         return EXIT_BAD_INPUT if exc.code else EXIT_OK
     run: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.run
+    _specs_after_objects(args)
     try:
         return run(args, out, err)
     except KspecError as exc:

@@ -37,6 +37,18 @@ def decode(data: bytes, filename: str) -> str:
         raise KspecError([Diagnostic(span, f"invalid UTF-8 byte 0x{data[exc.start]:02x}")]) from None
 
 
+# Texts that are not files to read again when a diagnostic is shown (standard input), by their name in spans.
+_REMEMBERED: dict[str, str] = {}
+
+
+def remember_source(name: str, text: str) -> None:
+    _REMEMBERED[name] = text
+
+
+def remembered_sources() -> dict[str, str]:
+    return _REMEMBERED
+
+
 @dataclass
 class KspecError(Exception):
     """Bad input: one or more error diagnostics (and any warnings collected on the way)."""

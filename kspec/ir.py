@@ -427,6 +427,8 @@ class Cluster:
     load_balancers: tuple[LoadBalancer, ...] = ()
     checks: tuple[Check, ...] = ()
     span: Span | None = _span()
+    # A spec's `objects "FILE"`, as written: Kubernetes objects whose nodes, pods and Services joined it.
+    objects: tuple[str, ...] = ()
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

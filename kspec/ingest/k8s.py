@@ -83,6 +83,9 @@ NODE_FACTS_FIELDS = ("randomFully", "nfacct", "tcpLiberal", "markLiteral", "nfac
 NFACCT_COUNTERS = ("ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts")
 
 
+STDIN = "<stdin>"  # the file name of objects read from standard input (a path of "-")
+
+
 def load_k8s(paths: list[str], proxy_config: str | None = None) -> ir.Cluster:
     """Read Kubernetes object files (and optionally a separate KubeProxyConfiguration file) into a Cluster.
 
@@ -93,17 +96,18 @@ def load_k8s(paths: list[str], proxy_config: str | None = None) -> ir.Cluster:
     return cluster
 
 
-def load_k8s_with_diagnostics(paths: list[str], proxy_config: str | None = None
+def load_k8s_with_diagnostics(paths: list[str], proxy_config: str | None = None, stdin: bytes | None = None
                               ) -> tuple[ir.Cluster, list[Diagnostic]]:
-    """Like ``load_k8s``, also returning the warnings."""
-    reader = _Reader()
+    """Like ``load_k8s``, also returning the warnings. A path ``-`` is ``stdin`` (named ``<stdin>``)."""
+    reader = _Reader(stdin)
     for path in paths:
         reader.read_file(path)
     if proxy_config is not None:
         reader.read_file(proxy_config, proxy_config_file=True)
-    name = os.path.splitext(os.path.basename(paths[0]))[0] if paths else "cluster"
+    name = os.path.splitext(os.path.basename(paths[0]))[0] if paths and paths[0] != "-" else "cluster"
     cluster = reader.build(name)
-    diagnostics = _in_source_order(reader.diagnostics, [*paths, proxy_config])
+    names = [STDIN if path == "-" else path for path in [*paths, proxy_config]]
+    diagnostics = _in_source_order(reader.diagnostics, names)
     if any(d.severity is Severity.ERROR for d in diagnostics):
         raise KspecError(diagnostics)
     return cluster, diagnostics
@@ -219,6 +223,7 @@ class _Slice:
 
 @dataclass
 class _Reader:
+    stdin: bytes | None = None  # what a path "-" reads (once)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     services: dict[tuple[str, str], ir.Service] = field(default_factory=dict)
     slices: dict[tuple[str, str], _Slice] = field(default_factory=dict)
@@ -230,9 +235,16 @@ class _Reader:
     proxy_configs_seen: int = 0
 
     def read_file(self, path: str, proxy_config_file: bool = False) -> None:
+        if path == "-":
+            path = STDIN
         try:
-            with open(path, "rb") as f:
-                text = decode(f.read(), path)
+            if path == STDIN:
+                if self.stdin is None:
+                    raise OSError(0, "standard input was read already, or is not given")
+                text, self.stdin = decode(self.stdin, path), None  # one read: a second "-" is an error
+            else:
+                with open(path, "rb") as f:
+                    text = decode(f.read(), path)
         except OSError as err:
             self.diagnostics.append(Diagnostic(None, f"cannot read {path}: {err.strerror}"))
             return

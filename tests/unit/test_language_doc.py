@@ -51,11 +51,11 @@ def test_the_doc_has_enough_examples() -> None:
 
 @pytest.mark.parametrize("source", [src for _, src in EXAMPLES], ids=[name for name, _ in EXAMPLES])
 def test_example(source: str) -> None:
-    cluster, diagnostics = parse_text(source, "language.md")
+    cluster, diagnostics = parse_text(source, str(DOC))  # `objects` files are beside the doc
     errors = [d for d in diagnostics if d.severity is Severity.ERROR]
     assert errors == []
 
-    assert parse_text(format_cluster(cluster))[0] == cluster
+    assert parse_text(format_cluster(cluster, source), str(DOC))[0] == cluster
 
     results = verify(cluster, builtins=False)
     assert len(results) == len(cluster.checks)
