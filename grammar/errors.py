@@ -38,6 +38,8 @@ def describe_terminals(names: set[str], lark: Lark) -> list[str]:
     words: set[str] = set()
     kinds: set[str] = set()
     by_name = {t.name: t for t in lark.terminals}
+    if "NAME" in names:  # a name may be quoted: the string is one way of writing it, not something else
+        names = [name for name in names if name != "STRING"]
     for name in names:
         if name in _DESCRIPTIONS:
             target = words if _DESCRIPTIONS[name][0].startswith("'") else kinds

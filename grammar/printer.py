@@ -50,7 +50,8 @@ def format_cluster(cluster: ir.Cluster, source: str | None = None) -> str:
     footer = list(dict.fromkeys(unprinted)) + trivia.footer
     if footer:
         body += ("\n\n" if body else "") + "\n".join(INDENT + line for line in footer)
-    text = f"cluster {cluster.name} {{\n{body}\n}}\n" if body else f"cluster {cluster.name} {{\n}}\n"
+    name = _name(cluster.name)
+    text = f"cluster {name} {{\n{body}\n}}\n" if body else f"cluster {name} {{\n}}\n"
     after = "\n".join(trivia.after) + "\n" if trivia.after else ""
     return "".join(line + "\n" for line in trivia.header) + text + after
 
@@ -116,7 +117,13 @@ def quote(text: str) -> str:
 
 def _qname(key: str) -> str:
     namespace, _, name = key.partition("/")
-    return name if namespace == DEFAULT_NAMESPACE else key
+    return _name(name) if namespace == DEFAULT_NAMESPACE else f"{_name(namespace)}/{_name(name)}"
+
+
+def _name(text: str, reserved: frozenset[str] = frozenset()) -> str:
+    """A name bare where the grammar reads it so, else quoted (a leading digit; a word the grammar gives a
+    meaning at that place, ``reserved``)."""
+    return text if _BARE_NAME.fullmatch(text) and text not in reserved else quote(text)
 
 
 def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
@@ -183,8 +190,8 @@ def _node(node: ir.Node) -> str:
     if node.pod_wiring is not ir.PodWiring.GATEWAY:
         settings.append(f"pod_wiring {node.pod_wiring.value}")
     if node.zone is not None:
-        settings.append(f"zone {node.zone}")
-    return f"node {node.name} {{ {'  '.join(settings)} }}"
+        settings.append(f"zone {_name(node.zone)}")
+    return f"node {_name(node.name)} {{ {'  '.join(settings)} }}"
 
 
 def _conditions(ready: bool, serving: bool, terminating: bool) -> list[str]:
@@ -200,7 +207,7 @@ def _conditions(ready: bool, serving: bool, terminating: bool) -> list[str]:
 
 
 def _ports(ports) -> str:
-    entries = [(f"{p.name} = " if p.name else "") + f"{p.port}/{p.protocol.lower}" for p in ports]
+    entries = [(f"{_name(p.name)} = " if p.name else "") + f"{p.port}/{p.protocol.lower}" for p in ports]
     return f"ports {{ {', '.join(entries)} }}" if entries else "ports { }"
 
 
@@ -211,7 +218,7 @@ def _pod(pod: ir.Pod) -> str:
     if pod.ports:
         lines.append(_ports(pod.ports))
     lines += _conditions(pod.ready, pod.serving, pod.terminating)
-    return _block(f"pod {_qname(pod.key)} on {pod.node}", lines)
+    return _block(f"pod {_qname(pod.key)} on {_name(pod.node)}", lines)
 
 
 # ----------------------------------------------------------------------------------------- services
@@ -256,9 +263,10 @@ def _service(svc: ir.Service) -> str:
 
 
 def _service_port(port: ir.ServicePort) -> str:
-    text = "port " + (f"{port.name} " if port.name else "") + str(port.port)
+    text = "port " + (f"{_name(port.name)} " if port.name else "") + str(port.port)
     if port.target_port is not None:
-        text += f" -> {port.target_port}"
+        target = port.target_port
+        text += f" -> {_name(target) if isinstance(target, str) else target}"
     text += f"/{port.protocol.lower}"
     if port.node_port:
         text += f" node_port {port.node_port}"
@@ -268,15 +276,15 @@ def _service_port(port: ir.ServicePort) -> str:
 def _endpoint(ep: ir.Endpoint) -> str:
     words = [str(ep.ip)]
     if ep.node is not None:
-        words.append(f"on {ep.node}")
+        words.append(f"on {_name(ep.node)}")
     if ep.pod is not None:
         words.append(f"pod {_qname(ep.pod)}")
     words.append(_ports(ep.ports))
     words += _conditions(ep.ready, ep.serving, ep.terminating)
     if ep.zone_hints:
-        words.append(f"zone_hints {', '.join(ep.zone_hints)}")
+        words.append(f"zone_hints {', '.join(map(_name, ep.zone_hints))}")
     if ep.node_hints:
-        words.append(f"node_hints {', '.join(ep.node_hints)}")
+        words.append(f"node_hints {', '.join(map(_name, ep.node_hints))}")
     return " ".join(words)
 
 
@@ -284,22 +292,22 @@ def _endpoint(ep: ir.Endpoint) -> str:
 
 
 def _client(client: ir.Client, pods: tuple[ir.Pod, ...]) -> str:
-    head = f"client {client.name}"
+    head = f"client {_name(client.name)}"
     if client.kind is ir.ClientKind.EXTERNAL:
         return f"{head} {{ ip {client.ip}  external }}"
     if client.kind is ir.ClientKind.NODE:
-        return f"{head} on node {client.node}" + (f" ip {client.ip}" if client.ip is not None else "") \
+        return f"{head} on node {_name(client.node)}" + (f" ip {client.ip}" if client.ip is not None else "") \
             + (f" uid {client.uid}" if client.uid else "") + (f" gid {client.gid}" if client.gid else "")
     pod = next((p for p in pods if p.ip == client.ip and p.node == client.node), None)
     if pod is not None:
         return f"{head} from pod {_qname(pod.key)}"
-    return f"{head} {{ ip {client.ip}  pod on {client.node} }}"
+    return f"{head} {{ ip {client.ip}  pod on {_name(client.node)} }}"
 
 
 def _load_balancer(lb: ir.LoadBalancer) -> str:
     style = "vip" if lb.style is ir.LoadBalancerStyle.VIP_KEPT else "nodeport"
     health = "on" if lb.respects_health_check else "off"
-    return f"load_balancer {lb.name} {{ style {style}  health_check {health} }}"
+    return f"load_balancer {_name(lb.name)} {{ style {style}  health_check {health} }}"
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -307,17 +315,19 @@ def _load_balancer(lb: ir.LoadBalancer) -> str:
 
 def _check(check: ir.Check) -> str:
     dest = check.destination
-    to = f"to {_qname(dest.service)}" + (f":{dest.port}" if dest.port else "") + f" via {dest.via.value}"
+    to = f"to {_qname(dest.service)}" + (f":{_name(dest.port)}" if dest.port else "") + f" via {dest.via.value}"
     if dest.via is ir.Via.NODE_PORT:
-        to += f" on {dest.node}" if dest.node else " on any node"
+        to += f" on {_name(dest.node, _ANY)}" if dest.node else " on any node"
     lines = [
-        f"from {', '.join(check.clients)}" if check.clients else "from all",
+        f"from {', '.join(_name(c, _ALL) for c in check.clients)}" if check.clients else "from all",
         to,
         f"assert {format_prop(check.prop)}",
         f"expect {check.expect.value}",
     ]
     return _block(f"check {quote(check.name)}", lines)
 
+
+_ALL, _ANY = frozenset({"all"}), frozenset({"any"})  # `from all`, `on any node`: keywords there
 
 # Binding strength: implies (1) < or (2) < and (3) < not (4) < atoms (5).
 _ATOMS = {

@@ -25,6 +25,7 @@ DEFAULT_NAMESPACE = "default"
 
 # Blocks in which a keyword may appear more than once; every other repeated keyword is an error.
 _REPEATABLE = {"port", "load_balancer_ingress"}
+_QUOTED_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # any DNS label (or subdomain) and what NAME allows
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,17 @@ class ToIR(Transformer):
 
     def protocol(self, meta, children):
         return ir.Protocol(str(children[0]).upper())
+
+    def name(self, meta, children):
+        """A name as the handlers take it: a NAME token, a quoted one unquoted (where it was written)."""
+        tok = children[0]
+        if tok.type != "STRING":
+            return tok
+        text = unquote(tok)
+        if not _QUOTED_NAME.fullmatch(text):
+            self._error(self._tspan(tok), f"{tok} is not a name: a name holds letters, digits, '_', '.' and '-' "
+                                          "(and starts with a letter or digit)")
+        return Token.new_borrow_pos("NAME", text, tok)
 
     def qname(self, meta, children):
         names = [str(c) for c in children]
