@@ -333,23 +333,45 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if src is None:
         raise KspecError([Diagnostic(client.span, f"client '{client.name}' has no address to trace from")])
     concrete = ConcreteCluster(network)
+    said = out if args.format == "text" else err  # a drawing on standard output is the drawing alone
     print(f"packet {src}:{args.sport} -> {args.to} from {client.name}"
-          + (f", entering at {entry}" if entry and client.kind is ir.ClientKind.EXTERNAL else ""), file=out)
+          + (f", entering at {entry}" if entry and client.kind is ir.ClientKind.EXTERNAL else ""), file=said)
     note = _unserved(cluster, dst, dport, proto)
     if note:
-        print(f"note: {note}", file=out)
+        print(f"note: {note}", file=said)
     lb_targets = _lb_targets(cluster, network, dst, dport, proto) \
         if entry is None and client.kind is ir.ClientKind.EXTERNAL else []
+    title = f"{client.name} {src}:{args.sport} -> {args.to}"
     if not lb_targets:
         journeys = concrete.round_trips(client, Packet(src, dst, proto, args.sport, dport), entry, (dst, dport))
+        if args.format == "svg":
+            return _write_svg(args, out, cluster, client, src, journeys, title)
         _print_journeys(journeys, out)
         return EXIT_OK
     from kspec.verifier.replay import journeys_via_lb
 
+    every = []
     for target, label in lb_targets:  # the load balancer picks a backend node: a branch each
-        print(f"via the load balancer: {label}", file=out)
         packet = Packet(src, target.dst, proto, args.sport, target.dport)
-        _print_journeys(journeys_via_lb(concrete, client, packet, target, round_trip=True), out)
+        journeys = journeys_via_lb(concrete, client, packet, target, round_trip=True)
+        every += journeys
+        if args.format != "svg":
+            print(f"via the load balancer: {label}", file=out)
+            _print_journeys(journeys, out)
+    if args.format == "svg":
+        return _write_svg(args, out, cluster, client, src, every, title)
+    return EXIT_OK
+
+
+def _write_svg(args: argparse.Namespace, out: TextIO, cluster: ir.Cluster, client: ir.Client, src, journeys,
+               title: str) -> int:
+    from kspec.report.picture import scene, svg, way
+
+    drawing = svg(scene(cluster, client), [way(j, str(src)) for j in journeys], title)
+    if args.output:
+        write_atomic(Path(args.output), drawing)
+    else:
+        out.write(drawing)
     return EXIT_OK
 
 
@@ -547,8 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="verify one IP family (default: every family the cluster's nodes and Services have; "
                           "a dual-stack check is violated when either family violates it)")
     ver.add_argument("--format", action="append", metavar="NAME[=FILE]",
-                     help="report format: human, json, junit, sarif or github; repeat for several, each but one "
-                          "with =FILE (default human; [tool.kspec] formats in pyproject.toml)")
+                     help="report format: human, json, junit, sarif, github or html (one page, each counterexample "
+                          "drawn); repeat for several, each but one with =FILE (default human; [tool.kspec] formats "
+                          "in pyproject.toml)")
     ver.add_argument("--timeout", type=_positive, metavar="SECONDS", help="Z3 timeout per query (10)")
     ver.add_argument("--jobs", "-j", type=_positive, metavar="N", help="verify N specs in parallel (1)")
     ver.add_argument("--no-builtins", action="store_true", help="only the specs' own checks")
@@ -568,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--rules", metavar="DUMP|DIR", help="trace through real nodes' dumps (a directory of NODE.rules, "
                     "or one file with --rules-node)")
     tr.add_argument("--rules-node", metavar="NODE", help="the node a single --rules dump is from")
+    tr.add_argument("--format", choices=("text", "svg"), default="text",
+                    help="text (default), or svg: a drawing of the cluster with each branch's way")
+    tr.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
     _release_option(tr)
     tr.set_defaults(run=run_trace)
 

@@ -53,6 +53,11 @@ _ensure_venv() {
   fi
 }
 
+# What only the test suite needs: a headless browser that loads the HTML report (Debian's chromium).
+kspec_test_tools() {
+  command -v chromium >/dev/null || _apt_install chromium
+}
+
 kspec_setup() {
   _ensure_kernel_tools
   _ensure_venv

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-FORMATS = ("human", "json", "junit", "sarif", "github")
+FORMATS = ("human", "json", "junit", "sarif", "github", "html")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Outcome:
     text: str  # the human verdict line and, when there is one, the counterexample trace
     span: tuple[str, int, int, int | None, int | None] | None = None  # file, line, column, end line, end column
     allow_unknown: bool = field(default=False, compare=False)
+    scene: dict | None = field(default=None, compare=False)  # report.picture.scene, for drawings
 
     @property
     def check(self) -> str:
@@ -47,19 +48,24 @@ class Outcome:
         return ("  packet " + rest) if rest else ""
 
 
-def outcome(spec: str, result, allow_unknown: bool = False) -> Outcome:
+def outcome(spec: str, result, allow_unknown: bool = False, scene: dict | None = None) -> Outcome:
+    """``scene``: the cluster as ``report.picture`` draws it (the counterexample's client is added here)."""
     from kspec.verifier.render import counterexample_text, result_json, result_line
 
     text = result_line(spec, result)
     if result.counterexample is not None:
         text += "\n" + counterexample_text(result.counterexample)
+        if scene is not None:
+            client = result.counterexample.instance.client
+            scene = {**scene, "client": {"name": client.name, "kind": client.kind.value,
+                                         "ip": None if client.ip is None else str(client.ip), "node": client.node}}
     s = result.check.span
     span = None if s is None else (s.file, s.line, s.column, s.end_line, s.end_column)
-    return Outcome(spec, result_json(spec, result), text, span, allow_unknown)
+    return Outcome(spec, result_json(spec, result), text, span, allow_unknown, scene)
 
 
-def outcomes(spec: str, results: Iterable, allow_unknown: bool = False) -> list[Outcome]:
-    return [outcome(spec, r, allow_unknown) for r in results]
+def outcomes(spec: str, results: Iterable, allow_unknown: bool = False, scene: dict | None = None) -> list[Outcome]:
+    return [outcome(spec, r, allow_unknown, scene) for r in results]
 
 
 def summary_line(outs: list[Outcome]) -> str:
@@ -104,6 +110,10 @@ def render(name: str, outs: list[Outcome], *, color: bool = False) -> str:
         from kspec.report.github import render_github
 
         return render_github(outs)
+    if name == "html":
+        from kspec.report.picture import render_html
+
+        return render_html(outs)
     raise ValueError(f"unknown report format {name!r}")
 
 

@@ -11,11 +11,12 @@ from kspec.report import Outcome, outcomes, parse_format, render, use_color
 
 def _verify_one(path: str, cluster, timeout_ms: int, rules, builtins: bool, allow_unknown: bool,
                 family=None, ipsets=None, strict: bool = False, progress=None) -> list[Outcome]:
+    from kspec.report.picture import scene
     from kspec.verifier import verify
 
     results = verify(cluster, timeout_ms=timeout_ms, rules=rules, builtins=builtins, family=family, ipsets=ipsets,
                      strict=strict, progress=progress)
-    return outcomes(path, results, allow_unknown)
+    return outcomes(path, results, allow_unknown, scene(cluster))
 
 
 def verify_outcomes(loaded: list[tuple[str, object]], *, timeout_ms: int, rules=None, builtins: bool = True,
