@@ -121,9 +121,9 @@ class Connection:
     are whatever the engine uses (Python values in the tracer, Z3 terms where the model is symbolic).
 
     A reply of a connection the node holds is ESTABLISHED and never meets the nat table's rules; at nat's
-    place in each hook conntrack undoes the NAT instead: source NAT at PREROUTING (the reply's destination
-    becomes the original source), destination NAT at POSTROUTING or INPUT (its source becomes the original
-    destination)."""
+    place in each hook conntrack undoes the NAT instead: source NAT at PREROUTING or OUTPUT (the reply's
+    destination becomes the original source), destination NAT at POSTROUTING or INPUT (its source becomes
+    the original destination)."""
 
     undo_snat: tuple | None = None  # (address, port) the reply's destination becomes
     undo_dnat: tuple | None = None  # (address, port) the reply's source becomes
@@ -144,8 +144,10 @@ class Connection:
         return frozenset(states)
 
 
-# Where conntrack undoes each kind of NAT on a reply: at nat's place in these hooks.
-UNDO_SNAT_HOOKS = frozenset({"PREROUTING"})
+# Where conntrack undoes each kind of NAT on a reply: at nat's place in these hooks (the kernel's
+# destination manip hooks, PREROUTING and OUTPUT, and its source manip hooks). A node's own reply to a
+# connection SNATed in nat INPUT gets its destination back in OUTPUT, and is routed by it.
+UNDO_SNAT_HOOKS = frozenset({"PREROUTING", "OUTPUT"})
 UNDO_DNAT_HOOKS = frozenset({"POSTROUTING", "INPUT"})
 # ... and where it does the NAT again for the client's later packets, as nat did for the first one.
 REDO_DNAT_HOOKS = frozenset({"PREROUTING", "OUTPUT"})

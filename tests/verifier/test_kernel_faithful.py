@@ -97,6 +97,11 @@ SKIP_AND_SNAT_TO_NODE0 = SERVICE_NAT.replace(
     ":POSTROUTING ACCEPT [0:0]\n", ":POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.96.0.10/32 -j RETURN\n") % (
     "-A POSTROUTING -d 10.96.0.0/12 -j SNAT --to-source 10.240.0.10")
 
+# node0 sends the cluster IP to its own address (nothing listens: its stack resets) and SNATs it in nat INPUT.
+TO_SELF_SNATED = SERVICE_NAT.replace(
+    ":POSTROUTING ACCEPT [0:0]\n", ":POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.96.0.10/32 -p tcp -j DNAT "
+    "--to-destination 10.240.0.10\n") % "-A INPUT -j SNAT --to-source 10.240.0.10"
+
 DNAT_RANGE = "-A PREROUTING -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.0.1-10.244.0.12:8080-8090\n"
 
 # The scenarios above, for the lab (tests/lab/test_lab_dumps.py): the kernel must do what kspec says.
@@ -164,6 +169,7 @@ SCENARIOS = {
     # Found by the fourth 10,000-ruleset run (d5cdaee): node1 leaves the ICMP error of node0's REJECT untracked
     # (raw sees every packet INVALID), so it never undoes its DNAT in the quoted header: the client's kernel
     # does not recognise its packet, and hears nothing.
+    "SNAT in nat INPUT: the node's reset gets its destination back in OUTPUT": dict(node0=TO_SELF_SNATED),
     "a REJECT's error left untracked keeps the DNATed quote": dict(
         node0=_dump(filter="-A FORWARD -p tcp -j REJECT"),
         node1=_dump(raw="-A PREROUTING -i eth0 -m conntrack --ctstate INVALID -j CT --notrack")),
@@ -583,6 +589,14 @@ def test_9_a_connection_works_only_if_the_pods_echo_comes_back(name: str):
 def test_9_an_untracked_icmp_error_quotes_a_packet_the_client_did_not_send():
     spec = SCENARIOS["a REJECT's error left untracked keeps the DNATed quote"]
     assert _probe_outcomes("answered", **spec) == {Disposition.DROPPED}  # not "rejected": the quote is foreign
+
+
+def test_9_a_nodes_own_answer_gets_its_snat_undone_in_output():
+    # Found by the random-ruleset run of 2026-12-01: conntrack undoes SNAT on a reply in OUTPUT too (the
+    # kernel's destination-manip hooks are PREROUTING and OUTPUT). The node's reset, sent to the address the
+    # SNAT gave (its own), goes back to the neighbour pod; kspec kept it at the node ("dropped").
+    spec = SCENARIOS["SNAT in nat INPUT: the node's reset gets its destination back in OUTPUT"]
+    assert _probe_outcomes("neighbour keeps source", **spec) == {Disposition.HOST}  # the client hears the reset
 
 
 def test_10_trace_rewrite_and_conclusion_agree():
