@@ -338,6 +338,7 @@ _ATOMS = {
     ir.SourceIsClient: "source == client",
     ir.SourceInNodes: "source in nodes",
     ir.StaysOnNode: "stays on node",
+    ir.Sticky: "sticky",
 }
 
 

@@ -712,6 +712,7 @@ class ToIR(Transformer):
     source_is_client = _atom(ir.SourceIsClient)
     source_in_nodes = _atom(ir.SourceInNodes)
     stays_on_node = _atom(ir.StaysOnNode)
+    sticky = _atom(ir.Sticky)
 
     def endpoint_in(self, meta, children):
         for pod in children:

@@ -374,6 +374,15 @@ class StaysOnNode:
 
 
 @dataclass(frozen=True, slots=True)
+class Sticky:
+    """ClientIP session affinity holds: delivered, and the client's next connection (a new source port,
+    within the affinity timeout, the first one's choice remembered by each node's ``recent`` lists) reaches
+    the same pod."""
+
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     operand: "Prop"
     span: Span | None = _span()
@@ -400,7 +409,8 @@ class Implies:
     span: Span | None = _span()
 
 
-Prop = Union[Delivered, Answered, Dropped, Rejected, SourceIsClient, SourceInNodes, EndpointIn, StaysOnNode, Not, And, Or, Implies]
+Prop = Union[Delivered, Answered, Dropped, Rejected, SourceIsClient, SourceInNodes, EndpointIn, StaysOnNode, Sticky, Not,
+             And, Or, Implies]
 
 
 @dataclass(frozen=True, slots=True)

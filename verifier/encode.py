@@ -69,6 +69,9 @@ class SymPacket:
     random_port: str | None = None  # "sport"/"dport": that port is the kernel's random pick (natpick)
     master: frozenset = frozenset()  # an ICMP error's: the status bits of the connection it is about
     echo: bool = False  # the pod's answer to the client's data (with data: a later packet, reply direction)
+    # The (node, list) pairs of -m recent that hold the client's address (`assert sticky`); None: the history
+    # is not known, so a check of a list may or may not hit.
+    recent: frozenset | None = None
     conds: tuple[z3.BoolRef, ...] = ()  # the path condition, as conjuncts (built into one term on demand)
     steps: tuple[Step, ...] = ()
     unknown: str | None = None  # why this path's fate is unknown
@@ -206,10 +209,9 @@ class NodeModel:
         return CHOICE
 
     def _recent(self, match: rs.Recent, pkt: SymPacket):
-        if match.mode is rs.RecentMode.SET:
-            return not match.negated
-        # Whether an earlier packet of this client set the entry is unknown history: either may hold.
-        return CHOICE
+        if pkt.recent is None and match.mode is not rs.RecentMode.SET:
+            return CHOICE  # whether an earlier packet of this client set the entry is unknown: either may hold
+        return matches.recent(match, self.name, pkt.recent)
 
     def _conntrack(self, match: rs.Conntrack, pkt: SymPacket):
         # A connection's first packet, or a reply, as netfilter.ct_states says.
@@ -405,6 +407,12 @@ class NodeModel:
     def _match(self, rule: rs.Rule, pkt: SymPacket) -> tuple[SymPacket | None, SymPacket | None]:
         """Split ``pkt`` into the part the rule matches and the part that goes on to the next rule."""
         cond, choice, unknown = [], False, None
+        recorded = None
+        if pkt.recent is not None and _RECORDS(rule):
+            recorded = matches.recent_after(rule, self.name, pkt.recent)
+            if recorded is None:
+                return pkt.evolve(unknown=f"-m recent records before another match at {rule.origin}: what it "
+                                          "recorded depends on which match failed (not modelled)"), None
         for match in rule.matches:
             decide = _GUARDS.get(type(match))
             g = None if decide is None else decide(self, match, pkt)
@@ -424,6 +432,14 @@ class NodeModel:
             both = _conj(cond)
             taken = pkt.evolve(conds=pkt.conds + (both,), unknown=unknown)
             rest = pkt.evolve(conds=pkt.conds + (z3.Not(both),))
+            return (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
+        if recorded is not None:
+            if not cond and not choice:
+                return pkt.evolve(recent=recorded), None
+            taken = pkt.evolve(conds=pkt.conds + ((_conj(cond),) if cond else ()), recent=recorded)
+            if choice:  # as below: the other side adds nothing
+                return (taken if self.feasible(taken.cond) else None), pkt
+            rest = pkt.evolve(conds=pkt.conds + (z3.Not(_conj(cond)),))
             return (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
         if choice:
             # A random choice (statistic, recent history) nothing else constrains: whatever the packet, the
@@ -618,6 +634,11 @@ def _conj(terms: list[z3.BoolRef]) -> z3.BoolRef:
 
 def _neg(term: z3.BoolRef, negated: bool) -> z3.BoolRef:
     return z3.Not(term) if negated else term
+
+
+def _RECORDS(rule: rs.Rule) -> bool:
+    """Whether the rule holds an -m recent that changes its list (--set, --remove)."""
+    return any(m.__class__ is rs.Recent and m.mode in (rs.RecentMode.SET, rs.RecentMode.REMOVE) for m in rule.matches)
 
 
 def _noted(step: Step, note: str) -> Step:

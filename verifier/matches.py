@@ -419,6 +419,37 @@ def _no_route6(addr, device: str | None, routes):
                       + [addr_in(addr, _LINK_PREFIX6, 128), addr_in(addr, _MULTICAST6, 128)]), True)
 
 
+def recent(m: rs.Recent, node: str, held) -> bool | None:
+    """``-m recent`` with the client's history known: ``held``, the (node, list) pairs holding its address.
+    --set always matches; --rcheck, --update and --remove match when this node's list holds it (the
+    next connection comes within --seconds). By destination (--rdest) or with --hitcount: not modelled."""
+    if m.mode is rs.RecentMode.SET:
+        return not m.negated
+    if m.rdest or m.hitcount is not None:
+        return None
+    return ((node, m.name) in held) != m.negated
+
+
+def recent_after(rule: rs.Rule, node: str, held) -> frozenset | None:
+    """The history after the rule matched: --set adds this node's list, --remove takes it away. None when
+    the recording match is not the rule's last one that can fail (the kernel records as it goes: what it
+    recorded would depend on which later match failed)."""
+    changing = [m for m in rule.matches if _records(m)]
+    later = rule.matches[rule.matches.index(changing[0]) + 1:]
+    if any(not _records(m) and m.__class__ is not rs.Comment for m in later):
+        return None
+    result = set(held)
+    for m in changing:
+        if m.rdest:
+            return None
+        (result.add if m.mode is rs.RecentMode.SET else result.discard)((node, m.name))
+    return frozenset(result)
+
+
+def _records(m) -> bool:
+    return m.__class__ is rs.Recent and m.mode in (rs.RecentMode.SET, rs.RecentMode.REMOVE)
+
+
 def _local_on(addr, device: str, v: PacketView):
     """Whether ``addr``'s local-table route names ``device`` (--limit-iface: LOCAL only there, else UNICAST),
     or None where that depends on which of several interfaces got the address first."""

@@ -136,9 +136,15 @@ class Verifier:
         candidates = []  # (instance, fate, path condition and negated property)
         unknown_fates = []
         round_trips = _mentions(check.prop, ir.Answered)
+        sticky = _mentions(check.prop, ir.Sticky)
+        if round_trips and sticky:
+            return CheckResult(check, Verdict.UNKNOWN, len(instances), reason="`answered` and `sticky` in one check "
+                               "are not supported: write two checks")
         for inst in instances:
-            for fate in (self.round_trip_fates(inst) if round_trips else inst.fates):
-                part = fate.not_known if round_trips else fate if fate.disposition is Disposition.UNKNOWN else None
+            fates = self.round_trip_fates(inst) if round_trips else self.sticky_fates(inst) if sticky else inst.fates
+            for fate in fates:
+                part = fate.not_known if round_trips or sticky else \
+                    fate if fate.disposition is Disposition.UNKNOWN else None
                 if part is not None:
                     # Never a counterexample: what the packet (or, for `answered`, what comes back, or the
                     # client's data after it) really meets there is not known.
@@ -231,6 +237,10 @@ class Verifier:
                          or [z3.BoolVal(False)])
         if isinstance(prop, ir.EndpointIn):
             return fate.pod is not None and (fate.pod.key in prop.pods or fate.pod.name in prop.pods)
+        if isinstance(prop, ir.Sticky):
+            after = fate.then
+            return d is Disposition.DELIVERED and after is not None and \
+                after.disposition is Disposition.DELIVERED and after.pod == fate.pod
         if isinstance(prop, ir.StaysOnNode):
             return fate.node is not None and fate.node == fate.hops[0].node
         if isinstance(prop, SourceInRanges):
@@ -258,6 +268,29 @@ class Verifier:
                 self._round_trips.clear()
             self._round_trips[key] = found
         return found
+
+    def sticky_fates(self, inst: Instance) -> tuple[Fate, ...]:
+        """Two connections in a row from ``inst``'s client to its target, no affinity history before the
+        first: each fate of the first that is delivered, once per fate of the second (``Fate.then``), which
+        meets the ``recent`` lists the first set on each node (``SymPacket.recent``)."""
+        target = inst.target
+        if target is None or target.load_balancer is not None and target.entry_node is None:
+            return inst.fates
+        pkt, src = self._client_packet(inst.client, target.dst, target.dport, target.protocol)
+        if target.lb_source_ranges:
+            admitted = z3.Or([self._in(src, net) for net in target.lb_source_ranges
+                              if net.version == target.dst.version] or [z3.BoolVal(False)])
+            pkt = pkt.evolve(conds=pkt.conds + (admitted,))
+        found = []
+        for first in self._send(inst.client, pkt.evolve(recent=frozenset()), target.entry_node):
+            if first.disposition is not Disposition.DELIVERED:
+                found.append(first)
+                continue
+            # The same client: the same source address (term), another source port.
+            nxt = pkt.evolve(sport=z3.BitVec("sport-next", 16), recent=first.packet.recent,
+                             conds=first.packet.conds)
+            found += [replace(first, then=second) for second in self._send(inst.client, nxt, target.entry_node)]
+        return tuple(found)
 
     def _node_addresses(self) -> frozenset[ir.IPAddress]:
         """Every address a node can masquerade with: its own, and the pod gateway it holds for its pods."""

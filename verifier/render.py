@@ -6,7 +6,9 @@ from __future__ import annotations
 from kspec.verifier.network import Disposition, Fate
 from kspec.verifier.properties import CheckResult, Counterexample, Verdict
 
-FORMAT_VERSION = "1.2"  # 1.1: the answer of a round trip, the security table; 1.2: the client's data after it
+# 1.1: the answer of a round trip, the security table; 1.2: the client's data after it; 1.3: the client's next
+# connection (`assert sticky`)
+FORMAT_VERSION = "1.3"
 
 
 def step_lines(fate: Fate) -> list[str]:
@@ -46,7 +48,11 @@ def counterexample_text(ce: Counterexample) -> str:
     source = f"[{ce.src}]:{ce.sport}" if ":" in ce.src else f"{ce.src}:{ce.sport}"  # IPv6 in brackets
     head = (f"  packet  {source} -> {fate.hops[0].node if fate.hops else '?'}  "
             f"({ce.instance.description})")
-    return "\n".join([head] + step_lines(fate) + [ending(fate, ce.seen)] + answer_lines(fate))
+    lines = [head] + step_lines(fate) + [ending(fate, ce.seen)] + answer_lines(fate)
+    if fate.then is not None:  # `assert sticky`: the client's next connection
+        lines += ["  the client's next connection (another source port):"] + step_lines(fate.then) \
+            + [ending(fate.then, "").replace(", client_address=", "")]
+    return "\n".join(lines)
 
 
 def result_line(spec: str, result: CheckResult) -> str:
@@ -105,6 +111,10 @@ def result_json(spec: str, result: CheckResult) -> dict:
                     "disposition": fate.reply.reply.disposition.value, "reason": fate.reply.reply.reason or None,
                     "hops": _hops_json(fate.reply.reply)}})},
         }
+        if fate.then is not None:
+            record["counterexample"]["next_connection"] = {
+                "disposition": fate.then.disposition.value, "pod": fate.then.pod.key if fate.then.pod else None,
+                "reason": fate.then.reason or None, "hops": _hops_json(fate.then)}
     return record
 
 

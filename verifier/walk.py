@@ -93,15 +93,22 @@ class Fate:
     # the connection works only if the data reaches the pod and its echo the client.
     reply: "Fate | None" = None
     loops: bool = False  # NO_ROUTE: it left toward an address the outside routes back in, until its TTL ends
+    # `assert sticky`: one fate of the client's next connection, sent after this one (its path condition
+    # holds this one's).
+    then: "Fate | None" = None
 
     @property
     def cond(self):
+        if self.then is not None:
+            return self.then.cond
         return self.reply.cond if self.reply is not None else self.packet.cond
 
     @property
     def not_known(self) -> "Fate | None":
         """The first part of the round trip (this packet, the answer, the client's data, the echo) whose fate
         the model does not know, if any."""
+        if self.then is not None and self.then.disposition is Disposition.UNKNOWN:
+            return self.then
         part: Fate | None = self
         while part is not None and part.disposition is not Disposition.UNKNOWN:
             part = part.reply

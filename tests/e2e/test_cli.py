@@ -30,7 +30,7 @@ def test_verify_seed_specs_exits_0_with_summary():
 def test_verify_json_has_format_version():
     run = kspec("verify", "--format", "json", *SPECS)
     data = json.loads(run.stdout)
-    assert data["format_version"] == "1.2" and data["failures"] == 0
+    assert data["format_version"] == "1.3" and data["failures"] == 0
     violated = [r for r in data["results"] if r["verdict"] == "violated"]
     assert violated and all(r["counterexample"]["hops"] for r in violated)
 

@@ -66,7 +66,7 @@ def _span_of_failing(failing_spec: str) -> tuple[int, int]:
 
 def test_json_matches_the_schema_of_its_format_version(reports) -> None:
     data = json.loads(reports["json"].read_text())
-    assert data["format_version"] == "1.2"
+    assert data["format_version"] == "1.3"
     jsonschema.validate(data, json_schema(data["format_version"]))
     assert data["failures"] == 1
     failing = [r for r in data["results"] if not r["as_expected"]]
@@ -78,7 +78,7 @@ def test_json_schema_rejects_a_changed_shape(reports) -> None:
     data = json.loads(reports["json"].read_text())
     data["results"][0]["verdict"] = "maybe"
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(data, json_schema("1.2"))
+        jsonschema.validate(data, json_schema("1.3"))
 
 
 def test_junit_has_one_testcase_per_spec_and_check(reports, failing_spec) -> None:
@@ -220,3 +220,25 @@ def test_json_carries_the_clients_data_after_an_answer() -> None:
     assert answer["disposition"] == "answered" and answer["data"]["disposition"] == "dropped"
     jsonschema.validate({"format_version": "1.2", "results": [record], "summary": "", "failures": 1},
                         json_schema("1.2"))
+
+
+def test_format_1_3_holds_the_clients_next_connection(tmp_path) -> None:
+    # `assert sticky` without session affinity: the next connection may reach another pod; both are reported.
+    spec = tmp_path / "sticky.k"
+    spec.write_text("""cluster c {
+  node node1 { ip 10.240.0.3  pod_cidr 10.244.1.0/24 }
+  pod a on node1 { ip 10.244.1.5  labels { app = web } }
+  pod b on node1 { ip 10.244.1.6  labels { app = web } }
+  pod shop on node1 { ip 10.244.1.9 }
+  service plain { cluster_ip 10.96.0.11  selector app = web  port 80 }
+  client shop from pod shop
+  check "sticky" { from shop  to plain via cluster_ip  assert sticky }
+}
+""")
+    code, out, _ = run("verify", "--no-builtins", "--format", "json", str(spec))
+    assert code == 1
+    data = json.loads(out)
+    jsonschema.validate(data, json_schema("1.3"))
+    ce = data["results"][0]["counterexample"]
+    assert ce["disposition"] == "delivered" and ce["next_connection"]["disposition"] == "delivered"
+    assert ce["next_connection"]["pod"] != ce["pod"]
