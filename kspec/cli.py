@@ -5,6 +5,7 @@ Exit codes: 0 success (every verdict as expected), 1 a property does not hold as
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import tempfile
@@ -465,9 +466,12 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         report(unhooked_dumps(rules), err, args.compact)
         texts = {node: dump.read_text(encoding="utf-8") for node, dump in rules.items()} if rules else None
         sets = {node: p.read_text(encoding="utf-8") for node, p in (dump_sets(cluster, rules, None) or {}).items()}
+        from kspec.report.run import progress_bar
+
         try:
-            result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family, rules=texts,
-                         ipsets=sets or None)
+            with progress_bar(err if not args.verbose else io.StringIO()) as tick:  # a bar on a terminal only
+                result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family, rules=texts,
+                             ipsets=sets or None, tick=tick)
         except (LabError, LabUnavailable) as exc:
             print(f"kspec lab: {path}: {exc}", file=err)
             return EXIT_BAD_INPUT

@@ -71,11 +71,13 @@ def predictions(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4, rules
 
 def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
             progress: Callable[[str], None] | None = None, family: ir.IPFamily | None = None,
-            rules: dict[str, str] | None = None, ipsets: dict[str, str] | None = None):
+            rules: dict[str, str] | None = None, ipsets: dict[str, str] | None = None,
+            tick: Callable[[str, int, int], None] | None = None):
     """Build, probe, compare, tear down (unless ``keep``; always on error or Ctrl-C). A LabReport.
     ``family``: which of the cluster's families the lab builds (IPv4 when it has both, as ``kspec compile``).
     ``rules``: node name -> a whole ``iptables-save`` dump of the family, loaded exactly as given and
-    verified in place of the compiled rules; ``ipsets``: node name -> its ``ipset save`` (for ``-m set``)."""
+    verified in place of the compiled rules; ``ipsets``: node name -> its ``ipset save`` (for ``-m set``).
+    ``tick(what, done, total)`` hears of each step (a progress bar), ``progress`` what the lab is doing."""
     from kspec.lab import workloads
     from kspec.lab.report import LabReport
     from kspec.lab.topology import Lab, LabError
@@ -97,6 +99,8 @@ def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
     torn_down = False
     try:
         say(f"building {len(cluster.nodes)} nodes, {len(cluster.pods)} pods in namespaces {lab.prefix}*")
+        if tick:
+            tick("building the lab", 0, len(planned))
         lab.build()
         lab.load_rules()
         workloads.start_servers(lab, keep=keep)
@@ -104,9 +108,11 @@ def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
         if not rules:  # a dump's rules may well block kube-proxy's own ports: not ours to judge
             _check_node_endpoints(lab, report)
         probes_started = time.monotonic()
-        for planned_probe in planned:
+        for done, planned_probe in enumerate(planned):
             check, inst, predicted = planned_probe.check, planned_probe.instance, planned_probe.outcomes
             say(f"probe {inst.description}")
+            if tick:
+                tick(inst.description, done, len(planned))
             report.results.append(_probe(lab, check, inst, predicted))
         if report.results:
             report.timings["probes"] = time.monotonic() - probes_started
