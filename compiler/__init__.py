@@ -6,8 +6,6 @@ normalise to (``writer``). Everything is a pure function of the IR.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kspec import ir
 from kspec.compiler import endpoints, firewall, masquerade, nodeports, services
 from kspec.compiler.context import NodeContext
@@ -18,23 +16,7 @@ from kspec.heap import collector_paused
 
 __all__ = ["SyncState", "compile_node", "compile_cluster", "service_ports"]
 
-
-@dataclass(frozen=True, slots=True)
-class SyncState:
-    """A partial sync (spec §5.6): only ``changed`` services get their chains rewritten.
-
-    ``existing_chains`` are kube-proxy's nat chains already in the kernel; those not active after this sync
-    are deleted. None means unknown: no deletions are emitted.
-    """
-
-    changed: frozenset[str] | None = None  # "ns/name" keys; None: full sync
-    existing_chains: frozenset[str] | None = frozenset()
-
-    @property
-    def full(self) -> bool:
-        return self.changed is None
-
-
+SyncState = ir.SyncState  # the compiler's input beside the cluster; plain data, so it lives in the IR
 FULL_SYNC = SyncState()
 
 

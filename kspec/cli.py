@@ -8,41 +8,18 @@ import argparse
 import io
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, TextIO
 
 from kspec import ir
-from kspec.diagnostics import Diagnostic, KspecError, render
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+from kspec.diagnostics import Diagnostic, KspecError, report
+# load_cluster is the commands' loader; kept importable from here, where it used to live.
+from kspec.inputs import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, load_cluster, write_atomic  # noqa: F401
 
 _FAMILIES = {"ipv4": ir.IPFamily.V4, "ipv6": ir.IPFamily.V6}
 
 
 # --------------------------------------------------------------------------------------- loading
-
-
-def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: str | None = None,
-                 release: str | None = None, stdin: bytes | None = None) -> tuple[ir.Cluster, list[Diagnostic]]:
-    """A cluster from a ``.k`` spec, or from Kubernetes objects (YAML/JSON; ``-`` is ``stdin``) with an
-    optional proxy config, or both: the objects joined by the spec's own nodes, pods, Services, clients and
-    checks. As kube-proxy ``release`` programs it (``--kube-proxy-version``; None: the newest supported)."""
-    from kspec.releases import with_release
-
-    if not k8s and spec is not None and Path(spec).suffix in (".yaml", ".yml", ".json"):
-        spec, k8s = None, [spec]
-    if spec is None:
-        if not k8s:
-            raise KspecError([Diagnostic(None, "no input: give a .k spec or --k8s OBJECTS")])
-        from kspec.ingest.k8s import load_k8s_with_diagnostics
-
-        cluster, warnings = load_k8s_with_diagnostics(list(k8s), proxy_config, stdin=stdin)
-        return with_release(cluster, release), list(warnings)
-    from kspec.grammar import load
-
-    cluster, warnings = load(spec, k8s or (), proxy_config, stdin)
-    return with_release(cluster, release), warnings
 
 
 def _stdin(args: argparse.Namespace) -> bytes | None:
@@ -55,37 +32,6 @@ def _stdin(args: argparse.Namespace) -> bytes | None:
 
     remember_source(STDIN, data.decode("utf-8", errors="replace"))
     return data
-
-
-def _sources(diagnostics: list[Diagnostic]) -> dict[str, str]:
-    from kspec.diagnostics import remembered_sources
-
-    sources = dict(remembered_sources())
-    for diag in diagnostics:
-        if diag.span and diag.span.file not in sources:
-            try:
-                sources[diag.span.file] = Path(diag.span.file).read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                pass
-    return sources
-
-
-def report(diagnostics: list[Diagnostic], err: TextIO, compact: bool = False) -> None:
-    if diagnostics:
-        print(render(diagnostics, _sources(diagnostics), compact=compact), file=err)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so that ``path`` holds either the old content or all of the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _family(args: argparse.Namespace, *clusters: ir.Cluster) -> ir.IPFamily | None:

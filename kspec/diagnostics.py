@@ -49,6 +49,26 @@ def remembered_sources() -> dict[str, str]:
     return _REMEMBERED
 
 
+def sources_of(diagnostics) -> dict[str, str]:
+    """The text of every file the diagnostics point into (for their snippets), remembered ones included."""
+    from pathlib import Path
+
+    sources = dict(_REMEMBERED)
+    for diag in diagnostics:
+        if diag.span and diag.span.file not in sources:
+            try:
+                sources[diag.span.file] = Path(diag.span.file).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                pass
+    return sources
+
+
+def report(diagnostics, err, compact: bool = False) -> None:
+    """Print ``diagnostics`` (with their snippets) to ``err``, if there are any."""
+    if diagnostics:
+        print(render(diagnostics, sources_of(diagnostics), compact=compact), file=err)
+
+
 @dataclass
 class KspecError(Exception):
     """Bad input: one or more error diagnostics (and any warnings collected on the way)."""

@@ -223,7 +223,8 @@ def run_target(target: Target, *, examples: int, deadline: float, progress: Call
 
 def run_fuzz(args, out: TextIO, err: TextIO) -> int:
     from kspec import strategies as ks
-    from kspec.cli import EXIT_FAILED, EXIT_OK, load_cluster, report, write_atomic
+    from kspec.diagnostics import report
+    from kspec.inputs import EXIT_FAILED, EXIT_OK, load_cluster, write_atomic
 
     strategy = ks.clusters(max_nodes=args.max_nodes, max_services=args.max_services)
     targets: list[Target] = []

@@ -467,3 +467,20 @@ class Cluster:
         seen = {IPFamily.of(ip) for svc in self.services for ip in svc.cluster_ips}
         seen |= {IPFamily.of(ip) for node in self.nodes for ip in node.ips}
         return tuple(f for f in (IPFamily.V4, IPFamily.V6) if f in seen) or (IPFamily.V4,)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """What a kube-proxy sync starts from, the compiler's input beside the cluster: a full sync, or a
+    partial one (spec §5.6) where only ``changed`` services get their chains rewritten.
+
+    ``existing_chains`` are kube-proxy's nat chains already in the kernel; those not active after this sync
+    are deleted. None means unknown: no deletions are emitted.
+    """
+
+    changed: frozenset[str] | None = None  # "ns/name" keys; None: full sync
+    existing_chains: frozenset[str] | None = frozenset()
+
+    @property
+    def full(self) -> bool:
+        return self.changed is None

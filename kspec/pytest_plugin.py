@@ -113,7 +113,7 @@ class BadSpecItem(pytest.Item):
         raise self.error
 
     def repr_failure(self, excinfo, style=None):
-        from kspec.cli import _sources
+        from kspec.diagnostics import sources_of as _sources
         from kspec.diagnostics import render
 
         return render(self.error.diagnostics, _sources(self.error.diagnostics), compact=False)

@@ -77,12 +77,8 @@ def fate_outcome(fate: Fate) -> Outcome | None:
 
 
 def later(fate: Fate) -> tuple[Disposition | None, Disposition | None, Disposition | None]:
-    """The dispositions of what comes back for ``fate``, of the client's data after it, and of the ICMP error
-    a REJECT of that data sends back (None: not traced)."""
-    answer = fate.reply
-    data = answer.reply if answer is not None else None
-    error = data.reply if data is not None else None
-    return tuple(f.disposition if f is not None else None for f in (answer, data, error))
+    """``Fate.later``: what comes back, the client's data after it, and a REJECT's error of that data."""
+    return fate.later()
 
 
 def observed(disposition: Disposition, pod, seen, comes_back: Disposition | None,

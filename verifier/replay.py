@@ -44,9 +44,7 @@ def outcome_key(disposition: Disposition, pod: ir.Pod | None, src, reply: Dispos
 
 def fate_key(fate: Fate) -> tuple:
     """``outcome_key`` of a fate of either engine."""
-    from kspec.verifier.predict import later
-
-    return outcome_key(fate.disposition, fate.pod, fate.packet.src_value, *later(fate))
+    return outcome_key(fate.disposition, fate.pod, fate.packet.src_value, *fate.later())
 
 
 def replays(concrete: ConcreteCluster, ce) -> str:
@@ -55,10 +53,8 @@ def replays(concrete: ConcreteCluster, ce) -> str:
     if target is None:
         return ""
     packet = tracer.Packet.of(ce.src, str(target.dst), target.protocol.lower, target.dport, sport=ce.sport or 40000)
-    from kspec.verifier.predict import later
-
     answer = ce.fate.reply
-    want = outcome_key(ce.fate.disposition, ce.fate.pod, ce.seen, *later(ce.fate))
+    want = outcome_key(ce.fate.disposition, ce.fate.pod, ce.seen, *ce.fate.later())
     journeys = journeys_via_lb(concrete, ce.instance.client, packet, target, round_trip=answer is not None)
     got = {fate_key(j) for j in journeys}
     if want in got:

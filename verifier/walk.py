@@ -114,6 +114,14 @@ class Fate:
             part = part.reply
         return part
 
+    def later(self) -> tuple["Disposition | None", "Disposition | None", "Disposition | None"]:
+        """The dispositions of what comes back, of the client's data after it, and of the ICMP error a REJECT
+        of that data sends back (None: not traced)."""
+        answer = self.reply
+        data = answer.reply if answer is not None else None
+        error = data.reply if data is not None else None
+        return tuple(f.disposition if f is not None else None for f in (answer, data, error))  # type: ignore
+
     @property
     def answered(self) -> bool:
         """The answer reached the client and (a TCP connection's) the client's data then reached the pod, and

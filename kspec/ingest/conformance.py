@@ -11,14 +11,13 @@ import json
 from pathlib import Path
 
 from kspec import ir, releases
-from kspec.compiler import SyncState
 from kspec.ingest.addresses import parse_cidr_lenient, parse_ip_lenient
 
 _COUNTERS = ("ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts")
 _DETECT = {mode.value: mode for mode in ir.LocalDetectMode}
 
 
-def load_case(case_dir: str | Path) -> tuple[ir.Cluster, str, ir.IPFamily, SyncState]:
+def load_case(case_dir: str | Path) -> tuple[ir.Cluster, str, ir.IPFamily, ir.SyncState]:
     """(cluster, node name, IP family, sync state) of one corpus case."""
     data = json.loads((Path(case_dir) / "input.json").read_text())
     proxier = data["proxier"]
@@ -32,7 +31,7 @@ def load_case(case_dir: str | Path) -> tuple[ir.Cluster, str, ir.IPFamily, SyncS
     )
     changed = data.get("changedServices")
     existing = proxier.get("existingNatChains")
-    sync = SyncState(
+    sync = ir.SyncState(
         changed=None if proxier.get("fullSync", True) else frozenset(changed or ()),
         existing_chains=None if existing is None else frozenset(existing),
     )

@@ -25,7 +25,8 @@ from typing import Iterable, Union
 
 from kspec import ruleset as rs
 from kspec.diagnostics import Diagnostic, KspecError
-from kspec.ingest.iptables_save import PROTOCOLS, _columns, _LineError, tokenize
+from kspec.ingest.iptables_save import PROTOCOLS
+from kspec.ingest.words import LineError as _LineError, columns as _columns, tokenize
 from kspec.ir import IPAddress, IPNetwork, Span
 
 __all__ = ["AddressRange", "IpSet", "IpSets", "SetEntry", "SetIface", "SetPacket", "SetPort", "parse_ipset_save",

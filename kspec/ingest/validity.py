@@ -29,6 +29,7 @@ from operator import attrgetter, not_
 from kspec import ruleset as rs
 from kspec.diagnostics import Diagnostic, KspecError
 from kspec.heap import heap_frozen
+from kspec.ingest.words import LineError, tokenize_with_columns
 from kspec.ir import Span
 
 __all__ = ["MAX_DEPTH", "REJECT_TYPES", "check_ruleset", "require_valid"]
@@ -595,11 +596,9 @@ def _span(rule: rs.Rule, word: str) -> Span | None:
 
 def _column(line: str, word: str) -> int:
     if word in _FLAGS:  # an option without a value: where it is itself
-        from kspec.ingest.iptables_save import _LineError, _tokenize_slow
-
         try:
-            return next((at + 1 for text, at in _tokenize_slow(line) if text == word), 1)
-        except _LineError:
+            return next((at + 1 for text, at in tokenize_with_columns(line) if text == word), 1)
+        except LineError:
             return 1
     found = _value(line, _VALUE_OPTIONS.get(word, _TARGET_OPTIONS))
     return found[1] + 1 if found is not None else 1
@@ -611,11 +610,9 @@ _FLAGS = frozenset({"--limit-iface-in", "--limit-iface-out"})
 def _value(line: str, options: tuple[str, ...]) -> tuple[str, int] | None:
     """The word after the last of ``options`` on ``line`` (a target's options follow its name), with its
     0-based column."""
-    from kspec.ingest.iptables_save import _LineError, _tokenize_slow  # the parser's own word splitting
-
     try:
-        words = _tokenize_slow(line)
-    except _LineError:
+        words = tokenize_with_columns(line)
+    except LineError:
         return None
     found = [i for i, (text, _) in enumerate(words) if text in options and i + 1 < len(words)]
     return words[found[-1] + 1] if found else None

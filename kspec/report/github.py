@@ -33,7 +33,7 @@ def annotation(out) -> str | None:
 
 
 def render_github(outs) -> str:
-    from kspec.report import summary_line
+    from kspec.report.outcome import summary_line
 
     lines = [a for a in (annotation(o) for o in outs) if a]
     lines.append(f"::notice title=kspec verify::{_data(summary_line(outs))}")

@@ -20,7 +20,7 @@ def _paint(out, color: bool) -> str:
 
 
 def render_human(outs, *, color: bool = False) -> str:
-    from kspec.report import summary_line
+    from kspec.report.outcome import summary_line
 
     lines = [_paint(out, color) for out in outs]
     summary = summary_line(outs)

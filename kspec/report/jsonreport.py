@@ -9,7 +9,7 @@ from importlib import resources
 
 
 def document(outs) -> dict:
-    from kspec.report import summary_line
+    from kspec.report.outcome import summary_line
     from kspec.verifier.render import FORMAT_VERSION
 
     results = []

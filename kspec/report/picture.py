@@ -299,7 +299,7 @@ def _e(text: str) -> str:
 
 def render_html(outs: list[Any]) -> str:
     """Every verdict, and for each counterexample its drawing and its trace, in one self-contained page."""
-    from kspec.report import summary_line
+    from kspec.report.outcome import summary_line
 
     rows, sections = [], []
     for number, out in enumerate(outs):

@@ -67,7 +67,7 @@ def targets(formats: list[str]) -> list[tuple[str, str | None]]:
 
 
 def emit(parsed: list[tuple[str, str | None]], outs: list[Outcome], out: TextIO, *, no_color: bool = False) -> None:
-    from kspec.cli import write_atomic
+    from kspec.inputs import write_atomic
 
     for name, path in parsed:
         if path is None:
