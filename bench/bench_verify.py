@@ -33,11 +33,11 @@ def measure(services: int, endpoints: int, nodes: int, family_name: str = "ipv4"
 
     from kspec import ir
     from kspec.compiler import compile_cluster
+    from kspec.strategies import as_ipv6
     from kspec.verifier import node_models
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
-    from kspec.strategies import as_ipv6
 
     family = ir.IPFamily.V6 if family_name == "ipv6" else ir.IPFamily.V4
     cluster = make_cluster(services, endpoints, nodes)

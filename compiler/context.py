@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from kspec import ir, releases
 from kspec.compiler.nodeportaddresses import NodePortAddresses

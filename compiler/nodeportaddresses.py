@@ -4,8 +4,8 @@ node's addresses NodePorts answer on. Tested against kube-proxy's own table test
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from kspec import ir
 
@@ -19,7 +19,7 @@ class NodePortAddresses:
     cidrs: tuple[ir.IPNetwork, ...]  # the configured CIDRs of the family, or the zero CIDR when none is
 
     @staticmethod
-    def of(family: ir.IPFamily, configured: Iterable[ir.IPNetwork] | None) -> "NodePortAddresses":
+    def of(family: ir.IPFamily, configured: Iterable[ir.IPNetwork] | None) -> NodePortAddresses:
         """The other family's CIDRs are ignored; with none left (none given, or only the other family's)
         every address matches, as with the zero CIDR."""
         mine = tuple(c for c in configured or () if ir.IPFamily.of(c) is family)

@@ -52,7 +52,7 @@ class Restore:
     def table(self, name: str) -> Table:
         return getattr(self, name)
 
-    def extend(self, other: "Restore") -> None:
+    def extend(self, other: Restore) -> None:
         """Append everything ``other`` holds, as if it had been emitted here."""
         for name in TABLES:
             mine, theirs = self.table(name), other.table(name)

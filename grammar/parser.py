@@ -33,7 +33,7 @@ def parse_tree(text: str, filename: str) -> Tree:
     interactive = lark.parse_interactive(text)
     try:
         last = None
-        for last in interactive.iter_parse():
+        for last in interactive.iter_parse():  # noqa: B007  (the last token is what feed_eof needs)
             pass
         tree = interactive.feed_eof(last)
     except (UnexpectedToken, UnexpectedCharacters) as err:

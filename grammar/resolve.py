@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from kspec import consistency, ir
-from kspec.topology import with_controller_hints
 from kspec.diagnostics import Diagnostic, Severity
+from kspec.topology import with_controller_hints
 
 from .to_ir import Draft
 

@@ -8,11 +8,13 @@ import argparse
 import io
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from kspec import ir
 from kspec.diagnostics import Diagnostic, KspecError, report
+
 # load_cluster is the commands' loader; kept importable from here, where it used to live.
 from kspec.inputs import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, load_cluster, write_atomic  # noqa: F401
 

@@ -8,8 +8,9 @@ written (``field`` and ``index`` name it).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from kspec import ir
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from kspec import ir
 from kspec.diagnostics import Diagnostic, KspecError
@@ -268,6 +269,7 @@ def run_fuzz(args, out: TextIO, err: TextIO) -> int:
         print(f"FAILED {failure.target}: {failure.message.splitlines()[0] if failure.message else ''}", file=out)
         print(f"  minimal reproducer ({len(failure.cluster.nodes)} nodes, {len(failure.cluster.services)} "
               f"Services): {failure.path}", file=out)
-    print(f"fuzz: {run_total} examples in {time.monotonic() - start:.0f}s over {len(targets)} target{'s' if len(targets) != 1 else ''}, "
+    plural = "s" if len(targets) != 1 else ""
+    print(f"fuzz: {run_total} examples in {time.monotonic() - start:.0f}s over {len(targets)} target{plural}, "
           f"{len(failures)} failure{'s' if len(failures) != 1 else ''}", file=out)
     return EXIT_FAILED if failures else EXIT_OK

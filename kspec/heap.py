@@ -14,8 +14,8 @@ third of compiling, half of parsing and a fifth of proving. Two remedies, both s
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 __all__ = ["collector_paused", "heap_frozen"]
 

@@ -64,7 +64,7 @@ class IPFamily(enum.Enum):
     V6 = "IPv6"
 
     @staticmethod
-    def of(addr: IPAddress | IPNetwork) -> "IPFamily":
+    def of(addr: IPAddress | IPNetwork) -> IPFamily:
         return IPFamily.V4 if addr.version == 4 else IPFamily.V6
 
 
@@ -384,33 +384,33 @@ class Sticky:
 
 @dataclass(frozen=True, slots=True)
 class Not:
-    operand: "Prop"
+    operand: Prop
     span: Span | None = _span()
 
 
 @dataclass(frozen=True, slots=True)
 class And:
-    left: "Prop"
-    right: "Prop"
+    left: Prop
+    right: Prop
     span: Span | None = _span()
 
 
 @dataclass(frozen=True, slots=True)
 class Or:
-    left: "Prop"
-    right: "Prop"
+    left: Prop
+    right: Prop
     span: Span | None = _span()
 
 
 @dataclass(frozen=True, slots=True)
 class Implies:
-    left: "Prop"
-    right: "Prop"
+    left: Prop
+    right: Prop
     span: Span | None = _span()
 
 
-Prop = Union[Delivered, Answered, Dropped, Rejected, SourceIsClient, SourceInNodes, EndpointIn, StaysOnNode, Sticky, Not,
-             And, Or, Implies]
+Prop = Union[Delivered, Answered, Dropped, Rejected, SourceIsClient, SourceInNodes, EndpointIn, StaysOnNode, Sticky,
+             Not, And, Or, Implies]
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,8 +113,8 @@ class BadSpecItem(pytest.Item):
         raise self.error
 
     def repr_failure(self, excinfo, style=None):
-        from kspec.diagnostics import sources_of as _sources
         from kspec.diagnostics import render
+        from kspec.diagnostics import sources_of as _sources
 
         return render(self.error.diagnostics, _sources(self.error.diagnostics), compact=False)
 

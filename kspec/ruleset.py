@@ -162,7 +162,8 @@ class AddrType:
     that route's type (LOCAL for the host's own addresses and 127/8, BROADCAST for subnet broadcasts), any
     other address UNICAST. IPv6 is another function: UNSPEC, UNICAST and MULTICAST are classes of the address
     itself (every one listed must hold), LOCAL, ANYCAST and UNREACHABLE come from a full route lookup (one
-    listed must hold); see ``verifier.matches.route_type6``. ``limit_iface`` (shared by both matches of one instance; None: not given): the
+    listed must hold); see ``verifier.matches.route_type6``. ``limit_iface`` (shared by both matches of one
+    instance; None: not given): the
     lookup is for the packet's input (``IN``: PREROUTING, INPUT, FORWARD only) or output interface (``OUT``:
     OUTPUT, FORWARD, POSTROUTING only): IPv4 gives a local-table route's type only if the route's device is
     that interface, otherwise UNICAST — e.g. ``--dst-type LOCAL --limit-iface-in`` is "addressed to an
@@ -486,8 +487,9 @@ class SetMatch:
     or destination (DST) value of that dimension's kind: address, port (for TCP/UDP/SCTP/UDPLITE the port;
     for ICMP/ICMPv6 type<<8|code; other protocols 0, and the element's protocol must be the packet's), or
     interface (SRC: input interface, DST: output). The packet is not a member of a set with more
-    dimensions than flags, or of the other family. Membership is ``kspec.ingest.ipset_save.IpSet.test`` (hash:net-like types: the
-    most specific containing entry decides, a ``nomatch`` one meaning not a member; list:set: any member set).
+    dimensions than flags, or of the other family. Membership is ``kspec.ingest.ipset_save.IpSet.test``
+    (hash:net-like types: the most specific containing entry decides, a ``nomatch`` one meaning not a member;
+    list:set: any member set).
     The result is XOR ``negated``. ``return_nomatch``: for set types with nomatch entries, the answer is
     reversed for found entries: a ``nomatch`` entry matches, a plain entry does not, no entry does not.
     ``update_counters`` / ``update_subcounters`` (False for ``! --update-counters`` ...) only decide whether
@@ -955,7 +957,7 @@ class Ruleset:
             for chain in table.chains:
                 yield from chain.rules
 
-    def restore(self, other: "Ruleset", *, flush_declared_builtins: bool = True) -> "Ruleset":
+    def restore(self, other: Ruleset, *, flush_declared_builtins: bool = True) -> Ruleset:
         """The state after ``iptables-restore --noflush`` of ``other`` on top of this one.
 
         A chain declared in ``other`` is replaced by other's rules (its policy too, unless other's is '-');

@@ -31,8 +31,8 @@ and Services get both addresses, every pod and addressed client an IPv6 twin nam
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
 
 from hypothesis import strategies as st
 

@@ -8,12 +8,16 @@ hook: the routing decision before nat PREROUTING in the shared walk, and MASQUER
 in the concrete engine alone; printer: the printer forgets `not serving`; utf8: decode
 without its UTF-8 guard; k8s: ingest ignores the EndpointSlice serving condition; local: nondeterministic
 endpoint order."""
-import sys, os, time, re
+import os
+import re
+import sys
+import time
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.chdir(ROOT)
 from hypothesis import settings
-import tests.conftest  # registers profiles
+
 settings.load_profile("ci")
 
 def measure(label, test, plant, unplant):
@@ -46,8 +50,8 @@ import kspec.compiler.masquerade as masquerade
 import kspec.compiler.names as names
 import tests.properties.test_compiler_props as cp
 import tests.properties.test_model_props as mp
-import tests.properties.test_strategies as sp
 import tests.properties.test_parser_robustness as pr
+import tests.properties.test_strategies as sp
 
 # 1. wrong probability
 if "prob" in which:
@@ -76,7 +80,7 @@ if "hash" in which:
     orig = endpoints._dispatch_lines
     def mis(view, chain, eps, large):
         lines = orig(view, chain, eps, large)
-        return [re.sub(r"KUBE-SEP-(\w+)", lambda m: "KUBE-SEP-" + names._hash(m.group(1).lower()), l) for l in lines]
+        return [re.sub(r"KUBE-SEP-(\w+)", lambda m: "KUBE-SEP-" + names._hash(m.group(1).lower()), line) for line in lines]
     measure("mis-hashed KUBE-SEP name in KUBE-SVC jumps -> compiler: chain graph", cp.test_every_jump_is_declared_and_every_service_chain_is_used,
             lambda: setattr(endpoints, "_dispatch_lines", mis), lambda: setattr(endpoints, "_dispatch_lines", orig))
     measure("mis-hashed KUBE-SEP name -> model: ready endpoints chosen", mp.test_every_ready_endpoint_and_only_ready_ones_are_chosen,

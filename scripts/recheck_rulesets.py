@@ -3,14 +3,17 @@ Z3 against the concrete tracer, and both against the kernel's observation the lo
 
     .venv/bin/python scripts/recheck_rulesets.py 'kspec-rulesets-disagreements*.txt'
 """
-import re, sys, glob
+import glob
+import re
+import sys
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 from kspec import ir
 from kspec.verifier import node_models
 from kspec.verifier.network import ClusterNetwork
 from kspec.verifier.properties import Verifier
 from kspec.verifier.replay import ConcreteCluster
-from tests.lab.test_random_rulesets import _model, _concrete, _probes
+from tests.lab.test_random_rulesets import _concrete, _model, _probes
 from tests.verifier.test_kernel_faithful import scenario
 
 cluster, _ = scenario()

@@ -21,8 +21,8 @@ import re
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from kspec.lab.topology import tool_path
 

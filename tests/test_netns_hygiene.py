@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.netns import (PREFIX, iptables_restore, iptables_restore_test, leftover_namespaces, namespaces,
-                         root_ruleset, throwaway_netns)
+from tests.netns import (
+    PREFIX,
+    iptables_restore,
+    iptables_restore_test,
+    leftover_namespaces,
+    namespaces,
+    root_ruleset,
+    throwaway_netns,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -24,7 +31,7 @@ def test_namespace_exists_inside_and_is_gone_after():
 def test_namespace_is_deleted_when_the_body_raises():
     with pytest.raises(ZeroDivisionError):
         with throwaway_netns() as ns:
-            1 / 0
+            raise ZeroDivisionError("the body fails")
     assert ns not in namespaces()
 
 

@@ -7,8 +7,8 @@ table is replaced), so probes do not depend on each other.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 BUILTINS = {
     "raw": ("PREROUTING", "OUTPUT"),

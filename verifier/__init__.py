@@ -6,16 +6,16 @@ and asks ``properties.Verifier`` about every check.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from kspec import ir
 from kspec.heap import collector_paused
 
 
 def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
-                rules: dict[str, "str | Path"] | None = None, ipsets: dict[str, "str | Path"] | None = None,
+                rules: dict[str, str | Path] | None = None, ipsets: dict[str, str | Path] | None = None,
                 strict: bool = False) -> dict:
     """One NodeModel per node; ``rules`` maps node names to the restore/save text (or a file holding it) to
     use instead of compiling, e.g. a real node's ``iptables-save`` dump; ``ipsets`` to its ``ipset save``
@@ -25,7 +25,7 @@ def node_models(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4,
         return _node_models(cluster, family, rules, ipsets or {}, strict)
 
 
-def _read(source: "str | Path", name: str) -> tuple[str, str]:
+def _read(source: str | Path, name: str) -> tuple[str, str]:
     """(text, file name) of a dump given as text or as a file."""
     if isinstance(source, Path):
         return source.read_text(encoding="utf-8", errors="replace"), str(source)
@@ -53,7 +53,7 @@ def _node_sets(node: str, source, ruleset):
     return sets if sets is not None else IpSets()
 
 
-def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str | Path"] | None,
+def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, str | Path] | None,
                  ipsets: dict, strict: bool) -> dict:
     from kspec.compiler import compile_cluster
     from kspec.compiler.context import NodeContext
@@ -83,8 +83,8 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, "str
 
 
 def verify(cluster: ir.Cluster, checks: tuple[ir.Check, ...] | None = None, *, timeout_ms: int = 10_000,
-           family: ir.IPFamily | None = None, rules: dict[str, "str | Path"] | None = None,
-           builtins: bool = False, ipsets: dict[str, "str | Path"] | None = None, strict: bool = False,
+           family: ir.IPFamily | None = None, rules: dict[str, str | Path] | None = None,
+           builtins: bool = False, ipsets: dict[str, str | Path] | None = None, strict: bool = False,
            progress: Callable[[str, int, int], None] | None = None):
     """CheckResult for every check (the cluster's own when ``checks`` is None), plus the built-in
     properties when ``builtins``. ``progress(what, done, total)`` hears of each step (for a progress bar).

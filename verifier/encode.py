@@ -10,8 +10,8 @@ ends ``UNKNOWN`` naming the rule.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import z3
 
@@ -19,9 +19,20 @@ from kspec import ruleset as rs
 from kspec.ir import IPAddress
 from kspec.verifier import matches, natpick
 from kspec.verifier.matches import CHOICE, CONTINUE_TARGETS, PacketView
-from kspec.verifier.netfilter import (ACCEPT, DROP, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT, UNDO_DNAT_HOOKS,
-                                      UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states, protocol_matches,
-                                      state_match)
+from kspec.verifier.netfilter import (
+    ACCEPT,
+    DROP,
+    REDO_DNAT_HOOKS,
+    REDO_SNAT_HOOKS,
+    REJECT,
+    UNDO_DNAT_HOOKS,
+    UNDO_SNAT_HOOKS,
+    UNKNOWN,
+    Connection,
+    ct_states,
+    protocol_matches,
+    state_match,
+)
 
 SHORT_CHAIN = 16  # chains up to this length are walked whole
 SLICE_CACHE = 50_000  # (chain, destination) slices remembered per node
@@ -86,12 +97,12 @@ class SymPacket:
         port = z3.simplify(self.sport)
         return port.as_long() if z3.is_bv_value(port) else None
 
-    def with_step(self, step: Step, **changes) -> "SymPacket":
+    def with_step(self, step: Step, **changes) -> SymPacket:
         new = self.evolve(**changes)
         new.steps = self.steps + (step,)
         return new
 
-    def evolve(self, **changes) -> "SymPacket":
+    def evolve(self, **changes) -> SymPacket:
         """A copy with ``changes`` (the hot path of the model: no ``dataclasses.replace`` overhead). Packets are
         never changed in place once made; every step makes a new one."""
         new = _copy_packet(self)
@@ -590,7 +601,7 @@ def _CT_EXTENDED(match: rs.Conntrack) -> bool:  # noqa: N802
 
 
 
-def _true(model: "NodeModel", match, pkt: SymPacket) -> bool:
+def _true(model: NodeModel, match, pkt: SymPacket) -> bool:
     return True
 
 

@@ -378,9 +378,10 @@ def _addrtype6(m: rs.AddrType, addr, device: str | None, v: PacketView):
 def route_type6(addr, device: str | None, v: PacketView, wanted) -> dict | None:
     """Those of LOCAL, ANYCAST and UNREACHABLE ``wanted`` (each a bool or a Z3 term) as the kernel's IPv6
     route lookup for ``addr`` gives them on the node's routes (``v.device_routes``, a
-    ``network.DeviceRoutes``); None (for all, or for one) where they are not known: ``lo`` (and ``::1`` through another device), whether a link-local address is one of
-    the node's own (made from MAC addresses no spec states: LOCAL is None then), and, for a ruleset traced
-    without its node's routes, everything but LOCAL (the node's addresses) without a device.
+    ``network.DeviceRoutes``); None (for all, or for one) where they are not known: ``lo`` (and ``::1``
+    through another device), whether a link-local address is one of the node's own (made from MAC addresses
+    no spec states: LOCAL is None then), and, for a ruleset traced without its node's routes, everything but
+    LOCAL (the node's addresses) without a device.
 
     Without a device: LOCAL is an address of the node's (a local route); ANYCAST is ``fe80::`` (the
     subnet-router anycast of the link-local prefix, with forwarding on) or ``ff00::`` (the destination of

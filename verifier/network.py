@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from kspec import ir
 from kspec.verifier.encode import NodeModel
 from kspec.verifier.netfilter import Connection
+
 # The walk's vocabulary, imported from here by most of kspec: the network and what happens on it.
 from kspec.verifier.walk import Disposition, Fate, Hop, Route, RouteKind  # noqa: F401
 

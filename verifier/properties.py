@@ -20,7 +20,6 @@ from kspec.verifier.encode import symbolic_packet
 from kspec.verifier.network import ClusterNetwork, Disposition, Fate, Hop, pod_gateway
 from kspec.verifier.walk import Walk
 
-
 # Checks of one Service ask about the same packets (e.g. the Local and the health-check built-ins); a small
 # LRU keeps those shared without holding every path of a big cluster in memory.
 INSTANCE_CACHE = 256
@@ -80,7 +79,7 @@ class CheckResult:
     check: ir.Check
     verdict: Verdict
     instances: int = 0
-    counterexample: "Counterexample | None" = None
+    counterexample: Counterexample | None = None
     reason: str = ""
     replay_error: str = ""  # the counterexample did not replay in the concrete tracer: a bug in kspec
 
@@ -169,7 +168,7 @@ class Verifier:
             return CheckResult(check, Verdict.UNKNOWN, len(instances), reason=reason)
         return CheckResult(check, Verdict.PROVED, len(instances))
 
-    def _counterexample_from(self, candidates, model: z3.ModelRef) -> "Counterexample":
+    def _counterexample_from(self, candidates, model: z3.ModelRef) -> Counterexample:
         """The violating path that crosses the most nodes (e.g. SNAT on a node without the endpoint); failing
         that (a per-path query timed out), the path the whole query's model satisfies."""
         ephemeral = z3.UGE(z3.BitVec("sport", 16), 1024)  # show a source port a client would really use
@@ -195,7 +194,7 @@ class Verifier:
         finally:
             self._solver.pop()
 
-    def _replay(self, ce: "Counterexample") -> str:
+    def _replay(self, ce: Counterexample) -> str:
         from kspec.verifier.replay import ConcreteCluster, replays
 
         if self._concrete is None:
@@ -214,7 +213,7 @@ class Verifier:
 
     # ------------------------------------------------------------------------------- semantics
 
-    def holds(self, prop: ir.Prop, fate: Fate, inst: Instance) -> "bool | z3.BoolRef":
+    def holds(self, prop: ir.Prop, fate: Fate, inst: Instance) -> bool | z3.BoolRef:
         """Whether ``prop`` holds on ``fate``'s path: a Python bool where the path decides it, a Z3 term where
         it depends on the symbolic packet (e.g. the source of "any external host")."""
         d = fate.disposition
@@ -233,7 +232,8 @@ class Verifier:
         if isinstance(prop, ir.SourceInNodes):
             if fate.packet.src_value is not None:
                 return fate.packet.src_value in self._node_addresses()
-            return z3.Or([fate.source_seen == z3.BitVecVal(int(ip), self.width) for ip in sorted(self._node_addresses())]
+            nodes = sorted(self._node_addresses())
+            return z3.Or([fate.source_seen == z3.BitVecVal(int(ip), self.width) for ip in nodes]
                          or [z3.BoolVal(False)])
         if isinstance(prop, ir.EndpointIn):
             return fate.pod is not None and (fate.pod.key in prop.pods or fate.pod.name in prop.pods)

@@ -19,16 +19,28 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from kspec import ruleset as rs
 from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
 from kspec.verifier import matches, natpick
-from kspec.verifier.netfilter import (ACCEPT, DROP, HOOKS_WITH_OUT, REDO_DNAT_HOOKS, REDO_SNAT_HOOKS, REJECT,
-                                      UNDO_DNAT_HOOKS, UNDO_SNAT_HOOKS, UNKNOWN, Connection, ct_states,
-                                      protocol_matches, state_match)
+from kspec.verifier.netfilter import (
+    ACCEPT,
+    DROP,
+    HOOKS_WITH_OUT,
+    REDO_DNAT_HOOKS,
+    REDO_SNAT_HOOKS,
+    REJECT,
+    UNDO_DNAT_HOOKS,
+    UNDO_SNAT_HOOKS,
+    UNKNOWN,
+    Connection,
+    ct_states,
+    protocol_matches,
+    state_match,
+)
 
 __all__ = [
     "Disposition", "Packet", "ConcretePacket", "NodeTracer", "Step", "Rewrite", "Outcome", "TraceError", "trace",
@@ -185,7 +197,7 @@ class Packet:
 
     @staticmethod
     def of(src: str, dst: str, protocol: str = "tcp", dport: int | None = None, sport: int | None = 40000,
-           **kwargs) -> "Packet":
+           **kwargs) -> Packet:
         return Packet(ipaddress.ip_address(src), ipaddress.ip_address(dst), protocol.lower(), sport, dport,
                       **kwargs)
 
@@ -271,16 +283,16 @@ class ConcretePacket:
 
     __slots__ = ("src", "sport", "dst", "dport", "proto", "mark", "in_iface", "out_iface", "dnat", "snat",
                  "tracked", "nat_address", "established", "related", "invalid", "nat_states", "entered", "ctmark",
-                 "untracked", "data", "confirmed", "owner", "random_port", "master", "echo", "steps", "rewrites", "branches", "prob", "decided",
-                 "unknown")
+                 "untracked", "data", "confirmed", "owner", "random_port", "master", "echo", "steps", "rewrites",
+                 "branches", "prob", "decided", "unknown")
 
-    def copy(self) -> "ConcretePacket":
+    def copy(self) -> ConcretePacket:
         twin = ConcretePacket.__new__(ConcretePacket)
         for name in self.__slots__:
             setattr(twin, name, getattr(self, name))
         return twin
 
-    def evolve(self, **changes) -> "ConcretePacket":
+    def evolve(self, **changes) -> ConcretePacket:
         twin = self.copy()
         for name, value in changes.items():
             setattr(twin, name, value)
@@ -304,7 +316,7 @@ class ConcretePacket:
             setattr(self, name, new)
 
     @staticmethod
-    def of(packet: Packet) -> "ConcretePacket":
+    def of(packet: Packet) -> ConcretePacket:
         """The first packet of a connection, ``packet``, before any node has seen it."""
         new = ConcretePacket.__new__(ConcretePacket)
         new.src, new.sport, new.dst, new.dport, new.proto = packet.src, packet.sport, packet.dst, packet.dport, \

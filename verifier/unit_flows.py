@@ -27,7 +27,7 @@ def unit_flow(model: NodeModel, mark_bit: int, src: str, proto: str, dst: str, d
     outputs: list[str] = []
     masq = False
     first_dnat = None
-    for path, verdict in model.walk_hook("nat", "PREROUTING", pkt):
+    for path, _verdict in model.walk_hook("nat", "PREROUTING", pkt):
         masq = masq or bool(path.mark & mark_bit)
         dnat = next((s.rule.target for s in reversed(path.steps)
                      if s.rule is not None and isinstance(s.rule.target, rs.Dnat)), None)

@@ -19,13 +19,23 @@ addresses, the routes and where an answer counts as answered.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kspec import ir
 from kspec import ruleset as rs
-from kspec.verifier.netfilter import (ACCEPT, ANSWERED_LATER, DROP, HOOKS_WITH_OUT, REJECT, Connection, ct_status,
-                                      tables_of, tracked_in)
+from kspec.verifier.netfilter import (
+    ACCEPT,
+    ANSWERED_LATER,
+    DROP,
+    HOOKS_WITH_OUT,
+    REJECT,
+    Connection,
+    ct_status,
+    tables_of,
+    tracked_in,
+)
 
 if TYPE_CHECKING:
     from kspec.verifier.network import ClusterNetwork
@@ -91,11 +101,11 @@ class Fate:
     # One fate of what comes back (the pod's answer, a REJECT's ICMP error); of an answered TCP answer, one fate
     # of the client's data that follows it, and of that data's, the pod's echo (or the data's REJECT error):
     # the connection works only if the data reaches the pod and its echo the client.
-    reply: "Fate | None" = None
+    reply: Fate | None = None
     loops: bool = False  # NO_ROUTE: it left toward an address the outside routes back in, until its TTL ends
     # `assert sticky`: one fate of the client's next connection, sent after this one (its path condition
     # holds this one's).
-    then: "Fate | None" = None
+    then: Fate | None = None
 
     @property
     def cond(self):
@@ -104,7 +114,7 @@ class Fate:
         return self.reply.cond if self.reply is not None else self.packet.cond
 
     @property
-    def not_known(self) -> "Fate | None":
+    def not_known(self) -> Fate | None:
         """The first part of the round trip (this packet, the answer, the client's data, the echo) whose fate
         the model does not know, if any."""
         if self.then is not None and self.then.disposition is Disposition.UNKNOWN:
@@ -114,7 +124,7 @@ class Fate:
             part = part.reply
         return part
 
-    def later(self) -> tuple["Disposition | None", "Disposition | None", "Disposition | None"]:
+    def later(self) -> tuple[Disposition | None, Disposition | None, Disposition | None]:
         """The dispositions of what comes back, of the client's data after it, and of the ICMP error a REJECT
         of that data sends back (None: not traced)."""
         answer = self.reply
@@ -320,7 +330,7 @@ HALF_OPEN = Connection()
 class Walk:
     """The cluster's nodes strung together by its routes, for one engine (``engines``: one per node)."""
 
-    def __init__(self, net: "ClusterNetwork", engines: Mapping[str, Engine]):
+    def __init__(self, net: ClusterNetwork, engines: Mapping[str, Engine]):
         self.net = net
         self.engines = engines
         self._walks: dict[str, NodeWalk] = {}

@@ -19,14 +19,17 @@ counters, comments and skb* values too. Problems are reported as ``file:line:col
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Union
 
 from kspec import ruleset as rs
 from kspec.diagnostics import Diagnostic, KspecError
 from kspec.ingest.iptables_save import PROTOCOLS
-from kspec.ingest.words import LineError as _LineError, columns as _columns, tokenize
+from kspec.ingest.words import LineError as _LineError
+from kspec.ingest.words import columns as _columns
+from kspec.ingest.words import tokenize
 from kspec.ir import IPAddress, IPNetwork, Span
 
 __all__ = ["AddressRange", "IpSet", "IpSets", "SetEntry", "SetIface", "SetPacket", "SetPort", "parse_ipset_save",
@@ -128,7 +131,7 @@ class IpSet:
     entries: tuple[SetEntry, ...] = ()
     netmask: int | None = None
     range: tuple[int, int] | None = None
-    members: tuple["IpSet", ...] = ()
+    members: tuple[IpSet, ...] = ()
     options: tuple[tuple[str, str | None], ...] = ()
     line: int = field(default=0, compare=False, repr=False)
 

@@ -28,12 +28,12 @@ import math
 import socket
 from pathlib import Path
 
+from kspec import ruleset as rs
 from kspec.diagnostics import Diagnostic, KspecError, Severity
 from kspec.heap import collector_paused
-from kspec.ir import Span
-from kspec import ruleset as rs
 from kspec.ingest.validity import check_ruleset, needs_addrtype_check
 from kspec.ingest.words import LineError, columns, tokenize, tokenize_with_columns
+from kspec.ir import Span
 
 __all__ = ["RuleParser", "parse_iptables_save", "parse_iptables_save_file", "tokenize"]
 
@@ -665,7 +665,7 @@ _PHYSDEV_FLAGS = {"--physdev-is-in": "is_in", "--physdev-is-out": "is_out", "--p
 
 def _build_physdev(module: str, words) -> list:
     fields: dict = {}
-    for opt, (val, neg, at) in _once(module, words).items():
+    for opt, (val, neg, _at) in _once(module, words).items():
         if opt == "--physdev-in":
             fields.update(physdev_in=val, in_negated=neg)
         elif opt == "--physdev-out":

@@ -57,8 +57,9 @@ always given explicitly by the EndpointSlices (``ir.Service.selector`` None).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from kspec import consistency, ir
 from kspec.diagnostics import Diagnostic, KspecError, Severity, decode

@@ -175,7 +175,7 @@ class _Checker:
         if suspects:
             self.addrtypes(graph, suspects)
 
-    def addrtypes(self, graph: "_Graph", rules: list[rs.Rule]) -> None:
+    def addrtypes(self, graph: _Graph, rules: list[rs.Rule]) -> None:
         """``-m addrtype`` as xt_addrtype's checkentry refuses it: in IPv6 the route types IPv6 has not, and
         --limit-iface-in (-out) directly in a built-in chain whose hook has no input (output) interface."""
         for rule in rules:
@@ -199,7 +199,7 @@ class _Checker:
                                 f"{rule.chain}: the packet has no {side} interface there (the kernel refuses it)")
                     break
 
-    def kind(self, table: rs.Table, graph: "_Graph", kind: type, rules: list[rs.Rule]) -> None:
+    def kind(self, table: rs.Table, graph: _Graph, kind: type, rules: list[rs.Rule]) -> None:
         """Every rule of one target kind in ``table``."""
         place = _PLACES[kind]
         if place.name == "DROP":
@@ -315,7 +315,7 @@ def _addrtype_suspects(table: rs.Table) -> list[rs.Rule]:
             if any(needs_addrtype_check(match) for match in rule.matches)]
 
 
-def _scan(graph: "_Graph", found: dict[type, list[rs.Rule]]) -> None:
+def _scan(graph: _Graph, found: dict[type, list[rs.Rule]]) -> None:
     """The one visit of every rule (a dump's rules are too many, and too spread out in memory, to visit
     again): every rule of a kind ``found`` has a list for goes into it; a jump or goto to a chain that is not
     a declared user chain goes into ``graph.unknown``. Hot loop, kept flat."""
@@ -333,7 +333,7 @@ def _scan(graph: "_Graph", found: dict[type, list[rs.Rule]]) -> None:
                     rules.append(rule)
 
 
-def _scan_graph(graph: "_Graph", found: dict[type, list[rs.Rule]]) -> None:
+def _scan_graph(graph: _Graph, found: dict[type, list[rs.Rule]]) -> None:
     """``_scan``, and each chain's jumps and gotos into ``graph.succ`` as chain numbers: only when a built-in
     chain jumps (lists per chain cost as much again as the rest of the visit)."""
     index, unknown, succ, get, jump, goto = graph.index, graph.unknown, graph.succ, found.get, rs.Jump, rs.Goto

@@ -29,7 +29,7 @@ Choices the kernel forced, and limits:
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from kspec import ir
 
@@ -81,7 +81,6 @@ def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
     from kspec.lab import workloads
     from kspec.lab.report import LabReport
     from kspec.lab.topology import Lab, LabError
-
     from kspec.verifier.network import with_endpoint_pods
 
     cluster = with_endpoint_pods(cluster)  # endpoints without Pod objects are pods the lab builds and serves

@@ -40,8 +40,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from kspec import ir
 from kspec.compiler.context import NodeContext
@@ -447,7 +448,7 @@ class Lab:
             if cluster.proxy.tcp_liberal:
                 values["net/netfilter/nf_conntrack_tcp_be_liberal"] = "1"
             sysctls[ns] |= values
-        for i, client in enumerate(externals):
+        for client in externals:
             ns = self.clients[client.name]
             per_ns[ns] += ["link set eth0 up", f"addr add {host(client.ip)} dev eth0",
                            f"route add default via {router} dev eth0 onlink"]

@@ -2,8 +2,8 @@
 ``CheckResult`` (``outcome``), and the one-line summary of many."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ loaded on top of the steps before it, from the last full sync of its sequence on
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

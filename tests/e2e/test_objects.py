@@ -9,9 +9,8 @@ import sys
 import pytest
 
 from kspec.cli import main
-from kspec.grammar import load
+from kspec.grammar import load, parse_text
 from kspec.grammar.printer import format_cluster
-from kspec.grammar import parse_text
 from tests.conftest import REPO
 
 DATA = REPO / "tests/data/k8s-objects"

@@ -9,9 +9,16 @@ import pytest
 
 from kspec import ruleset as rs
 from kspec.diagnostics import KspecError
+from kspec.ingest.ipset_save import (
+    AddressRange,
+    SetEntry,
+    SetIface,
+    SetPacket,
+    SetPort,
+    parse_ipset_save,
+    parse_ipset_save_file,
+)
 from kspec.ingest.iptables_save import parse_iptables_save
-from kspec.ingest.ipset_save import (AddressRange, SetEntry, SetIface, SetPacket, SetPort, parse_ipset_save,
-                                     parse_ipset_save_file)
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network

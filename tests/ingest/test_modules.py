@@ -10,8 +10,7 @@ import pytest
 
 from kspec import ruleset as rs
 from kspec.diagnostics import KspecError
-from kspec.ingest.iptables_save import RuleParser, _fast_rule, parse_iptables_save, parse_iptables_save_file, \
-    tokenize
+from kspec.ingest.iptables_save import RuleParser, _fast_rule, parse_iptables_save, parse_iptables_save_file, tokenize
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network

@@ -5,7 +5,6 @@ subnet-router anycast, multicast). Counting rules in the node's raw PREROUTING s
 gave; ``verifier.matches.addrtype``, on the node's ``network.DeviceRoutes``, must say the same for each."""
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
 

@@ -5,8 +5,20 @@ import ipaddress
 
 from kspec import ir
 from kspec.lab.echo import echo_body, parse_echo
-from kspec.lab.probe import DELIVERED, DROPPED, HOST, NO_ROUTE, OTHER, PORT, REFUSED, REJECTED, Try, _icmp6_errors, \
-    _icmp_errors, _with_icmp
+from kspec.lab.probe import (
+    DELIVERED,
+    DROPPED,
+    HOST,
+    NO_ROUTE,
+    OTHER,
+    PORT,
+    REFUSED,
+    REJECTED,
+    Try,
+    _icmp6_errors,
+    _icmp_errors,
+    _with_icmp,
+)
 from kspec.lab.report import ProbeResult
 from kspec.lab.topology import _feature_hint
 from kspec.verifier.network import Disposition

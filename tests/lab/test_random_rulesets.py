@@ -16,14 +16,15 @@ import time
 
 import pytest
 import z3
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from kspec import ir
+from kspec.diagnostics import KspecError
+from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.lab import _client_end, _flush_conntrack, _steer, requirements
 from kspec.lab.probe import send_batch
 from kspec.lab.report import ProbeResult
-from kspec.diagnostics import KspecError
-from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.lab.topology import Lab, LabError, call_in_ns
 from kspec.verifier import node_models
 from kspec.verifier.network import ClusterNetwork, Disposition

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kspec.compiler.names import port_hash, sep_chain
 

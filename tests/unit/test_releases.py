@@ -3,8 +3,8 @@ of the release that changed it."""
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import io
+import ipaddress
 
 import pytest
 

@@ -1,5 +1,8 @@
 import ipaddress as ipa
+
 from kspec import ir
+
+
 def ip(x): return ipa.ip_address(x)
 def net(x): return ipa.ip_network(x)
 def cluster(policy=ir.TrafficPolicy.CLUSTER, typ=ir.ServiceType.NODE_PORT, checks=()):

@@ -10,15 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+import z3
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-from kspec import ir, strategies as ks
+from kspec import ir
+from kspec import strategies as ks
 from kspec.grammar import load
 from kspec.verifier import encode, node_models
 from kspec.verifier.network import ClusterNetwork
-import z3
-from kspec.verifier.properties import Target, Verifier
 from kspec.verifier.predict import later
+from kspec.verifier.properties import Target, Verifier
 from kspec.verifier.replay import ConcreteCluster, outcome_key
 from kspec.verifier.tracer import Packet
 from tests.conftest import REPO

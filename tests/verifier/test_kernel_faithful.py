@@ -378,9 +378,9 @@ def test_9_an_external_ip_left_untranslated_loops_and_what_comes_back_is_unknown
 def test_9_a_rejects_icmp_error_carries_its_connection_from_birth():
     # Found by the 10,000-ruleset run: the kernel attaches the connection to the ICMP error a REJECT sends
     # before raw OUTPUT runs, so raw sees it RELATED and with the connection's mark (not untracked, INVALID).
-    from kspec.verifier.predict import probes
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
     for raw, seen in (("-A OUTPUT -o eth0 -m connmark ! --mark 0x1 -j DROP", Disposition.DROPPED),
@@ -405,9 +405,9 @@ def test_9_an_answer_left_untracked_keeps_the_pods_address():
 def test_9_a_connection_works_only_if_the_clients_data_follows():
     # Found by the 10,000-ruleset run: node1 drops ESTABLISHED packets from its pods. The SYN (NEW) passes,
     # the SYN-ACK comes back through eth0, but the client's data never leaves node1: connected, no answer.
-    from kspec.verifier.predict import probes
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
     node1 = _dump(mangle="-A FORWARD -i veth+ -m conntrack --ctstate ESTABLISHED -j DROP")
@@ -429,9 +429,9 @@ def test_9_the_outside_answers_a_source_address_not_the_client():
     # Found by the 10,000-ruleset run: a packet leaving the cluster from another node's address (SNAT
     # --to-source node0 on node1) is answered by the outside towards node0, which never saw it: the client
     # hears nothing (dropped), not "no route".
-    from kspec.verifier.predict import probes
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
     cluster, rules = scenario(node1=SKIP_AND_SNAT_TO_NODE0)
@@ -473,9 +473,9 @@ def test_addrtype_limit_iface_looks_at_the_interface_that_holds_the_address():
     hairpin = _results(**SCENARIOS["limit-iface-in: the node's address is not local on a pod's veth"])
     assert hairpin["neighbour keeps source"].counterexample.seen == "10.240.0.10"
     # Without the limit the error's source is LOCAL and it is dropped; with it, the neighbour hears it.
-    from kspec.verifier.predict import probes
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
     for mangle, heard in (("--limit-iface-out ", True), ("", False)):
@@ -491,9 +491,9 @@ def test_addrtype_limit_iface_looks_at_the_interface_that_holds_the_address():
 def test_addrtype_limit_iface_is_unknown_where_the_address_is_on_several_veths():
     # Numbered wiring, two pods on node0: the gateway address is on both veths, and which one's local route
     # the kernel finds depends on the order they were added.
-    from kspec.verifier.predict import probes
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
     cluster, rules = scenario(node0=_dump(nat=f"{NEIGHBOUR_NAT}\n{HAIRPIN}",
@@ -547,9 +547,9 @@ def test_supplementary_groups_are_unknown_unless_the_primary_group_decides():
 
 
 def _probe_outcomes(check: str, **spec) -> set:
-    from kspec.verifier.predict import probes
     from kspec.verifier import node_models
     from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
     cluster, rules = scenario(**spec)

@@ -87,9 +87,9 @@ def test_counterexamples_replay():
 
 
 def test_a_solver_that_gives_up_yields_unknown_never_proved(monkeypatch):
-    import z3
-
     import ipaddress
+
+    import z3
 
     from kspec.verifier.builtins import ANY_EXTERNAL, with_builtin_clients
     from kspec.verifier.properties import SourceInRanges

@@ -6,10 +6,9 @@ import ipaddress
 import pytest
 
 from kspec import ruleset as rs
-from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.compiler.basechains import base_rules
-from kspec.verifier.tracer import (Disposition, Packet, TraceError, kube_proxy_state, trace,
-                                   unit_test_trace)
+from kspec.ingest.iptables_save import parse_iptables_save
+from kspec.verifier.tracer import Disposition, Packet, TraceError, kube_proxy_state, trace, unit_test_trace
 
 LOCAL = ["192.168.0.2"]
 
