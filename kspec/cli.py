@@ -312,6 +312,61 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Which packets two clusters treat differently: two specs (or object files), or one under two releases."""
+    from kspec.verifier import node_models
+    from kspec.verifier.diff import diff
+    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.properties import Verifier
+
+    after_path = args.after or args.before
+    if args.after is None and args.against_version is None:
+        raise KspecError([Diagnostic(None, "give two specs, or one with --against-version RELEASE")])
+    stdin = _stdin(args)
+    before, warnings = load_cluster(args.before, args.k8s, args.proxy_config, args.kube_proxy_version, stdin)
+    report(warnings, err, args.compact)
+    after, warnings = load_cluster(after_path, args.k8s, args.proxy_config,
+                                   args.against_version or args.kube_proxy_version, stdin)
+    report(warnings, err, args.compact)
+    family = _family(args, before, after) or before.families()[0]
+    sides = [Verifier(c, ClusterNetwork(c, node_models(c, family), family), args.timeout * 1000)
+             for c in (before, after)]
+    result = diff(*sides)
+    names = (_side_name(args.before, args.kube_proxy_version), _side_name(after_path, args.against_version))
+    out.write(_diff_text(result, names))
+    return EXIT_OK if result.same else EXIT_FAILED
+
+
+def _side_name(path: str, release: str | None) -> str:
+    return path + (f" at kube-proxy {release}" if release else "")
+
+
+def _diff_text(result, names: tuple[str, str]) -> str:
+    from kspec.verifier.builtins import ANY_EXTERNAL
+    from kspec.verifier.render import ending, step_lines
+
+    lines = []
+    for number, d in enumerate(result.differences, 1):
+        source = f"[{d.src}]:{d.sport}" if ":" in d.src else f"{d.src}:{d.sport}"
+        lines.append(f"difference {number}: {d.destination.replace(ANY_EXTERNAL, 'any external host')}")
+        lines.append(f"  packet {source}")
+        for name, fates in zip(names, (d.before, d.after)):
+            ends = [ending(f, str(f.packet.src_value or d.src)).strip().removeprefix("=> ") for f in fates]
+            lines.append(f"  {name}: " + ("; ".join(ends) or "no fate"))
+            for fate in fates:
+                lines += ["  " + line for line in step_lines(fate)]
+    for where, why in result.unknown:
+        lines.append(f"unknown: {where.replace(ANY_EXTERNAL, 'any external host')}: {why}")
+    for only, name in ((result.only_before, names[0]), (result.only_after, names[1])):
+        for what in only:
+            lines.append(f"only in {name}: {what}")
+    total = len(result.differences)
+    lines.append(f"{result.compared} destinations compared: {total} difference{'s' if total != 1 else ''}, "
+                 f"{len(result.unknown)} unknown, {len(result.only_before) + len(result.only_after)} on one side "
+                 "only" + (" - no difference: proved for every source" if result.same else ""))
+    return "\n".join(lines) + "\n"
+
+
 def _write_svg(args: argparse.Namespace, out: TextIO, cluster: ir.Cluster, client: ir.Client, src, journeys,
                title: str) -> int:
     from kspec.report.picture import scene, svg, way
@@ -565,6 +620,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "instead of the compiled rules")
     _release_option(lab)
     lab.set_defaults(run=run_lab)
+
+    df = sub.add_parser(
+        "diff", help="which packets two clusters (two specs, or one under two releases) treat differently",
+        description="exit 0: no difference (proved for every source); 1: differences (or some not decided); "
+                    "2: bad input")
+    df.add_argument("before", help="a .k spec (or Kubernetes objects file)")
+    df.add_argument("after", nargs="?", help="the other spec (default: the same, with --against-version)")
+    df.add_argument("--against-version", metavar="1.N", help="the release the other side runs")
+    df.add_argument("--family", choices=sorted(_FAMILIES), help="the IP family to compare (default: the first "
+                    "the cluster has)")
+    df.add_argument("--timeout", type=_positive, default=10, metavar="SECONDS", help="Z3 timeout per query (10)")
+    _objects_options(df)
+    _release_option(df)
+    df.set_defaults(run=run_diff)
 
     fz = sub.add_parser(
         "fuzz", help="run generated clusters against a property or the specs; write failures as minimal .k files",

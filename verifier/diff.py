@@ -1,0 +1,151 @@
+"""Which packets two clusters treat differently (``kspec diff``): two specs, one spec under two kube-proxy
+releases, a spec and a cluster's objects. Exact over every source address: for each client class and each
+destination both sides have, the outcome a packet meets (its disposition, the pod, the source the pod sees)
+is compared in Z3, outcome by outcome: a packet for which one side can give an outcome the other cannot is a
+difference, shown as one concrete packet with both sides' traces. "No difference" is a proof.
+
+Client classes: "any external host" (its address symbolic), a process on each node, and the clients both
+specs declare alike. Destinations: every port of every Service, by cluster IP, node port on each node,
+external IP and load balancer.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import z3
+
+from kspec import ir
+from kspec.verifier.builtins import ANY_EXTERNAL, node_client
+from kspec.verifier.network import Disposition, Fate
+from kspec.verifier.properties import Instance, Target, Verifier
+
+VIAS = (ir.Via.CLUSTER_IP, ir.Via.NODE_PORT, ir.Via.EXTERNAL_IP, ir.Via.LOAD_BALANCER)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One packet both sides treat differently: what each side can do with it (every fate it may meet)."""
+
+    client: str
+    destination: str  # the instance's description
+    src: str
+    sport: int
+    before: tuple[Fate, ...]
+    after: tuple[Fate, ...]
+
+
+@dataclass
+class DiffResult:
+    compared: int = 0  # (client, destination) pairs both sides have
+    differences: list[Difference] = field(default_factory=list)
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # (destination, why) not decided exactly
+    only_before: list[str] = field(default_factory=list)  # destinations one side has and the other has not
+    only_after: list[str] = field(default_factory=list)
+
+    @property
+    def same(self) -> bool:
+        return not (self.differences or self.unknown or self.only_before or self.only_after)
+
+
+def outcome(fate: Fate) -> tuple:
+    """What a fate means to the client and the pod: disposition, pod, and the source the pod sees ("client"
+    when it is the client's own, symbolic one)."""
+    if fate.disposition is not Disposition.DELIVERED:
+        return (fate.disposition.value, None, None)
+    seen = fate.packet.src_value
+    return (fate.disposition.value, fate.pod.key if fate.pod else None, "client" if seen is None else str(seen))
+
+
+def diff(before: Verifier, after: Verifier) -> DiffResult:
+    result = DiffResult()
+    for client in _clients(before.cluster, after.cluster, before.family):
+        theirs = _targets(after, client)
+        mine = _targets(before, client)
+        for key in sorted(set(mine) - set(theirs), key=str):
+            result.only_before.append(f"{client.name} -> {mine[key][1]}")
+        for key in sorted(set(theirs) - set(mine), key=str):
+            result.only_after.append(f"{client.name} -> {theirs[key][1]}")
+        for key in sorted(set(mine) & set(theirs), key=str):
+            result.compared += 1
+            _compare(result, client, before.instance(client, *mine[key]), after.instance(client, *theirs[key]),
+                     z3.And(_start(before, client, mine[key][0]), _start(after, client, theirs[key][0])))
+    return result
+
+
+def _clients(a: ir.Cluster, b: ir.Cluster, family: ir.IPFamily) -> list[ir.Client]:
+    """Any external host, a process on each node both have, and the clients both declare alike."""
+    clients = [ir.Client(ANY_EXTERNAL, ir.ClientKind.EXTERNAL)]
+    shared_nodes = {n.name for n in a.nodes} & {n.name for n in b.nodes}
+    clients += [ir.Client(node_client(n), ir.ClientKind.NODE, node=n.name) for n in a.nodes if n.name in shared_nodes]
+    theirs = {c.name: c for c in b.clients}
+    clients += [c for c in a.clients if theirs.get(c.name) == c and a.speaks(c, family)]
+    return clients
+
+
+def _targets(verifier: Verifier, client: ir.Client) -> dict[tuple, tuple[Target, str]]:
+    """Every destination of the side, keyed by what it is (not how the side's instance labels it)."""
+    found = {}
+    for svc in verifier.cluster.services:
+        for port in svc.ports:
+            for via in VIAS:
+                try:
+                    pairs = list(verifier.targets(svc, port, ir.Destination(svc.key, via, port.name or None)))
+                except LookupError:
+                    continue  # e.g. a port without a node port
+                for target, label in pairs:
+                    key = (target.service_port, via.value, str(target.dst), target.dport, target.protocol.value,
+                           target.entry_node, str(target.load_balancer))
+                    found[key] = (target, label)
+    return found
+
+
+def _compare(result: DiffResult, client: ir.Client, a: Instance, b: Instance, base: z3.BoolRef) -> None:
+    """``base``: the packets both sides take as this client's (an external host's source outside both
+    clusters)."""
+    unknown = [f for f in a.fates + b.fates if f.disposition is Disposition.UNKNOWN]
+    solver = z3.Solver()
+    solver.set("timeout", 10_000)
+    if unknown:
+        solver.add(base, z3.Or([f.cond for f in unknown]))
+        if solver.check() != z3.unsat:
+            result.unknown.append((a.description, unknown[0].reason))
+            return
+        solver.reset()
+    for wanted in sorted({outcome(f) for f in a.fates + b.fates}, key=str):
+        mine = z3.Or([f.cond for f in a.fates if outcome(f) == wanted] or [z3.BoolVal(False)])
+        theirs = z3.Or([f.cond for f in b.fates if outcome(f) == wanted] or [z3.BoolVal(False)])
+        solver.push()
+        solver.add(base, z3.Xor(mine, theirs))
+        answer = solver.check()
+        if answer == z3.sat:  # show a source port a client would really use, where one does
+            solver.push()
+            solver.add(z3.UGE(z3.BitVec("sport", 16), 1024))
+            if solver.check() != z3.sat:
+                solver.pop()
+                solver.check()
+        model = solver.model() if answer == z3.sat else None
+        solver.pop()
+        if answer == z3.unknown:
+            result.unknown.append((a.description, "Z3 gave up comparing the two sides"))
+            return
+        if model is not None:
+            result.differences.append(_difference(client, a, b, model))
+            return
+
+
+def _start(verifier: Verifier, client: ir.Client, target: Target) -> z3.BoolRef:
+    """The constraint the side puts on the client's packets before any rule (its source, for any host)."""
+    pkt, _ = verifier._client_packet(client, target.dst, target.dport, target.protocol)
+    return z3.And(list(pkt.conds)) if pkt.conds else z3.BoolVal(True)
+
+
+def _difference(client: ir.Client, a: Instance, b: Instance, model: z3.ModelRef) -> Difference:
+    holds = lambda fate: z3.is_true(model.eval(fate.cond, model_completion=True))  # noqa: E731
+    width = 32 if a.target is None or a.target.dst.version == 4 else 128
+    address = ipaddress.IPv4Address if width == 32 else ipaddress.IPv6Address
+    src = a.client_address if a.client_address is not None else \
+        address(model.eval(a.client_src, model_completion=True).as_long())
+    sport = model.eval(z3.BitVec("sport", 16), model_completion=True).as_long()
+    return Difference(client.name, a.description, str(src), sport, tuple(f for f in a.fates if holds(f)),
+                      tuple(f for f in b.fates if holds(f)))
