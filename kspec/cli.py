@@ -315,13 +315,14 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Which packets two clusters treat differently: two specs (or object files), or one under two releases."""
     from kspec.verifier import node_models
-    from kspec.verifier.diff import diff
+    from kspec.verifier.diff import diff, stale_chains
     from kspec.verifier.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
 
     after_path = args.after or args.before
-    if args.after is None and args.against_version is None:
-        raise KspecError([Diagnostic(None, "give two specs, or one with --against-version RELEASE")])
+    if args.after is None and args.against_version is None and args.rules is None:
+        raise KspecError([Diagnostic(None, "give two specs, or one with --against-version RELEASE or --rules "
+                                           "DUMP|DIR (a node's rules against what kube-proxy should have written)")])
     stdin = _stdin(args)
     before, warnings = load_cluster(args.before, args.k8s, args.proxy_config, args.kube_proxy_version, stdin)
     report(warnings, err, args.compact)
@@ -329,11 +330,17 @@ def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                                    args.against_version or args.kube_proxy_version, stdin)
     report(warnings, err, args.compact)
     family = _family(args, before, after) or before.families()[0]
-    sides = [Verifier(c, ClusterNetwork(c, node_models(c, family), family), args.timeout * 1000)
-             for c in (before, after)]
+    rules = dump_rules(after, args.rules, args.node, family)  # drift: the nodes' own rules on the other side
+    report(unhooked_dumps(rules), err, args.compact)
+    models = [node_models(before, family), node_models(after, family, rules, dump_sets(after, rules, None))]
+    sides = [Verifier(c, ClusterNetwork(c, m, family), args.timeout * 1000) for c, m in zip((before, after), models)]
     result = diff(*sides)
-    names = (_side_name(args.before, args.kube_proxy_version), _side_name(after_path, args.against_version))
+    names = (_side_name(args.before, args.kube_proxy_version),
+             f"the rules in {args.rules}" if rules else _side_name(after_path, args.against_version))
     out.write(_diff_text(result, names))
+    for node, table, chain in stale_chains(models[1]) if rules else ():
+        print(f"note: {node}: chain {chain} in table {table} is left behind: no rule reaches it (a stale chain "
+              "of an interrupted sync?); it changes no packet's way", file=out)
     return EXIT_OK if result.same else EXIT_FAILED
 
 
@@ -631,6 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--family", choices=sorted(_FAMILIES), help="the IP family to compare (default: the first "
                     "the cluster has)")
     df.add_argument("--timeout", type=_positive, default=10, metavar="SECONDS", help="Z3 timeout per query (10)")
+    df.add_argument("--rules", metavar="DUMP|DIR", help="drift: compare with these nodes' own iptables-save dumps "
+                    "(one file with --node, or a directory of NODE.rules) instead of another spec")
+    df.add_argument("--node", help="the node a single --rules dump is from")
     _objects_options(df)
     _release_option(df)
     df.set_defaults(run=run_diff)

@@ -1046,3 +1046,27 @@ def new_dnat(ip: IPAddress | None, port: int | None) -> Dnat:
     set_random(dnat, False)
     set_persistent(dnat, False)
     return dnat
+
+
+def save_text(ruleset: Ruleset) -> str:
+    """The ruleset as ``iptables-save`` prints it (each rule's own line): what a node holding it would dump."""
+    lines = []
+    for table in ruleset.tables:
+        lines.append(f"*{table.name}")
+        for chain in table.chains:
+            policy = chain.policy.value if chain.policy is not None and is_builtin(table.name, chain.name) else "-"
+            lines.append(f":{chain.name} {policy} [0:0]")
+        for chain in table.chains:
+            lines += [_as_appended(rule) for rule in chain.rules]
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def _as_appended(rule: Rule) -> str:
+    """A rule's line as ``-A CHAIN ...`` (an ``-I CHAIN [N]`` line is in its place already)."""
+    words = rule.text.split(None, 3) if rule.text else []
+    if len(words) >= 3 and words[0] == "-I":
+        rest = words[2:] if not words[2].isdigit() else words[3:]
+        return " ".join(["-A", rule.chain, *rest])
+    return rule.text
+

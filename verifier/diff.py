@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import z3
 
 from kspec import ir
+from kspec import ruleset as rs
 from kspec.verifier.builtins import ANY_EXTERNAL, node_client
 from kspec.verifier.network import Disposition, Fate
 from kspec.verifier.properties import Instance, Target, Verifier
@@ -149,3 +150,24 @@ def _difference(client: ir.Client, a: Instance, b: Instance, model: z3.ModelRef)
     sport = model.eval(z3.BitVec("sport", 16), model_completion=True).as_long()
     return Difference(client.name, a.description, str(src), sport, tuple(f for f in a.fates if holds(f)),
                       tuple(f for f in b.fates if holds(f)))
+
+
+def stale_chains(models: dict) -> list[tuple[str, str, str]]:
+    """(node, table, chain) of every user chain no built-in chain reaches through jumps and gotos: left
+    behind (kube-proxy deletes a chain it no longer uses; an interrupted sync may not have). They change no
+    packet's way, so they are no difference; they are worth knowing about."""
+    found = []
+    for node, model in models.items():
+        for table in model.rules.tables:
+            reached = {chain.name for chain in table.chains if rs.is_builtin(table.name, chain.name)}
+            frontier = list(reached)
+            while frontier:
+                chain = table.chain(frontier.pop())
+                for rule in chain.rules if chain is not None else ():
+                    target = rule.target
+                    if isinstance(target, (rs.Jump, rs.Goto)) and target.chain not in reached:
+                        reached.add(target.chain)
+                        frontier.append(target.chain)
+            found += [(node, table.name, chain.name) for chain in table.chains if chain.name not in reached]
+    return found
+

@@ -113,3 +113,68 @@ def test_diff_is_empty_exactly_when_the_concrete_tracer_sees_no_change(cluster, 
                                      pkt.entry_node)
             assert got == _concrete_outcomes(cluster, pkt.client, pkt.dst, pkt.dport, pkt.protocol.lower, pkt.src,
                                              pkt.sport, pkt.entry_node)
+
+
+def _dumps(spec, folder):
+    """Each node's rules as its kube-proxy programs them, as the node's iptables-save would print them."""
+    from kspec.compiler import compile_node
+    from kspec.ruleset import save_text
+    from kspec.verifier.tracer import kube_proxy_state
+
+    cluster, _ = load(spec)
+    folder.mkdir()
+    for node in cluster.nodes:
+        text = save_text(kube_proxy_state(compile_node(cluster, node.name), f"{node.name}.rules"))
+        (folder / f"{node.name}.rules").write_text(text)
+    return folder
+
+
+def _drift(spec, folder) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(["diff", str(spec), "--rules", str(folder)], out, io.StringIO())
+    return code, out.getvalue()
+
+
+def test_drift_a_node_as_its_kube_proxy_wrote_it_is_no_difference(tmp_path):
+    spec = REPO / "specs/nodeport-cluster.k"
+    code, text = _drift(spec, _dumps(spec, tmp_path / "dumps"))
+    assert code == 0 and "no difference: proved for every source" in text and "note:" not in text
+
+
+def test_drift_a_missing_sep_chain_is_a_difference(tmp_path):
+    spec = REPO / "specs/nodeport-cluster.k"
+    dumps = _dumps(spec, tmp_path / "dumps")
+    rules = dumps / "node2.rules"
+    sep = next(word for line in rules.read_text().splitlines() if line.startswith(":KUBE-SEP-")
+               for word in [line[1:].split()[0]])
+    rules.write_text("\n".join(line for line in rules.read_text().splitlines() if sep not in line) + "\n")
+    code, text = _drift(spec, dumps)
+    assert code == 1 and "difference 1:" in text and "node2" in text
+
+
+def test_drift_a_stale_chain_is_a_note_not_a_difference(tmp_path):
+    spec = REPO / "specs/nodeport-cluster.k"
+    dumps = _dumps(spec, tmp_path / "dumps")
+    rules = dumps / "node1.rules"
+    text = rules.read_text().replace("*nat\n", "*nat\n:KUBE-SEP-STALEOLDCHAIN7 - [0:0]\n", 1)
+    head, _, tail = text.rpartition("COMMIT\n")  # the nat table's end (it is the last table)
+    assert head.rsplit("*", 1)[-1].startswith("nat")
+    rules.write_text(head + "-A KUBE-SEP-STALEOLDCHAIN7 -p tcp -j DNAT --to-destination 10.244.9.9:80\nCOMMIT\n" + tail)
+    code, out = _drift(spec, dumps)
+    assert "no difference: proved for every source" in out
+    assert "note: node1: chain KUBE-SEP-STALEOLDCHAIN7 in table nat is left behind" in out
+
+
+def test_drift_rules_reordered_without_effect_are_no_difference(tmp_path):
+    spec = REPO / "specs/nodeport-cluster.k"
+    dumps = _dumps(spec, tmp_path / "dumps")
+    rules = dumps / "node1.rules"
+    lines = rules.read_text().splitlines()
+    nat = lines.index("*nat")
+    services = [i for i, line in enumerate(lines) if i > nat and line.startswith("-A KUBE-SERVICES ")]
+    first, second = services[0], services[1]  # the cluster IP rule and the node ports' rule: disjoint packets
+    assert "cluster IP" in lines[first] and "nodeports" in lines[second]
+    lines[first], lines[second] = lines[second], lines[first]
+    rules.write_text("\n".join(lines) + "\n")
+    code, text = _drift(spec, dumps)
+    assert code == 0 and "no difference" in text, text
