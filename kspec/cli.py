@@ -349,13 +349,13 @@ def _side_name(path: str, release: str | None) -> str:
 
 
 def _diff_text(result, names: tuple[str, str]) -> str:
-    from kspec.verifier.builtins import ANY_EXTERNAL
+    from kspec.verifier.diff import readable
     from kspec.verifier.render import ending, step_lines
 
     lines = []
     for number, d in enumerate(result.differences, 1):
         source = f"[{d.src}]:{d.sport}" if ":" in d.src else f"{d.src}:{d.sport}"
-        lines.append(f"difference {number}: {d.destination.replace(ANY_EXTERNAL, 'any external host')}")
+        lines.append(f"difference {number}: {readable(d.destination)}")
         lines.append(f"  packet {source}")
         for name, fates in zip(names, (d.before, d.after)):
             ends = [ending(f, str(f.packet.src_value or d.src)).strip().removeprefix("=> ") for f in fates]
@@ -363,7 +363,7 @@ def _diff_text(result, names: tuple[str, str]) -> str:
             for fate in fates:
                 lines += ["  " + line for line in step_lines(fate)]
     for where, why in result.unknown:
-        lines.append(f"unknown: {where.replace(ANY_EXTERNAL, 'any external host')}: {why}")
+        lines.append(f"unknown: {readable(where)}: {why}")
     for only, name in ((result.only_before, names[0]), (result.only_after, names[1])):
         for what in only:
             lines.append(f"only in {name}: {what}")

@@ -11,6 +11,7 @@ external IP and load balancer.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 import z3
@@ -47,6 +48,12 @@ class DiffResult:
     @property
     def same(self) -> bool:
         return not (self.differences or self.unknown or self.only_before or self.only_after)
+
+
+def readable(description: str) -> str:
+    """An instance's description with the synthetic clients' names said in words."""
+    text = description.replace(ANY_EXTERNAL, "any external host")
+    return re.sub(r"kspec:node:(\S+)", r"a process on \1", text)
 
 
 def outcome(fate: Fate) -> tuple:

@@ -65,5 +65,5 @@ def test_comments_stay_with_their_item_when_fmt_reorders():
 
 def test_shipped_specs_are_in_canonical_form_with_their_comments():
     out, err = io.StringIO(), io.StringIO()
-    assert main(["fmt", "--check", str(REPO / "specs")], out, err) == 0, err.getvalue()
+    assert main(["fmt", "--check", str(REPO / "specs"), str(REPO / "examples")], out, err) == 0, err.getvalue()
     assert sum(len(scan(path.read_text())) for path in (REPO / "specs").glob("*.k")) > 40

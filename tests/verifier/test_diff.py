@@ -178,3 +178,15 @@ def test_drift_rules_reordered_without_effect_are_no_difference(tmp_path):
     rules.write_text("\n".join(lines) + "\n")
     code, text = _drift(spec, dumps)
     assert code == 0 and "no difference" in text, text
+
+
+def test_a_reused_pod_ip_reaches_the_new_pod_from_1_36():
+    out = io.StringIO()
+    code = main(["diff", str(REPO / "examples/diff/reused-pod-ip.k"), "--kube-proxy-version", "1.35",
+                 "--against-version", "1.36"], out, io.StringIO())
+    text = out.getvalue()
+    assert code == 1
+    assert "difference 1: a process on node-a -> default/web:http cluster IP 10.96.0.10:80" in text
+    assert "at kube-proxy 1.35: REJECTED: reject in filter OUTPUT on node-a" in text
+    assert "at kube-proxy 1.36: DELIVERED to default/endpoint-10.244.2.9 on node-b" in text
+    assert "3 destinations compared: 1 difference," in text
