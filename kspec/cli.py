@@ -337,8 +337,16 @@ def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     result = diff(*sides)
     names = (_side_name(args.before, args.kube_proxy_version),
              f"the rules in {args.rules}" if rules else _side_name(after_path, args.against_version))
+    stale = stale_chains(models[1]) if rules else []
+    if args.format == "json":
+        import json
+
+        from kspec.verifier.diff import result_json
+
+        out.write(json.dumps(result_json(result, names, stale), indent=2) + "\n")
+        return EXIT_OK if result.same else EXIT_FAILED
     out.write(_diff_text(result, names))
-    for node, table, chain in stale_chains(models[1]) if rules else ():
+    for node, table, chain in stale:
         print(f"note: {node}: chain {chain} in table {table} is left behind: no rule reaches it (a stale chain "
               "of an interrupted sync?); it changes no packet's way", file=out)
     return EXIT_OK if result.same else EXIT_FAILED
@@ -641,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--rules", metavar="DUMP|DIR", help="drift: compare with these nodes' own iptables-save dumps "
                     "(one file with --node, or a directory of NODE.rules) instead of another spec")
     df.add_argument("--node", help="the node a single --rules dump is from")
+    df.add_argument("--format", choices=("human", "json"), default="human", help="human (default) or json")
     _objects_options(df)
     _release_option(df)
     df.set_defaults(run=run_diff)

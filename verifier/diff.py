@@ -178,3 +178,28 @@ def stale_chains(models: dict) -> list[tuple[str, str, str]]:
             found += [(node, table.name, chain.name) for chain in table.chains if chain.name not in reached]
     return found
 
+
+def result_json(result: DiffResult, sides: tuple[str, str], stale: list[tuple[str, str, str]] = ()) -> dict:
+    """``kspec diff --format json``: the differences with both sides' fates (hops in verify's JSON vocabulary),
+    what was not decided, what one side has only, and the stale chains of a drift."""
+    from kspec.verifier.render import _hops_json
+
+    def fate(f: Fate) -> dict:
+        key = outcome(f)
+        return {"disposition": key[0], "pod": key[1], "client_address": key[2], "reason": f.reason or None,
+                "hops": _hops_json(f)}
+
+    return {
+        "format": "kspec-diff/1",
+        "sides": list(sides),
+        "compared": result.compared,
+        "same": result.same,
+        "differences": [{"destination": readable(d.destination), "packet": {"src": d.src, "sport": d.sport},
+                         "before": [fate(f) for f in d.before], "after": [fate(f) for f in d.after]}
+                        for d in result.differences],
+        "unknown": [{"destination": readable(where), "reason": why} for where, why in result.unknown],
+        "only_before": [readable(x) for x in result.only_before],
+        "only_after": [readable(x) for x in result.only_after],
+        "stale_chains": [{"node": node, "table": table, "chain": chain} for node, table, chain in stale],
+    }
+

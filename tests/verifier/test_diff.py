@@ -190,3 +190,16 @@ def test_a_reused_pod_ip_reaches_the_new_pod_from_1_36():
     assert "at kube-proxy 1.35: REJECTED: reject in filter OUTPUT on node-a" in text
     assert "at kube-proxy 1.36: DELIVERED to default/endpoint-10.244.2.9 on node-b" in text
     assert "3 destinations compared: 1 difference," in text
+
+
+def test_diff_as_json():
+    import json
+
+    out = io.StringIO()
+    code = main(["diff", str(DEMO), "--kube-proxy-version", "1.28", "--against-version", "1.29", "--format",
+                 "json"], out, io.StringIO())
+    data = json.loads(out.getvalue())
+    assert code == 1 and data["format"] == "kspec-diff/1" and data["compared"] == 9 and not data["same"]
+    node2 = next(d for d in data["differences"] if "via node2" in d["destination"])
+    assert [f["disposition"] for f in node2["after"]] == ["dropped"]
+    assert node2["before"][0]["client_address"] == "10.240.0.4" and node2["before"][0]["hops"][0]["node"] == "node2"
