@@ -68,19 +68,6 @@ def result_line(spec: str, result: CheckResult) -> str:
     return line
 
 
-def summary(results: list[CheckResult]) -> str:
-    counts = {v: sum(r.verdict is v for r in results) for v in Verdict}
-    failures = sum(not r.as_expected for r in results)
-    expected_violations = sum(r.verdict is Verdict.VIOLATED and r.as_expected for r in results)
-    parts = [f"{counts[Verdict.PROVED]} proved"]
-    violated = f"{counts[Verdict.VIOLATED]} violated"
-    if expected_violations:
-        violated += f" ({expected_violations} expected)"
-    parts.append(violated)
-    parts.append(f"{counts[Verdict.UNKNOWN]} unknown")
-    return f"{len(results)} checks: {', '.join(parts)} - {failures} failure{'s' if failures != 1 else ''}"
-
-
 def result_json(spec: str, result: CheckResult) -> dict:
     check = result.check
     record = {

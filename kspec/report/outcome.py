@@ -16,6 +16,7 @@ class Outcome:
     span: tuple[str, int, int, int | None, int | None] | None = None  # file, line, column, end line, end column
     allow_unknown: bool = field(default=False, compare=False)
     scene: dict | None = field(default=None, compare=False)  # report.picture.scene, for drawings
+    trace: str = ""  # the counterexample trace alone (empty without one)
 
     @property
     def check(self) -> str:
@@ -31,27 +32,23 @@ class Outcome:
             return False
         return not (self.allow_unknown and self.verdict == "unknown")
 
-    @property
-    def trace(self) -> str:
-        """The counterexample trace alone (empty without one)."""
-        head, _, rest = self.text.partition("\n  packet ")
-        return ("  packet " + rest) if rest else ""
-
 
 def outcome(spec: str, result, allow_unknown: bool = False, scene: dict | None = None) -> Outcome:
     """``scene``: the cluster as ``report.picture`` draws it (the counterexample's client is added here)."""
     from kspec.verifier.render import counterexample_text, result_json, result_line
 
     text = result_line(spec, result)
+    trace = ""
     if result.counterexample is not None:
-        text += "\n" + counterexample_text(result.counterexample)
+        trace = counterexample_text(result.counterexample)
+        text += "\n" + trace
         if scene is not None:
             client = result.counterexample.instance.client
             scene = {**scene, "client": {"name": client.name, "kind": client.kind.value,
                                          "ip": None if client.ip is None else str(client.ip), "node": client.node}}
     s = result.check.span
     span = None if s is None else (s.file, s.line, s.column, s.end_line, s.end_column)
-    return Outcome(spec, result_json(spec, result), text, span, allow_unknown, scene)
+    return Outcome(spec, result_json(spec, result), text, span, allow_unknown, scene, trace)
 
 
 def outcomes(spec: str, results: Iterable, allow_unknown: bool = False, scene: dict | None = None) -> list[Outcome]:
