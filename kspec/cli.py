@@ -364,7 +364,8 @@ def _diff_text(result, names: tuple[str, str]) -> str:
     for number, d in enumerate(result.differences, 1):
         source = f"[{d.src}]:{d.sport}" if ":" in d.src else f"{d.src}:{d.sport}"
         lines.append(f"difference {number}: {readable(d.destination)}")
-        lines.append(f"  packet {source}")
+        lines.append(f"  packet {source}" + (f"  (and every source in {d.region} the client can have, on any port)"
+                                               if d.region else ""))
         for name, fates in zip(names, (d.before, d.after)):
             ends = [ending(f, str(f.packet.src_value or d.src)).strip().removeprefix("=> ") for f in fates]
             lines.append(f"  {name}: " + ("; ".join(ends) or "no fate"))

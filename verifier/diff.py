@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import z3
 
@@ -35,6 +35,9 @@ class Difference:
     sport: int
     before: tuple[Fate, ...]
     after: tuple[Fate, ...]
+    # For any external host: the widest prefix around ``src`` all of whose sources (that the client can have,
+    # on any source port) meet the difference; empty when not even ``src`` does on every port.
+    region: str = ""
 
 
 @dataclass
@@ -123,22 +126,15 @@ def _compare(result: DiffResult, client: ir.Client, a: Instance, b: Instance, ba
     for wanted in sorted({outcome(f) for f in a.fates + b.fates}, key=str):
         mine = z3.Or([f.cond for f in a.fates if outcome(f) == wanted] or [z3.BoolVal(False)])
         theirs = z3.Or([f.cond for f in b.fates if outcome(f) == wanted] or [z3.BoolVal(False)])
-        solver.push()
-        solver.add(base, z3.Xor(mine, theirs))
-        answer = solver.check()
-        if answer == z3.sat:  # show a source port a client would really use, where one does
-            solver.push()
-            solver.add(z3.UGE(z3.BitVec("sport", 16), 1024))
-            if solver.check() != z3.sat:
-                solver.pop()
-                solver.check()
-        model = solver.model() if answer == z3.sat else None
-        solver.pop()
+        differs = z3.Xor(mine, theirs)
+        answer, model = _example(solver, base, differs)
         if answer == z3.unknown:
             result.unknown.append((a.description, "Z3 gave up comparing the two sides"))
             return
         if model is not None:
-            result.differences.append(_difference(client, a, b, model))
+            found = _difference(client, a, b, model)
+            region = _region(solver, base, differs, a, found.src) if a.client_address is None else ""
+            result.differences.append(replace(found, region=region))
             return
 
 
@@ -146,6 +142,61 @@ def _start(verifier: Verifier, client: ir.Client, target: Target) -> z3.BoolRef:
     """The constraint the side puts on the client's packets before any rule (its source, for any host)."""
     pkt, _ = verifier._client_packet(client, target.dst, target.dport, target.protocol)
     return z3.And(list(pkt.conds)) if pkt.conds else z3.BoolVal(True)
+
+
+def _example(solver: z3.Solver, base, differs) -> tuple:
+    """(Z3's answer, a model) for a packet of ``base`` that ``differs``, with a source port a client would
+    really use where one does."""
+    solver.push()
+    try:
+        solver.add(base, differs)
+        answer = solver.check()
+        if answer != z3.sat:
+            return answer, None
+        solver.push()
+        solver.add(z3.UGE(z3.BitVec("sport", 16), 1024))
+        if solver.check() == z3.sat:
+            model = solver.model()
+        else:
+            solver.pop()
+            solver.push()
+            solver.check()
+            model = solver.model()
+        solver.pop()
+        return answer, model
+    finally:
+        solver.pop()
+
+
+def _region(solver: z3.Solver, base, differs, inst: Instance, src: str) -> str:
+    """The widest prefix around the example source within which every source the client can have (any
+    source port) meets the difference: 'every source in 0.0.0.0/0' is a claim proved, not a sample. Empty
+    when even the one address depends on its port."""
+    ip = ipaddress.ip_address(src)
+    width = ip.max_prefixlen
+    term = inst.client_src
+
+    def holds(length: int) -> bool:
+        net = ipaddress.ip_network(f"{ip}/{length}", strict=False)
+        mask = z3.BitVecVal(int(net.netmask), width)
+        inside = (term & mask) == z3.BitVecVal(int(net.network_address), width)
+        solver.push()
+        try:
+            solver.add(base, inside, z3.Not(differs))
+            return solver.check() == z3.unsat
+        finally:
+            solver.pop()
+
+    if not holds(width):
+        return ""
+    low, high = 0, width  # holds(high); find the least length that holds (wider prefixes are longer claims)
+    while low < high:
+        middle = (low + high) // 2
+        if holds(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return str(ipaddress.ip_network(f"{ip}/{high}", strict=False))
 
 
 def _difference(client: ir.Client, a: Instance, b: Instance, model: z3.ModelRef) -> Difference:
@@ -195,6 +246,7 @@ def result_json(result: DiffResult, sides: tuple[str, str], stale: list[tuple[st
         "compared": result.compared,
         "same": result.same,
         "differences": [{"destination": readable(d.destination), "packet": {"src": d.src, "sport": d.sport},
+                         "region": d.region or None,
                          "before": [fate(f) for f in d.before], "after": [fate(f) for f in d.after]}
                         for d in result.differences],
         "unknown": [{"destination": readable(where), "reason": why} for where, why in result.unknown],

@@ -203,3 +203,22 @@ def test_diff_as_json():
     node2 = next(d for d in data["differences"] if "via node2" in d["destination"])
     assert [f["disposition"] for f in node2["after"]] == ["dropped"]
     assert node2["before"][0]["client_address"] == "10.240.0.4" and node2["before"][0]["hops"][0]["node"] == "node2"
+
+
+def test_a_difference_says_the_region_of_sources_it_holds_for(tmp_path):
+    import ipaddress
+
+    before = REPO / "specs/loadbalancer-cluster.k"
+    after = tmp_path / "ranges.k"
+    after.write_text(before.read_text().replace("type LoadBalancer",
+                                                "type LoadBalancer\n    load_balancer_source_ranges 203.0.113.0/24"))
+    cluster_a, _ = load(before)
+    cluster_b, _ = load(after)
+    result = diff(_verifier(cluster_a), _verifier(cluster_b))
+    regions = [d for d in result.differences if d.client.endswith("any-external-host")]
+    assert regions, result.differences
+    listed = ipaddress.ip_network("203.0.113.0/24")
+    for d in regions:
+        region = ipaddress.ip_network(d.region)
+        # A proved claim about a whole prefix around the example, which the admitted range stays out of.
+        assert ipaddress.ip_address(d.src) in region and not region.overlaps(listed), (d.src, d.region)
