@@ -338,12 +338,15 @@ def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     names = (_side_name(args.before, args.kube_proxy_version),
              f"the rules in {args.rules}" if rules else _side_name(after_path, args.against_version))
     stale = stale_chains(models[1]) if rules else []
-    if args.format == "json":
+    if args.format != "human":
         import json
 
+        from kspec.report.diffreport import render_diff_github, render_diff_junit
         from kspec.verifier.diff import result_json
 
-        out.write(json.dumps(result_json(result, names, stale), indent=2) + "\n")
+        data = result_json(result, names, stale)
+        out.write({"json": lambda: json.dumps(data, indent=2) + "\n", "junit": lambda: render_diff_junit(data),
+                   "github": lambda: render_diff_github(data)}[args.format]())
         return EXIT_OK if result.same else EXIT_FAILED
     out.write(_diff_text(result, names))
     for node, table, chain in stale:
@@ -650,7 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--rules", metavar="DUMP|DIR", help="drift: compare with these nodes' own iptables-save dumps "
                     "(one file with --node, or a directory of NODE.rules) instead of another spec")
     df.add_argument("--node", help="the node a single --rules dump is from")
-    df.add_argument("--format", choices=("human", "json"), default="human", help="human (default) or json")
+    df.add_argument("--format", choices=("human", "json", "junit", "github"), default="human",
+                    help="human (default), json, junit or github (workflow annotations)")
     _objects_options(df)
     _release_option(df)
     df.set_defaults(run=run_diff)

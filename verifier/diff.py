@@ -43,6 +43,7 @@ class Difference:
 @dataclass
 class DiffResult:
     compared: int = 0  # (client, destination) pairs both sides have
+    destinations: list[str] = field(default_factory=list)  # their descriptions
     differences: list[Difference] = field(default_factory=list)
     unknown: list[tuple[str, str]] = field(default_factory=list)  # (destination, why) not decided exactly
     only_before: list[str] = field(default_factory=list)  # destinations one side has and the other has not
@@ -79,6 +80,7 @@ def diff(before: Verifier, after: Verifier) -> DiffResult:
             result.only_after.append(f"{client.name} -> {theirs[key][1]}")
         for key in sorted(set(mine) & set(theirs), key=str):
             result.compared += 1
+            result.destinations.append(f"{client.name} -> {mine[key][1]}")  # as its instance says it
             _compare(result, client, before.instance(client, *mine[key]), after.instance(client, *theirs[key]),
                      z3.And(_start(before, client, mine[key][0]), _start(after, client, theirs[key][0])))
     return result
@@ -244,6 +246,7 @@ def result_json(result: DiffResult, sides: tuple[str, str], stale: list[tuple[st
         "format": "kspec-diff/1",
         "sides": list(sides),
         "compared": result.compared,
+        "destinations": [readable(x) for x in result.destinations],
         "same": result.same,
         "differences": [{"destination": readable(d.destination), "packet": {"src": d.src, "sport": d.sport},
                          "region": d.region or None,

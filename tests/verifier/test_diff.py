@@ -222,3 +222,20 @@ def test_a_difference_says_the_region_of_sources_it_holds_for(tmp_path):
         region = ipaddress.ip_network(d.region)
         # A proved claim about a whole prefix around the example, which the admitted range stays out of.
         assert ipaddress.ip_address(d.src) in region and not region.overlaps(listed), (d.src, d.region)
+
+
+def test_diff_for_ci_junit_and_github(tmp_path):
+    from junitparser import JUnitXml
+
+    args = ["diff", str(DEMO), "--kube-proxy-version", "1.28", "--against-version", "1.29", "--format"]
+    out = io.StringIO()
+    assert main([*args, "junit"], out, io.StringIO()) == 1
+    path = tmp_path / "diff.xml"
+    path.write_text(out.getvalue())
+    xml = JUnitXml.fromfile(str(path))
+    assert xml.tests == 9 and xml.failures == 2
+    out = io.StringIO()
+    main([*args, "github"], out, io.StringIO())
+    lines = out.getvalue().splitlines()
+    assert sum(line.startswith("::error title=kspec diff%3A any external host -> external IP") for line in lines) == 2
+    assert lines[-1].startswith("::notice title=kspec diff::9 destinations compared: 2 differences")

@@ -1,0 +1,64 @@
+"""``kspec diff`` for CI: JUnit XML (one test case per destination compared, failed where the two sides
+differ or were not compared exactly) and GitHub workflow commands (an annotation per difference). Both
+read the plain data of ``verifier.diff.result_json``."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from kspec.report.github import _data, _prop
+
+
+def _ends(fates: list[dict]) -> str:
+    def one(fate: dict) -> str:
+        text = fate["disposition"].upper()
+        if fate["pod"]:
+            text += f" to {fate['pod']}, client_address={fate['client_address']}"
+        elif fate["reason"]:
+            text += f": {fate['reason']}"
+        return text
+
+    return "; ".join(one(f) for f in fates) or "no fate"
+
+
+def difference_text(data: dict, difference: dict) -> str:
+    packet = difference["packet"]
+    lines = [f"packet {packet['src']}:{packet['sport']}"
+             + (f" (every source in {difference['region']})" if difference.get("region") else "")]
+    for side, fates in zip(data["sides"], (difference["before"], difference["after"])):
+        lines.append(f"{side}: {_ends(fates)}")
+    return "\n".join(lines)
+
+
+def render_diff_junit(data: dict) -> str:
+    differing = {d["destination"]: d for d in data["differences"]}
+    unknown = {u["destination"]: u["reason"] for u in data["unknown"]}
+    failures = len(differing) + len(unknown) + len(data["only_before"]) + len(data["only_after"])
+    total = len(data["destinations"]) + len(data["only_before"]) + len(data["only_after"])
+    root = ET.Element("testsuites", name="kspec diff", tests=str(total), failures=str(failures), errors="0")
+    suite = ET.SubElement(root, "testsuite", name=" vs ".join(data["sides"]), tests=str(total),
+                          failures=str(failures), errors="0")
+    for where in data["destinations"]:
+        case = ET.SubElement(suite, "testcase", name=where, classname="kspec.diff")
+        if where in differing:
+            ET.SubElement(case, "failure", message="the two sides treat these packets differently",
+                          type="difference").text = difference_text(data, differing[where])
+        elif where in unknown:
+            ET.SubElement(case, "failure", message="not compared exactly", type="unknown").text = unknown[where]
+    for side, only in ((data["sides"][0], data["only_before"]), (data["sides"][1], data["only_after"])):
+        for where in only:
+            case = ET.SubElement(suite, "testcase", name=where, classname="kspec.diff")
+            ET.SubElement(case, "failure", message=f"only in {side}", type="one side only")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def render_diff_github(data: dict) -> str:
+    lines = [f"::error title={_prop('kspec diff: ' + d['destination'])}::{_data(difference_text(data, d))}"
+             for d in data["differences"]]
+    for u in data["unknown"]:
+        title = _prop("kspec diff: " + u["destination"])
+        lines.append(f"::warning title={title}::{_data('not compared exactly: ' + u['reason'])}")
+    summary = (f"{data['compared']} destinations compared: {len(data['differences'])} differences, "
+               f"{len(data['unknown'])} unknown")
+    lines.append(f"::notice title=kspec diff::{_data(summary)}")
+    return "\n".join(lines) + "\n"
