@@ -341,12 +341,15 @@ def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.format != "human":
         import json
 
-        from kspec.report.diffreport import render_diff_github, render_diff_junit
+        from kspec.report.diffreport import render_diff_github, render_diff_junit, render_diff_sarif
         from kspec.verifier.diff import result_json
 
         data = result_json(result, names, stale)
+        spans = {svc.key: (s.file, s.line, s.column, s.end_line, s.end_column) for svc in after.services
+                 if (s := svc.span) is not None}
         out.write({"json": lambda: json.dumps(data, indent=2) + "\n", "junit": lambda: render_diff_junit(data),
-                   "github": lambda: render_diff_github(data)}[args.format]())
+                   "github": lambda: render_diff_github(data),
+                   "sarif": lambda: render_diff_sarif(data, spans)}[args.format]())
         return EXIT_OK if result.same else EXIT_FAILED
     out.write(_diff_text(result, names))
     for node, table, chain in stale:
@@ -653,8 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--rules", metavar="DUMP|DIR", help="drift: compare with these nodes' own iptables-save dumps "
                     "(one file with --node, or a directory of NODE.rules) instead of another spec")
     df.add_argument("--node", help="the node a single --rules dump is from")
-    df.add_argument("--format", choices=("human", "json", "junit", "github"), default="human",
-                    help="human (default), json, junit or github (workflow annotations)")
+    df.add_argument("--format", choices=("human", "json", "junit", "github", "sarif"), default="human",
+                    help="human (default), json, junit, github (workflow annotations) or sarif")
     _objects_options(df)
     _release_option(df)
     df.set_defaults(run=run_diff)

@@ -38,6 +38,7 @@ class Difference:
     # For any external host: the widest prefix around ``src`` all of whose sources (that the client can have,
     # on any source port) meet the difference; empty when not even ``src`` does on every port.
     region: str = ""
+    service: str = ""  # "ns/name" of the destination's Service
 
 
 @dataclass
@@ -134,7 +135,8 @@ def _compare(result: DiffResult, client: ir.Client, a: Instance, b: Instance, ba
             result.unknown.append((a.description, "Z3 gave up comparing the two sides"))
             return
         if model is not None:
-            found = _difference(client, a, b, model)
+            found = replace(_difference(client, a, b, model),
+                            service=a.target.service_port.rpartition(":")[0] if a.target else "")
             region = _region(solver, base, differs, a, found.src) if a.client_address is None else ""
             result.differences.append(replace(found, region=region))
             return
@@ -249,7 +251,7 @@ def result_json(result: DiffResult, sides: tuple[str, str], stale: list[tuple[st
         "destinations": [readable(x) for x in result.destinations],
         "same": result.same,
         "differences": [{"destination": readable(d.destination), "packet": {"src": d.src, "sport": d.sport},
-                         "region": d.region or None,
+                         "region": d.region or None, "service": d.service or None,
                          "before": [fate(f) for f in d.before], "after": [fate(f) for f in d.after]}
                         for d in result.differences],
         "unknown": [{"destination": readable(where), "reason": why} for where, why in result.unknown],

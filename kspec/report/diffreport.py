@@ -6,6 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from kspec.report.github import _data, _prop
+from kspec.report.sarif import SCHEMA, _origin_location, _span_location, _step_message
 
 
 def _ends(fates: list[dict]) -> str:
@@ -62,3 +63,41 @@ def render_diff_github(data: dict) -> str:
                f"{len(data['unknown'])} unknown")
     lines.append(f"::notice title=kspec diff::{_data(summary)}")
     return "\n".join(lines) + "\n"
+
+
+def render_diff_sarif(data: dict, spans: dict) -> str:
+    """SARIF 2.1.0: a result per difference at its Service in the spec (``spans``: "ns/name" -> span tuple),
+    each side's way a thread of one code flow."""
+    import json
+
+    from kspec import __version__ as version
+
+    results = []
+    for d in data["differences"]:
+        result = {"ruleId": "diff", "level": "error",
+                  "message": {"text": f"{d['destination']}: {difference_text(data, d)}".replace("\n", "; ")}}
+        span = spans.get(d.get("service") or "")
+        if span is not None:
+            result["locations"] = [_span_location(span)]
+        threads = []
+        for side, fates in zip(data["sides"], (d["before"], d["after"])):
+            for fate in fates:
+                flow = []
+                for number, hop in enumerate(fate["hops"], 1):
+                    for step in hop["steps"]:
+                        location = dict(_origin_location(step.get("origin")) or {})
+                        location["message"] = {"text": f"{side}: {_step_message(number, hop, step)}"}
+                        flow.append({"location": location, "nestingLevel": number - 1,
+                                     "executionOrder": len(flow) + 1})
+                if flow:
+                    threads.append({"message": {"text": f"{side}: {fate['disposition']}"}, "locations": flow})
+        if threads:
+            result["codeFlows"] = [{"message": {"text": d["destination"]}, "threadFlows": threads}]
+        results.append(result)
+    document = {"$schema": SCHEMA, "version": "2.1.0", "runs": [{
+        "tool": {"driver": {"name": "kspec", "version": version, "rules": [
+            {"id": "diff", "name": "Difference", "shortDescription": {"text": "packets the two sides treat "
+                                                                               "differently"}}]}},
+        "results": results, "columnKind": "unicodeCodePoints"}]}
+    return json.dumps(document, indent=2) + "\n"
+

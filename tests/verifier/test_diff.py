@@ -239,3 +239,21 @@ def test_diff_for_ci_junit_and_github(tmp_path):
     lines = out.getvalue().splitlines()
     assert sum(line.startswith("::error title=kspec diff%3A any external host -> external IP") for line in lines) == 2
     assert lines[-1].startswith("::notice title=kspec diff::9 destinations compared: 2 differences")
+
+
+def test_diff_as_sarif_meets_the_schema():
+    import json
+
+    import jsonschema
+
+    schema = json.loads((REPO / "tests/data/sarif/sarif-schema-2.1.0.json").read_text())
+    out = io.StringIO()
+    main(["diff", str(DEMO), "--kube-proxy-version", "1.28", "--against-version", "1.29", "--format", "sarif"],
+         out, io.StringIO())
+    data = json.loads(out.getvalue())
+    jsonschema.validate(data, schema)
+    results = data["runs"][0]["results"]
+    assert len(results) == 2 and all(r["ruleId"] == "diff" for r in results)
+    location = results[0]["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"].endswith("examples/diff/externalips-local.k")
+    assert {len(r["codeFlows"][0]["threadFlows"]) for r in results} == {2}  # both sides' ways
