@@ -144,7 +144,7 @@ def _compare(result: DiffResult, client: ir.Client, a: Instance, b: Instance, ba
 
 def _start(verifier: Verifier, client: ir.Client, target: Target) -> z3.BoolRef:
     """The constraint the side puts on the client's packets before any rule (its source, for any host)."""
-    pkt, _ = verifier._client_packet(client, target.dst, target.dport, target.protocol)
+    pkt, _ = verifier.client_packet(client, target.dst, target.dport, target.protocol)
     return z3.And(list(pkt.conds)) if pkt.conds else z3.BoolVal(True)
 
 

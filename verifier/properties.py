@@ -276,7 +276,7 @@ class Verifier:
         target = inst.target
         if target is None or target.load_balancer is not None and target.entry_node is None:
             return inst.fates
-        pkt, src = self._client_packet(inst.client, target.dst, target.dport, target.protocol)
+        pkt, src = self.client_packet(inst.client, target.dst, target.dport, target.protocol)
         if target.lb_source_ranges:
             admitted = z3.Or([self._in(src, net) for net in target.lb_source_ranges
                               if net.version == target.dst.version] or [z3.BoolVal(False)])
@@ -320,7 +320,9 @@ class Verifier:
                 return svc
         raise LookupError(f"no service {key}")
 
-    def _client_packet(self, client: ir.Client, dst: ir.IPAddress, dport: int, proto: ir.Protocol):
+    def client_packet(self, client: ir.Client, dst: ir.IPAddress, dport: int, proto: ir.Protocol):
+        """(the client's first packet to ``dst:dport``, its source term): symbolic where the client is "any
+        external host", constrained to the sources such a host can have."""
         src = self.cluster.client_address(client, self.family)  # None: any address
         pkt = symbolic_packet(self.width, src, dst=dst, dport=dport, proto=proto.lower)
         if src is None:
@@ -412,7 +414,7 @@ class Verifier:
         return found
 
     def _instance(self, client: ir.Client, target: Target, label: str) -> Instance:
-        pkt, src = self._client_packet(client, target.dst, target.dport, target.protocol)
+        pkt, src = self.client_packet(client, target.dst, target.dport, target.protocol)
         description = f"{client.name} -> {label}"
         if target.load_balancer is not None and target.entry_node is None:
             fate = Fate(Disposition.DROPPED, (Hop(self._lb().name, (), "no node passes the health check"),), pkt,
