@@ -25,7 +25,7 @@ def _worktree(base: str, into: Path) -> Path:
     tree = into / "base"
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(tree), base],
                    check=True, capture_output=True)
-    for package in ("compiler", "verifier", "grammar"):  # as pyproject's package-dir maps them
+    for package in ("compiler", "verifier", "grammar"):  # older commits mapped them in pyproject instead
         link = tree / "kspec" / package
         if not link.exists():
             link.symlink_to(tree / package)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-# Folder -> the package name it is installed as (pyproject's package-dir).
+# Folder -> the package name it imports as (kspec/compiler etc. are links to the top-level folders).
 ROOTS = {"kspec": "kspec", "compiler": "kspec.compiler", "verifier": "kspec.verifier", "grammar": "kspec.grammar"}
 
 # The pipeline, lowest first: a module may import its own layer and those below, never one above.
