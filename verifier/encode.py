@@ -418,12 +418,13 @@ class NodeModel:
     def _match(self, rule: rs.Rule, pkt: SymPacket) -> tuple[SymPacket | None, SymPacket | None]:
         """Split ``pkt`` into the part the rule matches and the part that goes on to the next rule."""
         cond, choice, unknown = [], False, None
-        recorded = None
-        if pkt.recent is not None and _RECORDS(rule):
+        source = pkt  # what the matching side derives from: with what an -m recent records, where it does
+        if pkt.recent is not None and matches.records(rule):
             recorded = matches.recent_after(rule, self.name, pkt.recent)
             if recorded is None:
                 return pkt.evolve(unknown=f"-m recent records before another match at {rule.origin}: what it "
                                           "recorded depends on which match failed (not modelled)"), None
+            source = pkt.evolve(recent=recorded)
         for match in rule.matches:
             decide = _GUARDS.get(type(match))
             g = None if decide is None else decide(self, match, pkt)
@@ -444,26 +445,18 @@ class NodeModel:
             taken = pkt.evolve(conds=pkt.conds + (both,), unknown=unknown)
             rest = pkt.evolve(conds=pkt.conds + (z3.Not(both),))
             return (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
-        if recorded is not None:
-            if not cond and not choice:
-                return pkt.evolve(recent=recorded), None
-            taken = pkt.evolve(conds=pkt.conds + ((_conj(cond),) if cond else ()), recent=recorded)
-            if choice:  # as below: the other side adds nothing
-                return (taken if self.feasible(taken.cond) else None), pkt
-            rest = pkt.evolve(conds=pkt.conds + (z3.Not(_conj(cond)),))
-            return (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
         if choice:
             # A random choice (statistic, recent history) nothing else constrains: whatever the packet, the
             # rule may match or not. The matching side adds only the other guards; the other side adds
             # nothing. (Exact, and no Z3 variable per choice: a choice never decides a property.)
             if not cond:
-                return pkt, pkt
-            taken = pkt.evolve(conds=pkt.conds + (_conj(cond),))
+                return source, pkt
+            taken = source.evolve(conds=pkt.conds + (_conj(cond),))
             return (taken if self.feasible(taken.cond) else None), pkt
         if not cond:
-            return pkt, None
+            return source, None
         both = _conj(cond)
-        taken = pkt.evolve(conds=pkt.conds + (both,))
+        taken = source.evolve(conds=pkt.conds + (both,))
         rest = pkt.evolve(conds=pkt.conds + (z3.Not(both),))
         return (taken if self.feasible(taken.cond) else None), (rest if self.feasible(rest.cond) else None)
 
@@ -645,11 +638,6 @@ def _conj(terms: list[z3.BoolRef]) -> z3.BoolRef:
 
 def _neg(term: z3.BoolRef, negated: bool) -> z3.BoolRef:
     return z3.Not(term) if negated else term
-
-
-def _RECORDS(rule: rs.Rule) -> bool:
-    """Whether the rule holds an -m recent that changes its list (--set, --remove)."""
-    return any(m.__class__ is rs.Recent and m.mode in (rs.RecentMode.SET, rs.RecentMode.REMOVE) for m in rule.matches)
 
 
 def _noted(step: Step, note: str) -> Step:

@@ -431,6 +431,11 @@ def recent(m: rs.Recent, node: str, held) -> bool | None:
     return ((node, m.name) in held) != m.negated
 
 
+def records(rule: rs.Rule) -> bool:
+    """Whether the rule holds an -m recent that changes its list (--set, --remove)."""
+    return any(_records(m) for m in rule.matches)
+
+
 def recent_after(rule: rs.Rule, node: str, held) -> frozenset | None:
     """The history after the rule matched: --set adds this node's list, --remove takes it away. None when
     the recording match is not the rule's last one that can fail (the kernel records as it goes: what it

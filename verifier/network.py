@@ -174,9 +174,7 @@ class ClusterNetwork:
         self.cluster = cluster
         self.models = models
         self.family = family
-        self.pods_by_ip = {pod.ip: pod for pod in cluster.pods}
-        for pod in _endpoint_pods(cluster):
-            self.pods_by_ip.setdefault(pod.ip, pod)
+        self.pods_by_ip = {pod.ip: pod for pod in with_endpoint_pods(cluster).pods}
         # Interface numbering: the spec's pods in order, then pods known only from endpoints.
         self._pod_number = {ip: i for i, ip in enumerate(self.pods_by_ip)}
         self._owner: dict = {}

@@ -73,12 +73,7 @@ def fate_outcome(fate: Fate) -> Outcome | None:
     if fate.disposition is Disposition.DELIVERED:
         value = solver.model().eval(fate.source_seen, model_completion=True).as_long()
         seen = ipaddress.IPv4Address(value) if fate.source_seen.size() == 32 else ipaddress.IPv6Address(value)
-    return observed(fate.disposition, fate.pod, seen, *later(fate))
-
-
-def later(fate: Fate) -> tuple[Disposition | None, Disposition | None, Disposition | None]:
-    """``Fate.later``: what comes back, the client's data after it, and a REJECT's error of that data."""
-    return fate.later()
+    return observed(fate.disposition, fate.pod, seen, *fate.later())
 
 
 def observed(disposition: Disposition, pod, seen, comes_back: Disposition | None,

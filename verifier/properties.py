@@ -278,9 +278,7 @@ class Verifier:
             return inst.fates
         pkt, src = self.client_packet(inst.client, target.dst, target.dport, target.protocol)
         if target.lb_source_ranges:
-            admitted = z3.Or([self._in(src, net) for net in target.lb_source_ranges
-                              if net.version == target.dst.version] or [z3.BoolVal(False)])
-            pkt = pkt.evolve(conds=pkt.conds + (admitted,))
+            pkt = pkt.evolve(conds=pkt.conds + (self._admitted(src, target),))
         found = []
         for first in self._send(inst.client, pkt.evolve(recent=frozenset()), target.entry_node):
             if first.disposition is not Disposition.DELIVERED:
@@ -333,6 +331,11 @@ class Verifier:
                 self._outside = z3.Not(z3.Or([self._in(pkt.src, net) for net in ranges]))
             pkt = pkt.evolve(conds=(self._outside,))
         return pkt, pkt.src
+
+    def _admitted(self, src: z3.BitVecRef, target: Target) -> z3.BoolRef:
+        """The sources the cloud load balancer lets through to ``target`` (its loadBalancerSourceRanges)."""
+        return z3.Or([self._in(src, net) for net in target.lb_source_ranges if net.version == target.dst.version]
+                     or [z3.BoolVal(False)])
 
     def _in(self, term: z3.BitVecRef, net: ir.IPNetwork) -> z3.BoolRef:
         mask = z3.BitVecVal(int(net.netmask), self.width)
@@ -423,8 +426,7 @@ class Verifier:
         if not target.lb_source_ranges:
             return Instance(client, description, self._send(client, pkt, target.entry_node), src, target,
                             pkt.src_value)
-        admitted = z3.Or([self._in(src, net) for net in target.lb_source_ranges if net.version == target.dst.version]
-                         or [z3.BoolVal(False)])
+        admitted = self._admitted(src, target)
         refused = Fate(Disposition.DROPPED, (Hop(self._lb().name, (), "source not in loadBalancerSourceRanges"),),
                        pkt.evolve(conds=pkt.conds + (z3.Not(admitted),)),
                        reason="the load balancer refuses sources outside loadBalancerSourceRanges")

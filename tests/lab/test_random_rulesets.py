@@ -28,7 +28,7 @@ from kspec.lab.report import ProbeResult
 from kspec.lab.topology import Lab, LabError, call_in_ns
 from kspec.verifier import node_models
 from kspec.verifier.network import ClusterNetwork, Disposition
-from kspec.verifier.predict import fate_outcome, later, observed
+from kspec.verifier.predict import fate_outcome, observed
 from kspec.verifier.properties import Verifier
 from kspec.verifier.replay import ConcreteCluster
 from kspec.verifier.tracer import Packet
@@ -91,7 +91,7 @@ def _concrete(concrete: ConcreteCluster, inst) -> frozenset:
     target = inst.target
     packet = Packet(inst.client_address, target.dst, target.protocol.lower, SPORT, target.dport)
     journeys = concrete.round_trips(inst.client, packet, target.entry_node, (target.dst, target.dport))
-    return frozenset(observed(j.disposition, j.pod, j.packet.src_value, *later(j))
+    return frozenset(observed(j.disposition, j.pod, j.packet.src_value, *j.later())
                      for j in journeys)
 
 

@@ -19,7 +19,6 @@ from kspec import strategies as ks
 from kspec.grammar import load
 from kspec.verifier import encode, node_models
 from kspec.verifier.network import ClusterNetwork
-from kspec.verifier.predict import later
 from kspec.verifier.properties import Target, Verifier
 from kspec.verifier.replay import ConcreteCluster, outcome_key
 from kspec.verifier.tracer import Packet
@@ -39,11 +38,11 @@ class Both:
     def compare(self, pkt: ks.ClientPacket) -> None:
         target = Target(pkt.dst, pkt.dport, pkt.protocol, pkt.entry_node, None, pkt.service)
         inst = self.verifier.instance(pkt.client, target, str(target))
-        model = {outcome_key(f.disposition, f.pod, _seen(f), *later(f))
+        model = {outcome_key(f.disposition, f.pod, _seen(f), *f.later())
                  for f in self.verifier.round_trip_fates(inst) if _feasible(f)}
         packet = Packet(pkt.src, pkt.dst, pkt.protocol.lower, pkt.sport, pkt.dport)
         journeys = self.concrete.round_trips(pkt.client, packet, pkt.entry_node, (pkt.dst, pkt.dport))
-        concrete = {outcome_key(j.disposition, j.pod, j.packet.src_value, *later(j))
+        concrete = {outcome_key(j.disposition, j.pod, j.packet.src_value, *j.later())
                     for j in journeys}
         assert model == concrete, (
             f"\n{pkt.client.name} {pkt.src}:{pkt.sport} -> {pkt.dst}:{pkt.dport}/{pkt.protocol.lower} "
