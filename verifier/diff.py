@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 import z3
 
 from kspec import ir
-from kspec import ruleset as rs
+from kspec.ingest.validity import unreached_chains
+from kspec.verifier import matches
 from kspec.verifier.builtins import ANY_EXTERNAL, node_client
 from kspec.verifier.network import Disposition, Fate
 from kspec.verifier.properties import Instance, Target, Verifier
@@ -135,8 +136,7 @@ def _compare(result: DiffResult, client: ir.Client, a: Instance, b: Instance, ba
             result.unknown.append((a.description, "Z3 gave up comparing the two sides"))
             return
         if model is not None:
-            found = replace(_difference(client, a, b, model),
-                            service=a.target.service_port.rpartition(":")[0] if a.target else "")
+            found = _difference(client, a, b, model)
             region = _region(solver, base, differs, a, found.src) if a.client_address is None else ""
             result.differences.append(replace(found, region=region))
             return
@@ -157,14 +157,10 @@ def _example(solver: z3.Solver, base, differs) -> tuple:
         answer = solver.check()
         if answer != z3.sat:
             return answer, None
+        model = solver.model()
         solver.push()
         solver.add(z3.UGE(z3.BitVec("sport", 16), 1024))
         if solver.check() == z3.sat:
-            model = solver.model()
-        else:
-            solver.pop()
-            solver.push()
-            solver.check()
             model = solver.model()
         solver.pop()
         return answer, model
@@ -181,9 +177,7 @@ def _region(solver: z3.Solver, base, differs, inst: Instance, src: str) -> str:
     term = inst.client_src
 
     def holds(length: int) -> bool:
-        net = ipaddress.ip_network(f"{ip}/{length}", strict=False)
-        mask = z3.BitVecVal(int(net.netmask), width)
-        inside = (term & mask) == z3.BitVecVal(int(net.network_address), width)
+        inside = matches.addr_in(term, ipaddress.ip_network(f"{ip}/{length}", strict=False), width)
         solver.push()
         try:
             solver.add(base, inside, z3.Not(differs))
@@ -211,38 +205,27 @@ def _difference(client: ir.Client, a: Instance, b: Instance, model: z3.ModelRef)
         address(model.eval(a.client_src, model_completion=True).as_long())
     sport = model.eval(z3.BitVec("sport", 16), model_completion=True).as_long()
     return Difference(client.name, a.description, str(src), sport, tuple(f for f in a.fates if holds(f)),
-                      tuple(f for f in b.fates if holds(f)))
+                      tuple(f for f in b.fates if holds(f)),
+                      service=a.target.service_port.rpartition(":")[0] if a.target else "")
 
 
 def stale_chains(models: dict) -> list[tuple[str, str, str]]:
     """(node, table, chain) of every user chain no built-in chain reaches through jumps and gotos: left
     behind (kube-proxy deletes a chain it no longer uses; an interrupted sync may not have). They change no
     packet's way, so they are no difference; they are worth knowing about."""
-    found = []
-    for node, model in models.items():
-        for table in model.rules.tables:
-            reached = {chain.name for chain in table.chains if rs.is_builtin(table.name, chain.name)}
-            frontier = list(reached)
-            while frontier:
-                chain = table.chain(frontier.pop())
-                for rule in chain.rules if chain is not None else ():
-                    target = rule.target
-                    if isinstance(target, (rs.Jump, rs.Goto)) and target.chain not in reached:
-                        reached.add(target.chain)
-                        frontier.append(target.chain)
-            found += [(node, table.name, chain.name) for chain in table.chains if chain.name not in reached]
-    return found
+    return [(node, table.name, chain) for node, model in models.items() for table in model.rules.tables
+            for chain in unreached_chains(table)]
 
 
 def result_json(result: DiffResult, sides: tuple[str, str], stale: list[tuple[str, str, str]] = ()) -> dict:
     """``kspec diff --format json``: the differences with both sides' fates (hops in verify's JSON vocabulary),
     what was not decided, what one side has only, and the stale chains of a drift."""
-    from kspec.verifier.render import _hops_json
+    from kspec.verifier.render import hops_json
 
     def fate(f: Fate) -> dict:
         key = outcome(f)
         return {"disposition": key[0], "pod": key[1], "client_address": key[2], "reason": f.reason or None,
-                "hops": _hops_json(f)}
+                "hops": hops_json(f)}
 
     return {
         "format": "kspec-diff/1",

@@ -137,6 +137,14 @@ def require_valid(ruleset: rs.Ruleset, *, family: int | None = None) -> rs.Rules
     return ruleset
 
 
+def unreached_chains(table: rs.Table) -> list[str]:
+    """The user chains of ``table`` that no built-in chain reaches through jumps and gotos, in table order."""
+    graph = _Graph(table)
+    _scan_graph(graph, {})
+    reached = set().union(*(graph.reach(root) for root in graph.roots.values()))
+    return [chain.name for number, chain in enumerate(table.chains) if number not in reached]
+
+
 def _position(diag: Diagnostic) -> tuple:
     span = diag.span
     return (span.file, span.line, span.column) if span is not None else ("", 0, 0)
