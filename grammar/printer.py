@@ -45,8 +45,8 @@ def format_cluster(cluster: ir.Cluster, source: str | None = None) -> str:
               for section in sections]
     body = "\n\n".join(block for block in blocks if block)
     printed = {key(item) for section in sections for item, entry in section if entry}
-    unprinted = [line for key in (*trivia.leading, *trivia.trailing) if key not in printed  # e.g. `proxy { }`
-                 for line in trivia.leading.get(key, []) + [trivia.trailing.get(key, "")] if line]
+    unprinted = [line for filed in (*trivia.leading, *trivia.trailing) if filed not in printed  # `proxy { }`
+                 for line in trivia.leading.get(filed, []) + [trivia.trailing.get(filed, "")] if line]
     footer = list(dict.fromkeys(unprinted)) + trivia.footer
     if footer:
         body += ("\n\n" if body else "") + "\n".join(INDENT + line for line in footer)
@@ -233,8 +233,7 @@ def _service(svc: ir.Service) -> str:
     elif svc.type is not ir.ServiceType.EXTERNAL_NAME:
         lines.append("cluster_ip None")
     if svc.external_name is not None:
-        name = svc.external_name
-        lines.append(f"external_name {name if _BARE_NAME.fullmatch(name) else quote(name)}")
+        lines.append(f"external_name {_name(svc.external_name)}")
     if svc.selector is not None:
         lines.append(f"selector {_labels(svc.selector)}")
     lines += [_service_port(port) for port in svc.ports]

@@ -199,7 +199,7 @@ class ToIR(Transformer):
         text = unquote(tok)
         if not _QUOTED_NAME.fullmatch(text):
             self._error(self._tspan(tok), f"{tok} is not a name: a name holds letters, digits, '_', '.' and '-' "
-                                          "(and starts with a letter or digit)")
+                                          "(and starts with a letter, a digit or '_')")
         return Token.new_borrow_pos("NAME", text, tok)
 
     def qname(self, meta, children):

@@ -5,7 +5,7 @@ Exit codes: 0 success (every verdict as expected), 1 a property does not hold as
 from __future__ import annotations
 
 import argparse
-import io
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -16,7 +16,15 @@ from kspec import ir
 from kspec.diagnostics import Diagnostic, KspecError, report
 
 # load_cluster is the commands' loader; kept importable from here, where it used to live.
-from kspec.inputs import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, load_cluster, write_atomic  # noqa: F401
+from kspec.inputs import (  # noqa: F401
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    OBJECT_SUFFIXES,
+    load_cluster,
+    write_atomic,
+)
 
 _FAMILIES = {"ipv4": ir.IPFamily.V4, "ipv6": ir.IPFamily.V6}
 
@@ -494,7 +502,7 @@ def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from kspec.report.run import progress_bar
 
         try:
-            with progress_bar(err if not args.verbose else io.StringIO()) as tick:  # a bar on a terminal only
+            with progress_bar(err) if not args.verbose else contextlib.nullcontext() as tick:  # -v says instead
                 result = run(cluster, keep=args.keep, spec=path, progress=progress, family=family, rules=texts,
                              ipsets=sets or None, tick=tick)
         except (LabError, LabUnavailable) as exc:
@@ -527,7 +535,7 @@ def _specs_after_objects(args: argparse.Namespace) -> None:
         return
     words = list(args.k8s or [])
     if hasattr(args, "specs"):
-        objects = [word for word in args.specs or [] if Path(word).suffix in _OBJECT_SUFFIXES]
+        objects = [word for word in args.specs or [] if Path(word).suffix in OBJECT_SUFFIXES]
         args.specs = [word for word in args.specs or [] if word not in objects]
         words += objects
     specs = [word for word in words if word.endswith(".k")]
@@ -537,9 +545,6 @@ def _specs_after_objects(args: argparse.Namespace) -> None:
     elif specs and args.spec is None:
         args.spec, *rest = specs
         args.k8s = (args.k8s or []) + rest  # more than one spec for one trace: the objects reader says so
-
-
-_OBJECT_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def _objects_options(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from kspec import ir
 from kspec.diagnostics import Diagnostic, KspecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+OBJECT_SUFFIXES = (".yaml", ".yml", ".json")  # files of Kubernetes objects, not specs
 
 
 def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: str | None = None,
@@ -21,7 +22,7 @@ def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: s
     checks. As kube-proxy ``release`` programs it (``--kube-proxy-version``; None: the newest supported)."""
     from kspec.releases import with_release
 
-    if not k8s and spec is not None and Path(spec).suffix in (".yaml", ".yml", ".json"):
+    if not k8s and spec is not None and Path(spec).suffix in OBJECT_SUFFIXES:
         spec, k8s = None, [spec]
     if spec is None:
         if not k8s:

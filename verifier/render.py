@@ -90,27 +90,39 @@ def result_json(spec: str, result: CheckResult) -> dict:
             "disposition": fate.disposition.value,
             "pod": fate.pod.key if fate.pod else None,
             "client_address": ce.seen if fate.pod else None,
-            "hops": _hops_json(fate),
+            "hops": hops_json(fate),
             "answer": None if fate.reply is None else {
                 "disposition": fate.reply.disposition.value, "reason": fate.reply.reason or None,
-                "hops": _hops_json(fate.reply),
+                "hops": hops_json(fate.reply),
                 **({} if fate.reply.reply is None else {"data": {
                     "disposition": fate.reply.reply.disposition.value, "reason": fate.reply.reply.reason or None,
-                    "hops": _hops_json(fate.reply.reply)}})},
+                    "hops": hops_json(fate.reply.reply)}})},
         }
         if fate.then is not None:
             record["counterexample"]["next_connection"] = {
                 "disposition": fate.then.disposition.value, "pod": fate.then.pod.key if fate.then.pod else None,
-                "reason": fate.then.reason or None, "hops": _hops_json(fate.then)}
+                "reason": fate.then.reason or None, "hops": hops_json(fate.then)}
     return record
 
 
-def _hops_json(fate: Fate) -> list[dict]:
-    return [{"node": hop.node, "route": hop.route,
-             "steps": [{"table": s.table, "chain": s.chain, "rule": s.rule.text if s.rule is not None else None,
-                        "origin": str(s.rule.origin) if s.rule is not None and s.rule.origin else None,
-                        "rewrite": s.note or None} for s in hop.steps]}
-            for hop in fate.hops]
+def hops_json(fate: Fate) -> list[dict]:
+    """A fate's hops and steps as plain data, from either engine: each step's rule and what it rewrote (the
+    concrete tracer keeps its rewrites on the hop's packet; a chain policy's note is no rewrite)."""
+    return [{"node": hop.node, "route": hop.route, "steps": _steps_json(hop)} for hop in fate.hops]
+
+
+def _steps_json(hop) -> list[dict]:
+    rewrites: dict[int, list[str]] = {}
+    for rewrite in getattr(hop.packet, "rewrites", ()) or ():
+        rewrites.setdefault(id(rewrite.step), []).append(str(rewrite))
+    steps = []
+    for step in hop.steps:
+        rule = step.rule
+        note = "; ".join(rewrites.get(id(step), [])) or ("" if step.note.startswith("policy") else step.note)
+        steps.append({"table": step.table, "chain": step.chain, "rule": rule.text if rule is not None else None,
+                      "origin": str(rule.origin) if rule is not None and rule.origin else None,
+                      "rewrite": note or None})
+    return steps
 
 
 def journey_text(number: int, total: int, journey: Fate) -> str:

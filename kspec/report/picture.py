@@ -40,28 +40,15 @@ def scene(cluster, client=None) -> dict:
 
 
 def way(fate, src: str, seen: str | None = None) -> dict:
-    """A fate as the picture reads it: the JSON shape of ``verifier.render`` (hops, steps, rewrites), from
-    either engine (the concrete tracer keeps its rewrites on the hop's packet, not in the step's note)."""
+    """A fate of either engine as the picture reads it: ``verifier.render.hops_json``'s hops and steps."""
+    from kspec.verifier.render import hops_json
+
     record = {"src": src, "disposition": fate.disposition.value, "pod": fate.pod.key if fate.pod else None,
               "node": fate.node, "reason": fate.reason or None, "client_address": seen,
-              "hops": [_hop(hop) for hop in fate.hops]}
+              "hops": hops_json(fate)}
     if fate.reply is not None:
         record["answer"] = way(fate.reply, "")
     return record
-
-
-def _hop(hop) -> dict:
-    rewrites: dict[int, list[str]] = {}
-    for rewrite in getattr(hop.packet, "rewrites", ()) or ():
-        rewrites.setdefault(id(rewrite.step), []).append(str(rewrite))
-    steps = []
-    for step in hop.steps:
-        rule = step.rule
-        note = "; ".join(rewrites.get(id(step), [])) or ("" if step.note.startswith("policy") else step.note)
-        steps.append({"table": step.table, "chain": step.chain, "rule": rule.text if rule is not None else None,
-                      "origin": str(rule.origin) if rule is not None and rule.origin else None,
-                      "rewrite": note or None})
-    return {"node": hop.node, "route": hop.route, "steps": steps}
 
 
 # ------------------------------------------------------------------------------------------- the SVG
