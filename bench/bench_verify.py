@@ -36,7 +36,7 @@ def measure(services: int, endpoints: int, nodes: int, family_name: str = "ipv4"
     from kspec.strategies import as_ipv6
     from kspec.verifier import node_models
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
 
     family = ir.IPFamily.V6 if family_name == "ipv6" else ir.IPFamily.V4

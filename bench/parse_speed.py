@@ -1,4 +1,4 @@
-"""Parse-speed benchmark for kspec.ingest.iptables_save: lines per second on several rulesets, one table.
+"""Parse-speed benchmark for kspec.rules.iptables.iptables_save: lines per second on several rulesets, one table.
 
 Usage: python bench/parse_speed.py [--repeat 5] [--no-dump]
 
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.netns: the one place that knows how to make throwaway namespaces
 sys.path.insert(0, str(REPO / "bench"))
 
-from kspec.ingest.iptables_save import parse_iptables_save  # noqa: E402
+from kspec.rules.iptables.iptables_save import parse_iptables_save  # noqa: E402
 
 TARGET = 200_000  # lines/s, from issue 3
 

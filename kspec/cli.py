@@ -145,7 +145,7 @@ def dump_rules(cluster: ir.Cluster, where: str | None, node: str | None,
 
 def unhooked_dumps(rules: dict[str, Path] | None) -> list[Diagnostic]:
     """Warnings for ``--rules`` dumps that hold kube-proxy's chains with nothing jumping to them."""
-    from kspec.ingest.iptables_save import unhooked_kube_chains
+    from kspec.rules.iptables.iptables_save import unhooked_kube_chains
 
     found = []
     for path in (rules or {}).values():
@@ -265,9 +265,9 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Walk one concrete packet through the cluster with the concrete tracer; every branch is shown."""
 
     from kspec.verifier import node_models
-    from kspec.verifier.network import ClusterNetwork
-    from kspec.verifier.replay import ConcreteCluster
-    from kspec.verifier.tracer import Packet
+    from kspec.verifier.engines.replay import ConcreteCluster
+    from kspec.verifier.engines.tracer import Packet
+    from kspec.verifier.model.network import ClusterNetwork
 
     cluster, warnings = load_cluster(args.spec, args.k8s, args.proxy_config, args.kube_proxy_version, _stdin(args))
     report(warnings, err, args.compact)
@@ -305,7 +305,7 @@ def run_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return _write_svg(args, out, cluster, client, src, journeys, title)
         _print_journeys(journeys, out)
         return EXIT_OK
-    from kspec.verifier.replay import journeys_via_lb
+    from kspec.verifier.engines.replay import journeys_via_lb
 
     every = []
     for target, label in lb_targets:  # the load balancer picks a backend node: a branch each
@@ -324,7 +324,7 @@ def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Which packets two clusters treat differently: two specs (or object files), or one under two releases."""
     from kspec.verifier import node_models
     from kspec.verifier.diff import diff, stale_chains
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
 
     after_path = args.after or args.before

@@ -45,8 +45,8 @@ def measure(label, test, plant, unplant):
     print(f"{label}: {result}", flush=True)
 
 which = sys.argv[1:]
-import kspec.compiler.endpoints as endpoints
-import kspec.compiler.masquerade as masquerade
+import kspec.compiler.iptables.endpoints as endpoints
+import kspec.compiler.iptables.masquerade as masquerade
 import kspec.compiler.names as names
 import tests.properties.test_compiler_props as cp
 import tests.properties.test_model_props as mp
@@ -89,8 +89,8 @@ if "hash" in which:
 # 4. the routing decision taken before nat PREROUTING (on the pre-DNAT destination), in the walk both engines
 # share; and the concrete engine alone keeping the source on MASQUERADE (what the Z3-vs-tracer test is for)
 if "hook" in which:
-    import kspec.verifier.tracer as tracer
-    import kspec.verifier.walk as walk
+    import kspec.verifier.engines.tracer as tracer
+    import kspec.verifier.model.walk as walk
     import tests.verifier.test_differential as td
     orig_arriving = walk.NodeWalk.arriving
     def routed_first(self, pkt, conn=None):

@@ -10,9 +10,9 @@ import sys
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 from kspec import ir
 from kspec.verifier import node_models
-from kspec.verifier.network import ClusterNetwork
+from kspec.verifier.engines.replay import ConcreteCluster
+from kspec.verifier.model.network import ClusterNetwork
 from kspec.verifier.properties import Verifier
-from kspec.verifier.replay import ConcreteCluster
 from tests.lab.test_random_rulesets import _concrete, _model, _probes
 from tests.verifier.test_kernel_faithful import scenario
 

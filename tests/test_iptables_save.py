@@ -1,4 +1,4 @@
-"""The iptables-save / iptables-restore parser (kspec.ingest.iptables_save) and the rule IR."""
+"""The iptables-save / iptables-restore parser (kspec.rules.iptables.iptables_save) and the rule IR."""
 from __future__ import annotations
 
 import ipaddress
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kspec import ruleset as rs
 from kspec.diagnostics import KspecError, Severity
-from kspec.ingest.iptables_save import RuleParser, _fast_rule, parse_iptables_save, tokenize
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.iptables_save import RuleParser, _fast_rule, parse_iptables_save, tokenize
 from tests.conftest import CORPUS, corpus_cases
 from tests.netns import iptables_restore, skip_reason, throwaway_netns
 

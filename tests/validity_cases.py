@@ -18,7 +18,7 @@ BUILTINS = {
     "security": ("INPUT", "FORWARD", "OUTPUT"),
 }
 
-# target -> (IPv4 rule body, IPv6 rule body, the kspec.ruleset class kspec reads it into). The options are
+# target -> (IPv4 rule body, IPv6 rule body, the kspec.rules.iptables.ruleset class kspec reads it into). The options are
 # the least each target needs; a target whose class the IR lacks is measured but not compared.
 TARGETS = {
     "ACCEPT": ("-j ACCEPT", "-j ACCEPT", "Accept"),

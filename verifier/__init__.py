@@ -34,9 +34,9 @@ def _read(source: str | Path, name: str) -> tuple[str, str]:
 
 def _node_sets(node: str, source, ruleset):
     """The node's sets, and a positioned error for each ``-m set`` naming a set they do not hold."""
-    from kspec import ruleset as rs
     from kspec.diagnostics import Diagnostic, KspecError
-    from kspec.ingest.ipset_save import IpSets, parse_ipset_save
+    from kspec.rules.iptables import ruleset as rs
+    from kspec.rules.iptables.ipset_save import IpSets, parse_ipset_save
 
     sets = parse_ipset_save(*_read(source, f"{node}.ipsets")) if source is not None else None
     errors = []
@@ -57,10 +57,10 @@ def _node_models(cluster: ir.Cluster, family: ir.IPFamily, rules: dict[str, str 
                  ipsets: dict, strict: bool) -> dict:
     from kspec.compiler import compile_cluster
     from kspec.compiler.context import NodeContext
-    from kspec.ingest.iptables_save import RuleParser, parse_iptables_save
-    from kspec.verifier.encode import NodeModel
-    from kspec.verifier.network import device_routes, local_routes
-    from kspec.verifier.tracer import kube_proxy_state
+    from kspec.rules.iptables.iptables_save import RuleParser, parse_iptables_save
+    from kspec.verifier.engines.encode import NodeModel
+    from kspec.verifier.engines.tracer import kube_proxy_state
+    from kspec.verifier.model.network import device_routes, local_routes
 
     texts = compile_cluster(cluster, family) if not rules or set(rules) != {n.name for n in cluster.nodes} else {}
     models = {}
@@ -110,7 +110,7 @@ def _verify_family(cluster: ir.Cluster, own: tuple[ir.Check, ...], family: ir.IP
                    rules, builtins: bool, named: bool, ipsets=None, strict: bool = False,
                    progress: Callable[[str, int, int], None] = None) -> list:
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
 
     # A check without `from` speaks of the spec's own clients, never of those the built-ins add below.

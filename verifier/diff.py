@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 import z3
 
 from kspec import ir
-from kspec.ingest.validity import unreached_chains
-from kspec.verifier import matches
+from kspec.rules.iptables.validity import unreached_chains
 from kspec.verifier.builtins import ANY_EXTERNAL, node_client
-from kspec.verifier.network import Disposition, Fate
+from kspec.verifier.model import matches
+from kspec.verifier.model.network import Disposition, Fate
 from kspec.verifier.properties import Instance, Target, Verifier
 
 VIAS = (ir.Via.CLUSTER_IP, ir.Via.NODE_PORT, ir.Via.EXTERNAL_IP, ir.Via.LOAD_BALANCER)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import z3
 
 from kspec import ir
-from kspec.verifier.network import Disposition, Fate
+from kspec.verifier.model.network import Disposition, Fate
 from kspec.verifier.properties import Instance, Target, Verifier
 
 

@@ -16,9 +16,9 @@ import z3
 
 from kspec import ir
 from kspec.heap import heap_frozen
-from kspec.verifier.encode import symbolic_packet
-from kspec.verifier.network import ClusterNetwork, Disposition, Fate, Hop, pod_gateway
-from kspec.verifier.walk import Walk
+from kspec.verifier.engines.encode import symbolic_packet
+from kspec.verifier.model.network import ClusterNetwork, Disposition, Fate, Hop, pod_gateway
+from kspec.verifier.model.walk import Walk
 
 # Checks of one Service ask about the same packets (e.g. the Local and the health-check built-ins); a small
 # LRU keeps those shared without holding every path of a big cluster in memory.
@@ -195,7 +195,7 @@ class Verifier:
             self._solver.pop()
 
     def _replay(self, ce: Counterexample) -> str:
-        from kspec.verifier.replay import ConcreteCluster, replays
+        from kspec.verifier.engines.replay import ConcreteCluster, replays
 
         if self._concrete is None:
             self._concrete = ConcreteCluster(self.net)

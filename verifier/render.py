@@ -3,7 +3,7 @@
 ``client_address=...``."""
 from __future__ import annotations
 
-from kspec.verifier.network import Disposition, Fate
+from kspec.verifier.model.network import Disposition, Fate
 from kspec.verifier.properties import CheckResult, Counterexample, Verdict
 
 # 1.1: the answer of a round trip, the security table; 1.2: the client's data after it; 1.3: the client's next

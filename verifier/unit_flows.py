@@ -13,8 +13,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from kspec import ruleset as rs
-from kspec.verifier.encode import ACCEPT, DROP, REJECT, NodeModel, symbolic_packet
+from kspec.rules.iptables import ruleset as rs
+from kspec.verifier.engines.encode import ACCEPT, DROP, REJECT, NodeModel, symbolic_packet
 
 FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL")
 _NOWHERE = ipaddress.IPv4Address(0)  # matches no IPv6 -d, as the tracer's "[fd00" does not

@@ -65,7 +65,7 @@ def predictions(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4, rules
                 ipsets: dict[str, str] | None = None):
     """The model's prediction for every probe the lab can send (``verifier.predict.probes``)."""
     from kspec.verifier import node_models
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
@@ -85,7 +85,7 @@ def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
     from kspec.lab import workloads
     from kspec.lab.report import LabReport
     from kspec.lab.topology import Lab, LabError
-    from kspec.verifier.network import with_endpoint_pods
+    from kspec.verifier.model.network import with_endpoint_pods
 
     cluster = with_endpoint_pods(cluster)  # endpoints without Pod objects are pods the lab builds and serves
     family = family or cluster.families()[0]
@@ -151,7 +151,7 @@ def _probe(lab, check: ir.Check, inst, predicted):
     from kspec.lab.probe import CONNECT_TIMEOUT, send_batch
     from kspec.lab.report import ProbeResult
     from kspec.lab.topology import LabError, call_in_ns
-    from kspec.verifier.network import Disposition
+    from kspec.verifier.model.network import Disposition
 
     start = time.monotonic()
     ns, src = _client_end(lab, inst.client)

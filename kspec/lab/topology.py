@@ -1,5 +1,5 @@
 """The lab's network: one namespace per node, pod, external client, the network between nodes and the cloud
-load balancer, wired exactly as ``verifier/network.py`` models the cluster.
+load balancer, wired exactly as ``verifier/model/network.py`` models the cluster.
 
 Address plan (all host addresses /32 or /128, all links point to point or one bridge, so nothing depends on
 subnets the spec does not state):
@@ -46,7 +46,7 @@ from typing import TypeVar
 
 from kspec import ir
 from kspec.compiler.context import NodeContext
-from kspec.verifier.network import UNNUMBERED_V6_HOP
+from kspec.verifier.model.network import UNNUMBERED_V6_HOP
 
 PREFIX = "kspec-lab-"
 NETNS_DIR = "/var/run/netns"
@@ -492,7 +492,7 @@ class Lab:
 
     def pod_iface(self, index: int) -> str:
         """The node-side name of pod ``index``'s veth: what ``ClusterNetwork.pod_iface`` assumes."""
-        from kspec.verifier.network import pod_veth
+        from kspec.verifier.model.network import pod_veth
 
         name = pod_veth(self.cluster, index)
         if len(name) > 15:
@@ -501,7 +501,7 @@ class Lab:
 
     def gateway(self, node: ir.Node) -> ir.IPAddress | None:
         """The host side's address towards the pods: the network model's, so that MASQUERADE agrees."""
-        from kspec.verifier.network import pod_gateway
+        from kspec.verifier.model.network import pod_gateway
 
         return pod_gateway(node, self.family)
 
@@ -515,7 +515,7 @@ class Lab:
         A rule the kernel refuses is reported with the kernel feature it needs, never rewritten.
         """
         from kspec.compiler import compile_cluster
-        from kspec.compiler.basechains import base_rules
+        from kspec.compiler.iptables.basechains import base_rules
 
         start = time.monotonic()
         dumps = self.rules or {}

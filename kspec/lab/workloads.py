@@ -27,7 +27,7 @@ METRICS_PORT = 10249  # kube-proxy's --metrics-bind-address (127.0.0.1), serves 
 def pod_ports(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, dict[str, set[int]]]:
     """For each pod of ``family``: the TCP and UDP ports its echo server listens on (endpoint ports and
     container ports): the network model's ``listening_ports``, so that the two agree."""
-    from kspec.verifier.network import listening_ports
+    from kspec.verifier.model.network import listening_ports
 
     return listening_ports(cluster, family)
 

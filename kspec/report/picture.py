@@ -25,7 +25,7 @@ ENDINGS = {"delivered": "#1a7f37", "answered": "#1a7f37", "dropped": "#cf222e", 
 
 def scene(cluster, client=None) -> dict:
     """What the picture shows of ``cluster`` (and, for a counterexample or a trace, the ``client``)."""
-    from kspec.verifier.network import with_endpoint_pods
+    from kspec.verifier.model.network import with_endpoint_pods
 
     pods = with_endpoint_pods(cluster).pods
     return {

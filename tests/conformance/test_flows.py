@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from kspec import ruleset as rs
-from kspec.ingest.iptables_save import parse_iptables_save_file
-from kspec.verifier.tracer import Packet, as_unit_test_output, kube_proxy_state, trace, unit_test_trace
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.iptables_save import parse_iptables_save_file
+from kspec.verifier.engines.tracer import Packet, as_unit_test_output, kube_proxy_state, trace, unit_test_trace
 from tests.conftest import CORPUS, corpus_cases, require_corpus
 
 CASES = corpus_cases("flows.json")

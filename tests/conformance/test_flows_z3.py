@@ -9,9 +9,9 @@ import pytest
 
 from kspec.compiler import compile_node
 from kspec.ingest.conformance import load_case
-from kspec.ingest.iptables_save import parse_iptables_save
-from kspec.verifier.encode import NodeModel
-from kspec.verifier.tracer import kube_proxy_state
+from kspec.rules.iptables.iptables_save import parse_iptables_save
+from kspec.verifier.engines.encode import NodeModel
+from kspec.verifier.engines.tracer import kube_proxy_state
 from kspec.verifier.unit_flows import unit_flow
 from tests.conftest import corpus_cases
 

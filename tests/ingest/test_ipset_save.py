@@ -1,4 +1,4 @@
-"""``ipset save`` files (kspec.ingest.ipset_save): the set types of Calico, kube-proxy's IPVS mode, Weave and
+"""``ipset save`` files (kspec.rules.iptables.ipset_save): the set types of Calico, kube-proxy's IPVS mode, Weave and
 kube-router, the kernel's membership answer for a packet and the ``--match-set`` flags, positioned errors."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kspec import ruleset as rs
 from kspec.diagnostics import KspecError
-from kspec.ingest.ipset_save import (
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.ipset_save import (
     AddressRange,
     SetEntry,
     SetIface,
@@ -18,7 +18,7 @@ from kspec.ingest.ipset_save import (
     parse_ipset_save,
     parse_ipset_save_file,
 )
-from kspec.ingest.iptables_save import parse_iptables_save
+from kspec.rules.iptables.iptables_save import parse_iptables_save
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network

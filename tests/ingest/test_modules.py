@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from kspec import ruleset as rs
 from kspec.diagnostics import KspecError
-from kspec.ingest.iptables_save import RuleParser, _fast_rule, parse_iptables_save, parse_iptables_save_file, tokenize
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.iptables_save import (
+    RuleParser,
+    _fast_rule,
+    parse_iptables_save,
+    parse_iptables_save_file,
+    tokenize,
+)
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network

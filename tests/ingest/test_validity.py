@@ -1,4 +1,4 @@
-"""kspec refuses exactly the rulesets iptables-restore and the kernel refuse (kspec.ingest.validity).
+"""kspec refuses exactly the rulesets iptables-restore and the kernel refuse (kspec.rules.iptables.validity).
 
 Each refused case has its exact diagnostics, through the parser and through ``kspec verify --rules`` (exit
 2); each accepted case loads; kube-proxy's own rules are never refused; and, with root, every probe of
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from kspec import ruleset as rs
 from kspec.cli import main
 from kspec.diagnostics import KspecError
-from kspec.ingest import validity
-from kspec.ingest.iptables_save import parse_iptables_save
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables import validity
+from kspec.rules.iptables.iptables_save import parse_iptables_save
 from tests.conftest import REPO, corpus_cases
 from tests.netns import iptables_restore, throwaway_netns
 from tests.validity_cases import TARGETS, probes
@@ -195,7 +195,7 @@ def test_family_is_taken_when_given():
 def test_require_valid_checks_a_merged_ruleset():
     """kube-proxy's restore is parsed as a partial text and merged with its built-in jumps: the merge is what
     the kernel holds, so the merge is what must be valid."""
-    from kspec.verifier.tracer import kube_proxy_state
+    from kspec.verifier.engines.tracer import kube_proxy_state
 
     restore = "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-X - [0:0]\n-A KUBE-SERVICES -j KUBE-X\n-A KUBE-X -j REJECT\nCOMMIT\n"
     merged = kube_proxy_state(restore, "node.rules")
@@ -222,7 +222,7 @@ def _corpus_runs() -> dict[str, list[Path]]:
 def test_kube_proxy_corpus_is_never_refused(run: str):
     """Every dump of kube-proxy's conformance corpus as a node holds it: kube-proxy's built-in jumps, then
     each sync of the test restored (--noflush) on top of the syncs before it."""
-    from kspec.verifier.tracer import kube_proxy_state
+    from kspec.verifier.engines.tracer import kube_proxy_state
 
     first, *rest = _corpus_runs()[run]
     state = kube_proxy_state(first.read_text(), str(first))
@@ -238,7 +238,7 @@ def test_kube_proxy_corpus_is_never_refused(run: str):
 def test_compiled_specs_are_never_refused(spec: Path):
     from kspec.compiler import compile_cluster
     from kspec.grammar import load
-    from kspec.verifier.tracer import kube_proxy_state
+    from kspec.verifier.engines.tracer import kube_proxy_state
 
     cluster, _ = load(str(spec))
     for family in cluster.families():

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from kspec import ruleset as rs
+from kspec.rules.iptables import ruleset as rs
 
 TABLE_CHAINS = rs.BUILTIN_CHAINS
 ADDRESSES = ("10.244.1.10/32", "10.244.0.10/32", "10.244.0.20/32", "10.244.0.0/16", "10.244.1.0/24",

@@ -8,7 +8,7 @@ import pytest
 
 from kspec import ir
 from kspec.lab.topology import Lab, run
-from kspec.verifier.network import local_routes
+from kspec.verifier.model.network import local_routes
 from tests.verifier.test_kernel_faithful import scenario
 
 pytestmark = pytest.mark.netns

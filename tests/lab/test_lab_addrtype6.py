@@ -11,12 +11,12 @@ import socket
 import pytest
 
 from kspec import ir
-from kspec import ruleset as rs
 from kspec.grammar import parse_text
-from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.lab.topology import Lab, call_in_ns, in_ns
-from kspec.verifier import matches
-from kspec.verifier.network import device_routes
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.iptables_save import parse_iptables_save
+from kspec.verifier.model import matches
+from kspec.verifier.model.network import device_routes
 
 pytestmark = pytest.mark.netns
 

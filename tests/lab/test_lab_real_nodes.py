@@ -7,7 +7,7 @@ import pytest
 
 from kspec.grammar import load
 from kspec.lab import run_lab
-from kspec.verifier.network import Disposition
+from kspec.verifier.model.network import Disposition
 from tests.verifier.test_real_node_verdicts import CNIS, CORPUS, UNKNOWN_AT, dumps
 
 pytestmark = pytest.mark.netns

@@ -10,7 +10,7 @@ from kspec import ir
 from kspec.grammar import load
 from kspec.lab import run_lab
 from kspec.strategies import as_ipv6
-from kspec.verifier.network import Disposition
+from kspec.verifier.model.network import Disposition
 from tests.lab.conftest import assert_agrees
 
 pytestmark = pytest.mark.netns

@@ -21,7 +21,7 @@ from kspec.lab.probe import (
 )
 from kspec.lab.report import ProbeResult
 from kspec.lab.topology import _feature_hint
-from kspec.verifier.network import Disposition
+from kspec.verifier.model.network import Disposition
 from kspec.verifier.predict import Outcome
 from kspec.verifier.properties import Target
 

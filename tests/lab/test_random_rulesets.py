@@ -21,17 +21,17 @@ from hypothesis import strategies as st
 
 from kspec import ir
 from kspec.diagnostics import KspecError
-from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.lab import _client_end, _flush_conntrack, _steer, requirements
 from kspec.lab.probe import send_batch
 from kspec.lab.report import ProbeResult
 from kspec.lab.topology import Lab, LabError, call_in_ns
+from kspec.rules.iptables.iptables_save import parse_iptables_save
 from kspec.verifier import node_models
-from kspec.verifier.network import ClusterNetwork, Disposition
+from kspec.verifier.engines.replay import ConcreteCluster
+from kspec.verifier.engines.tracer import Packet
+from kspec.verifier.model.network import ClusterNetwork, Disposition
 from kspec.verifier.predict import fate_outcome, observed
 from kspec.verifier.properties import Verifier
-from kspec.verifier.replay import ConcreteCluster
-from kspec.verifier.tracer import Packet
 from tests.lab.ruleset_strategies import cluster_dumps
 from tests.verifier.test_kernel_faithful import scenario
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kspec import ruleset as rs
 from kspec.diagnostics import KspecError
-from kspec.ingest.iptables_save import RuleParser, _fast_rule, _LineError, parse_iptables_save, tokenize
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.iptables_save import RuleParser, _fast_rule, _LineError, parse_iptables_save, tokenize
 
 COMMENTS = st.sampled_from([
     "ns/svc:p80", '"ns/svc:p80 cluster IP"', '"a -j KUBE-MARK-MASQ"', '"x -m tcp --dport 1"', '"tail -j"',
@@ -245,7 +245,7 @@ def test_fast_address_values_are_ipaddress_values(text: str):
     ipaddress accepts and build equal objects with the same attributes."""
     import ipaddress
 
-    from kspec.ingest.iptables_save import _address, _network
+    from kspec.rules.iptables.iptables_save import _address, _network
 
     try:
         want = ipaddress.ip_network(text, strict=False)

@@ -9,10 +9,11 @@ import ipaddress
 import pytest
 
 from kspec import ir
-from kspec import ruleset as rs
 from kspec.grammar import parse_text
-from kspec.verifier import matches, verify
-from kspec.verifier.network import device_routes
+from kspec.rules.iptables import ruleset as rs
+from kspec.verifier import verify
+from kspec.verifier.model import matches
+from kspec.verifier.model.network import device_routes
 from kspec.verifier.properties import Verdict
 
 ip = ipaddress.ip_address

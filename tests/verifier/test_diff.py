@@ -15,10 +15,10 @@ from kspec.grammar import load
 from kspec.releases import with_release
 from kspec.verifier import node_models
 from kspec.verifier.diff import diff, outcome
-from kspec.verifier.network import ClusterNetwork
+from kspec.verifier.engines.replay import ConcreteCluster
+from kspec.verifier.engines.tracer import Packet
+from kspec.verifier.model.network import ClusterNetwork
 from kspec.verifier.properties import Verifier
-from kspec.verifier.replay import ConcreteCluster
-from kspec.verifier.tracer import Packet
 from tests.conftest import REPO
 
 DEMO = REPO / "examples/diff/externalips-local.k"
@@ -118,8 +118,8 @@ def test_diff_is_empty_exactly_when_the_concrete_tracer_sees_no_change(cluster, 
 def _dumps(spec, folder):
     """Each node's rules as its kube-proxy programs them, as the node's iptables-save would print them."""
     from kspec.compiler import compile_node
-    from kspec.ruleset import save_text
-    from kspec.verifier.tracer import kube_proxy_state
+    from kspec.rules.iptables.ruleset import save_text
+    from kspec.verifier.engines.tracer import kube_proxy_state
 
     cluster, _ = load(spec)
     folder.mkdir()

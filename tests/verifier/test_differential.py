@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from kspec import ir
 from kspec import strategies as ks
 from kspec.grammar import load
-from kspec.verifier import encode, node_models
-from kspec.verifier.network import ClusterNetwork
+from kspec.verifier import node_models
+from kspec.verifier.engines import encode
+from kspec.verifier.engines.replay import ConcreteCluster, outcome_key
+from kspec.verifier.engines.tracer import Packet
+from kspec.verifier.model.network import ClusterNetwork
 from kspec.verifier.properties import Target, Verifier
-from kspec.verifier.replay import ConcreteCluster, outcome_key
-from kspec.verifier.tracer import Packet
 from tests.conftest import REPO
 
 SPECS = sorted((REPO / "specs").glob("*.k"))

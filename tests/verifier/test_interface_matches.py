@@ -10,7 +10,7 @@ from __future__ import annotations
 from kspec import ir
 from kspec.grammar import parse_text
 from kspec.verifier import node_models
-from kspec.verifier.network import ClusterNetwork, Disposition
+from kspec.verifier.model.network import ClusterNetwork, Disposition
 from kspec.verifier.predict import probes
 from kspec.verifier.properties import Verifier
 

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from kspec import ir
 from kspec import strategies as ks
 from kspec.compiler import compile_cluster
-from kspec.compiler.basechains import base_rules
+from kspec.compiler.iptables.basechains import base_rules
 from kspec.verifier import verify
-from kspec.verifier.network import Disposition
+from kspec.verifier.model.network import Disposition
 from kspec.verifier.properties import Verdict
 from tests.netns import iptables_restore, throwaway_netns
 from tests.verifier import seed_clusters

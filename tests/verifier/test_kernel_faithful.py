@@ -15,7 +15,7 @@ from kspec import ir
 from kspec.cli import main
 from kspec.grammar import parse_text
 from kspec.verifier import verify
-from kspec.verifier.network import Disposition
+from kspec.verifier.model.network import Disposition
 from kspec.verifier.properties import Verdict
 from tests.conftest import REPO
 
@@ -197,7 +197,7 @@ SCENARIOS = {
         mangle="-A POSTROUTING -p icmp -m addrtype --src-type LOCAL --limit-iface-out -j DROP",
         filter="-A FORWARD -s 10.244.0.20/32 -j REJECT"), wiring="pod_wiring unnumbered "),
     # The kernel's hash picks 10.240.0.12 for the pod client (its answer then leaves the cluster) and
-    # 10.240.0.11 for the external client (verifier/natpick.py; tests/verifier/test_nat_ranges.py).
+    # 10.240.0.11 for the external client (verifier/model/natpick.py; tests/verifier/test_nat_ranges.py).
     "SNAT to a range: the hash picks the address": dict(node1=_dump(
         nat="-A POSTROUTING -o eth0 -j SNAT --to-source 10.240.0.11-10.240.0.12")),
     # ... and 10.244.0.10 (web) for the pod client, 10.244.0.1 (node0's own) for the neighbour; port 80 is
@@ -339,7 +339,7 @@ def test_9_a_rejects_icmp_error_makes_its_own_way_back():
         cluster, rules = scenario(node0=_dump(filter="-A FORWARD -p tcp -j REJECT"),
                                   node1=_dump(filter=node1_filter) if node1_filter else "")
         from kspec.verifier import node_models
-        from kspec.verifier.network import ClusterNetwork
+        from kspec.verifier.model.network import ClusterNetwork
         from kspec.verifier.properties import Verifier
 
         verifier = Verifier(cluster, ClusterNetwork(cluster, node_models(cluster, rules=rules), ir.IPFamily.V4))
@@ -362,7 +362,7 @@ def test_9_an_external_ip_left_untranslated_loops_and_what_comes_back_is_unknown
     # the Service's external IP; it leaves for the outside, which routes that address back to node1. The
     # kernel loops it until its TTL runs out: it reaches no pod, and what the client hears of it is unknown.
     from kspec.verifier import node_models
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.properties import Verifier
 
     cluster, rules = scenario(node1=_dump(raw="-A PREROUTING -d 192.0.2.50/32 -j CT --notrack"))
@@ -379,7 +379,7 @@ def test_9_a_rejects_icmp_error_carries_its_connection_from_birth():
     # Found by the 10,000-ruleset run: the kernel attaches the connection to the ICMP error a REJECT sends
     # before raw OUTPUT runs, so raw sees it RELATED and with the connection's mark (not untracked, INVALID).
     from kspec.verifier import node_models
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
@@ -406,7 +406,7 @@ def test_9_a_connection_works_only_if_the_clients_data_follows():
     # Found by the 10,000-ruleset run: node1 drops ESTABLISHED packets from its pods. The SYN (NEW) passes,
     # the SYN-ACK comes back through eth0, but the client's data never leaves node1: connected, no answer.
     from kspec.verifier import node_models
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
@@ -430,7 +430,7 @@ def test_9_the_outside_answers_a_source_address_not_the_client():
     # --to-source node0 on node1) is answered by the outside towards node0, which never saw it: the client
     # hears nothing (dropped), not "no route".
     from kspec.verifier import node_models
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
@@ -474,7 +474,7 @@ def test_addrtype_limit_iface_looks_at_the_interface_that_holds_the_address():
     assert hairpin["neighbour keeps source"].counterexample.seen == "10.240.0.10"
     # Without the limit the error's source is LOCAL and it is dropped; with it, the neighbour hears it.
     from kspec.verifier import node_models
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
@@ -492,7 +492,7 @@ def test_addrtype_limit_iface_is_unknown_where_the_address_is_on_several_veths()
     # Numbered wiring, two pods on node0: the gateway address is on both veths, and which one's local route
     # the kernel finds depends on the order they were added.
     from kspec.verifier import node_models
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
@@ -548,7 +548,7 @@ def test_supplementary_groups_are_unknown_unless_the_primary_group_decides():
 
 def _probe_outcomes(check: str, **spec) -> set:
     from kspec.verifier import node_models
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
     from kspec.verifier.predict import probes
     from kspec.verifier.properties import Verifier
 
@@ -617,7 +617,7 @@ def test_6_a_negated_zero_prefix_is_refused_as_the_kernel_refuses_it():
     import pytest
 
     from kspec.diagnostics import KspecError
-    from kspec.ingest.iptables_save import parse_iptables_save
+    from kspec.rules.iptables.iptables_save import parse_iptables_save
 
     with pytest.raises(KspecError) as refused:
         parse_iptables_save(_dump(filter="-A FORWARD ! -s 0.0.0.0/0 -j DROP"), "node0.rules")

@@ -12,12 +12,12 @@ import z3
 
 from kspec import ir
 from kspec.verifier import node_models
-from kspec.verifier.natpick import pick_address
-from kspec.verifier.network import ClusterNetwork, Disposition
+from kspec.verifier.engines.replay import ConcreteCluster
+from kspec.verifier.engines.tracer import Packet
+from kspec.verifier.model.natpick import pick_address
+from kspec.verifier.model.network import ClusterNetwork, Disposition
 from kspec.verifier.predict import probes
 from kspec.verifier.properties import Verdict, Verifier
-from kspec.verifier.replay import ConcreteCluster
-from kspec.verifier.tracer import Packet
 from tests.verifier.test_kernel_faithful import SCENARIOS, _dump, _results, scenario
 
 PICKS = Path(__file__).resolve().parents[1] / "data" / "nat-picks.tsv"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kspec.compiler import compile_cluster
-from kspec.compiler.basechains import base_rules
+from kspec.compiler.iptables.basechains import base_rules
 from kspec.grammar import load
 from kspec.verifier import verify
 from tests.conftest import REPO

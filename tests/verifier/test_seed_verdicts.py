@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 from kspec import ir
-from kspec.verifier import encode, verify
-from kspec.verifier.network import Disposition
+from kspec.verifier import verify
+from kspec.verifier.engines import encode
+from kspec.verifier.model.network import Disposition
 from kspec.verifier.properties import Verdict
 from tests.verifier.seed_clusters import cluster
 

@@ -13,7 +13,7 @@ from kspec.grammar import load
 from kspec.heap import collector_paused, heap_frozen
 from kspec.verifier import node_models
 from kspec.verifier.builtins import builtin_checks, with_builtin_clients
-from kspec.verifier.network import ClusterNetwork
+from kspec.verifier.model.network import ClusterNetwork
 from kspec.verifier.properties import Verdict, Verifier
 
 SPECS = sorted((Path(__file__).resolve().parents[2] / "specs").glob("*.k"))

@@ -1,14 +1,14 @@
-"""The concrete tracers (kspec.verifier.tracer) on small hand-written rulesets."""
+"""The concrete tracers (kspec.verifier.engines.tracer) on small hand-written rulesets."""
 from __future__ import annotations
 
 import ipaddress
 
 import pytest
 
-from kspec import ruleset as rs
-from kspec.compiler.basechains import base_rules
-from kspec.ingest.iptables_save import parse_iptables_save
-from kspec.verifier.tracer import Disposition, Packet, TraceError, kube_proxy_state, trace, unit_test_trace
+from kspec.compiler.iptables.basechains import base_rules
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.iptables_save import parse_iptables_save
+from kspec.verifier.engines.tracer import Disposition, Packet, TraceError, kube_proxy_state, trace, unit_test_trace
 
 LOCAL = ["192.168.0.2"]
 
@@ -144,7 +144,7 @@ COMMIT
 
 
 def test_trace_errors():
-    # The parser refuses a reachable loop (kspec.ingest.validity); the tracer still defends against one.
+    # The parser refuses a reachable loop (kspec.rules.iptables.validity); the tracer still defends against one.
     loop = parse_iptables_save("*filter\n:A - [0:0]\n-A FORWARD -j A\n-A A -j A\nCOMMIT\n",
                                require_declared_jumps=False)
     with pytest.raises(TraceError, match="loop"):

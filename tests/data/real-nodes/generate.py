@@ -28,7 +28,7 @@ REPO = HERE.parents[2]
 sys.path.insert(0, str(REPO))
 
 from kspec.compiler import compile_cluster  # noqa: E402
-from kspec.compiler.basechains import base_rules  # noqa: E402
+from kspec.compiler.iptables.basechains import base_rules  # noqa: E402
 from kspec.grammar import load  # noqa: E402
 from tests.netns import _run, iptables_restore, throwaway_netns  # noqa: E402
 

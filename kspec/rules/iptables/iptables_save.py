@@ -1,4 +1,4 @@
-"""``iptables-restore`` input / ``iptables-save`` output text -> the rule IR (``kspec.ruleset``).
+"""``iptables-restore`` input / ``iptables-save`` output text -> the rule IR (``kspec.rules.iptables.ruleset``).
 
 Reads both kube-proxy's own restore text (matches in kube-proxy's order, ``-m tcp -p tcp``, bare and quoted
 comments, ``--or-mark``) and real dumps (``iptables-save`` reorders the base matches first, prints
@@ -28,19 +28,19 @@ import math
 import socket
 from pathlib import Path
 
-from kspec import ruleset as rs
 from kspec.diagnostics import Diagnostic, KspecError, Severity
 from kspec.heap import collector_paused
-from kspec.ingest.validity import check_ruleset, needs_addrtype_check
-from kspec.ingest.words import LineError, columns, tokenize, tokenize_with_columns
 from kspec.ir import Span
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.validity import check_ruleset, needs_addrtype_check
+from kspec.rules.iptables.words import LineError, columns, tokenize, tokenize_with_columns
 
 __all__ = ["RuleParser", "parse_iptables_save", "parse_iptables_save_file", "tokenize"]
 
 _MAX_ERRORS = 50
 
 
-# The line's words and errors (kspec.ingest.words), by the names this module has always used.
+# The line's words and errors (kspec.rules.iptables.words), by the names this module has always used.
 _LineError = LineError
 _tokenize_slow = tokenize_with_columns
 _columns = columns
@@ -1639,7 +1639,7 @@ def parse_iptables_save(text: str, file: str = "<iptables>", *, require_declared
     """Parse restore/save text into a ``Ruleset``; raise ``KspecError`` listing every problem found.
 
     ``require_declared_jumps``: the text is a whole ruleset, so whatever iptables-restore or the kernel would
-    refuse of it is an error (``kspec.ingest.validity``: a jump to a chain the text does not declare, REJECT
+    refuse of it is an error (``kspec.rules.iptables.validity``: a jump to a chain the text does not declare, REJECT
     outside the filter table, a jump loop...); False for a partial ``--noflush`` restore whose targets
     already exist (check the merged ruleset with ``validity.require_valid``).
     Warnings (e.g. unquoted multi-word comments, accepted for kube-proxy's fake-iptables text) are appended

@@ -22,7 +22,7 @@ import ipaddress
 
 import z3
 
-from kspec import ruleset as rs
+from kspec.rules.iptables import ruleset as rs
 
 _M = 0xFFFFFFFF
 KEEP = object()  # the port stays as it is

@@ -487,7 +487,7 @@ class SetMatch:
     or destination (DST) value of that dimension's kind: address, port (for TCP/UDP/SCTP/UDPLITE the port;
     for ICMP/ICMPv6 type<<8|code; other protocols 0, and the element's protocol must be the packet's), or
     interface (SRC: input interface, DST: output). The packet is not a member of a set with more
-    dimensions than flags, or of the other family. Membership is ``kspec.ingest.ipset_save.IpSet.test``
+    dimensions than flags, or of the other family. Membership is ``kspec.rules.iptables.ipset_save.IpSet.test``
     (hash:net-like types: the most specific containing entry decides, a ``nomatch`` one meaning not a member;
     list:set: any member set).
     The result is XOR ``negated``. ``return_nomatch``: for set types with nomatch entries, the answer is

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kspec import releases
 from kspec.compiler.context import NodeContext
+from kspec.compiler.iptables.words import comment
+from kspec.compiler.iptables.writer import Restore
 from kspec.compiler.nodeview import PortView
-from kspec.compiler.words import comment
-from kspec.compiler.writer import Restore
 
 INVALID_COUNTER = "ct_state_invalid_dropped_pkts"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from kspec import ir
 from kspec.compiler.context import NodeContext
-from kspec.compiler.masquerade import local_match
+from kspec.compiler.iptables.masquerade import local_match
+from kspec.compiler.iptables.services import filter_target
+from kspec.compiler.iptables.words import comment, proto
+from kspec.compiler.iptables.writer import Restore
 from kspec.compiler.nodeview import PortView
-from kspec.compiler.services import filter_target
-from kspec.compiler.words import comment, proto
-from kspec.compiler.writer import Restore
 
 LOCALHOST_COUNTER = "localhost_nps_accepted_pkts"
 ENTRY_COMMENT = "kubernetes service nodeports; NOTE: this must be the last rule in this chain"

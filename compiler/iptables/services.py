@@ -2,9 +2,9 @@
 nat KUBE-SERVICES, and the filter REJECT/DROP rules for ports without (local) endpoints (spec §5.1-5.3)."""
 from __future__ import annotations
 
+from kspec.compiler.iptables.words import comment, dest_port
+from kspec.compiler.iptables.writer import Restore
 from kspec.compiler.nodeview import PortView
-from kspec.compiler.words import comment, dest_port
-from kspec.compiler.writer import Restore
 
 
 def filter_target(view: PortView) -> tuple[tuple[str, ...], str]:

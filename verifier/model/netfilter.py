@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kspec import ruleset as rs
+from kspec.rules.iptables import ruleset as rs
 
 # How a table's walk of a packet ends (both engines).
 ACCEPT, DROP, REJECT, UNKNOWN = "accept", "drop", "reject", "unknown"

@@ -3,9 +3,9 @@ KUBE-SEP chain per endpoint that DNATs to it (spec §5.10, §5.11)."""
 from __future__ import annotations
 
 from kspec.compiler.context import NodeContext
+from kspec.compiler.iptables.words import comment, proto
+from kspec.compiler.iptables.writer import Restore
 from kspec.compiler.nodeview import EndpointView, PortView
-from kspec.compiler.words import comment, proto
-from kspec.compiler.writer import Restore
 
 
 def probability(remaining: int) -> str:

@@ -1,4 +1,4 @@
-"""Concrete packet tracing over a ``kspec.ruleset.Ruleset``: the engine that follows one packet.
+"""Concrete packet tracing over a ``kspec.rules.iptables.ruleset.Ruleset``: the engine that follows one packet.
 
 Two tracers live here:
 
@@ -13,7 +13,7 @@ Two tracers live here:
 Where the two disagree, and why, is documented in ``docs/tracer-vs-unit-tracer.md``.
 
 ``kube_proxy_state`` merges the jump rules kube-proxy installs in the built-in chains (spec §4.3; not part of
-its restore input; see ``compiler/basechains.py``) with a restore text.
+its restore input; see ``compiler/iptables/basechains.py``) with a restore text.
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kspec import ruleset as rs
-from kspec.ingest.iptables_save import parse_iptables_save
 from kspec.ir import IPAddress
-from kspec.verifier import matches, natpick
-from kspec.verifier.netfilter import (
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.iptables_save import parse_iptables_save
+from kspec.verifier.model import matches, natpick
+from kspec.verifier.model.netfilter import (
     ACCEPT,
     DROP,
     HOOKS_WITH_OUT,
@@ -57,7 +57,7 @@ def kube_proxy_state(restore_text: str, file: str = "<restore>", has_kube_firewa
     """The node's tables after kube-proxy's start-up jumps (``compiler.basechains``) and one
     ``iptables-restore --noflush`` of ``restore_text`` (what the kernel holds after a full sync). ``memo``: a
     ``RuleParser`` shared between the nodes of one cluster (see ``parse_iptables_save``)."""
-    from kspec.compiler.basechains import base_rules
+    from kspec.compiler.iptables.basechains import base_rules
 
     base = parse_iptables_save(base_rules(has_kube_firewall, declare_targets=True), "<kube-proxy jumps>", memo=memo)
     return base.restore(parse_iptables_save(restore_text, file, require_declared_jumps=False, memo=memo),
@@ -369,7 +369,7 @@ def trace(ruleset: rs.Ruleset, packet: Packet, local_ips: Iterable[IPAddress | s
     entry) instead of "no history, no match". ``masquerade_ip``: MASQUERADE's address (default: the first
     non-loopback local address of the packet's family).
     """
-    from kspec.verifier.walk import LOCAL_ROUTE, ExitKind, NodeWalk, Route, RouteKind
+    from kspec.verifier.model.walk import LOCAL_ROUTE, ExitKind, NodeWalk, Route, RouteKind
 
     engine = NodeTracer(ruleset, local_ips, affinity, ipsets)
     local = engine.local

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kspec import ir
 from kspec.compiler.context import NodeContext
+from kspec.compiler.iptables.words import comment, dest_port
+from kspec.compiler.iptables.writer import Restore
 from kspec.compiler.nodeview import PortView
-from kspec.compiler.words import comment, dest_port
-from kspec.compiler.writer import Restore
 
 
 def fixed_rules(out: Restore, ctx: NodeContext) -> None:

@@ -8,9 +8,9 @@ choices are branches). It backs ``kspec trace``; every counterexample the model 
 from __future__ import annotations
 
 from kspec import ir
-from kspec.verifier import tracer
-from kspec.verifier.network import ClusterNetwork, Disposition, Fate, Hop
-from kspec.verifier.walk import Walk
+from kspec.verifier.engines import tracer
+from kspec.verifier.model.network import ClusterNetwork, Disposition, Fate, Hop
+from kspec.verifier.model.walk import Walk
 
 
 class ConcreteCluster(Walk):

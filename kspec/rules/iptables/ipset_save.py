@@ -1,5 +1,5 @@
 """``ipset save`` output (and the same lines as ``ipset restore`` input) -> frozen ipset IR, with the kernel's
-membership test for ``-m set --match-set NAME FLAGS`` (``kspec.ruleset.SetMatch``).
+membership test for ``-m set --match-set NAME FLAGS`` (``kspec.rules.iptables.ruleset.SetMatch``).
 
 Calico, kube-router, Weave and firewalld keep addresses in ipsets and match them from iptables; a node's
 rules only mean something together with ``ipset save`` of the same node. Lines::
@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from kspec import ruleset as rs
 from kspec.diagnostics import Diagnostic, KspecError
-from kspec.ingest.iptables_save import PROTOCOLS
-from kspec.ingest.words import LineError as _LineError
-from kspec.ingest.words import columns as _columns
-from kspec.ingest.words import tokenize
 from kspec.ir import IPAddress, IPNetwork, Span
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.iptables_save import PROTOCOLS
+from kspec.rules.iptables.words import LineError as _LineError
+from kspec.rules.iptables.words import columns as _columns
+from kspec.rules.iptables.words import tokenize
 
 __all__ = ["AddressRange", "IpSet", "IpSets", "SetEntry", "SetIface", "SetPacket", "SetPort", "parse_ipset_save",
            "parse_ipset_save_file"]

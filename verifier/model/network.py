@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kspec import ir
-from kspec.verifier.encode import NodeModel
-from kspec.verifier.netfilter import Connection
+from kspec.verifier.engines.encode import NodeModel
+from kspec.verifier.model.netfilter import Connection
 
 # The walk's vocabulary, imported from here by most of kspec: the network and what happens on it.
-from kspec.verifier.walk import Disposition, Fate, Hop, Route, RouteKind  # noqa: F401
+from kspec.verifier.model.walk import Disposition, Fate, Hop, Route, RouteKind  # noqa: F401
 
 # The next hop an unnumbered node's IPv6 pods use: link-local only, as Calico's (the lab configures it).
 UNNUMBERED_V6_HOP = ipaddress.ip_address("fe80::1")

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import z3
 
-from kspec import ruleset as rs
 from kspec.ir import IPAddress
-from kspec.verifier import matches, natpick
-from kspec.verifier.matches import CHOICE, CONTINUE_TARGETS, PacketView
-from kspec.verifier.netfilter import (
+from kspec.rules.iptables import ruleset as rs
+from kspec.verifier.model import matches, natpick
+from kspec.verifier.model.matches import CHOICE, CONTINUE_TARGETS, PacketView
+from kspec.verifier.model.netfilter import (
     ACCEPT,
     DROP,
     REDO_DNAT_HOOKS,
@@ -131,7 +131,7 @@ class NodeModel:
     rules: rs.Ruleset
     local_ips: frozenset[IPAddress]
     width: int = 32  # 32 for IPv4, 128 for IPv6
-    ipsets: object = None  # kspec.ingest.ipset_save.IpSets: the node's sets, for -m set
+    ipsets: object = None  # kspec.rules.iptables.ipset_save.IpSets: the node's sets, for -m set
     local_routes: Mapping = field(default_factory=dict)  # own address -> its local route's device (network)
     device_routes: object = None  # IPv6: network.DeviceRoutes, what addrtype's route lookup meets
 

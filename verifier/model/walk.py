@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kspec import ir
-from kspec import ruleset as rs
-from kspec.verifier.netfilter import (
+from kspec.rules.iptables import ruleset as rs
+from kspec.verifier.model.netfilter import (
     ACCEPT,
     ANSWERED_LATER,
     DROP,
@@ -38,7 +38,7 @@ from kspec.verifier.netfilter import (
 )
 
 if TYPE_CHECKING:
-    from kspec.verifier.network import ClusterNetwork
+    from kspec.verifier.model.network import ClusterNetwork
 
 MAX_HOPS = 4  # a packet crosses at most entry node -> endpoint node; more means a routing loop
 

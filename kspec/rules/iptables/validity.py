@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from itertools import compress
 from operator import attrgetter, not_
 
-from kspec import ruleset as rs
 from kspec.diagnostics import Diagnostic, KspecError
 from kspec.heap import heap_frozen
-from kspec.ingest.words import LineError, tokenize_with_columns
 from kspec.ir import Span
+from kspec.rules.iptables import ruleset as rs
+from kspec.rules.iptables.words import LineError, tokenize_with_columns
 
 __all__ = ["MAX_DEPTH", "REJECT_TYPES", "check_ruleset", "require_valid"]
 

@@ -5,7 +5,7 @@ fresh node they end up in the order below. The verifier and the lab need them to
 """
 from __future__ import annotations
 
-from kspec.compiler.words import comment
+from kspec.compiler.iptables.words import comment
 
 # (table, built-in chain, extra matches, comment, target), in the order they end up on a fresh node.
 _JUMPS = (

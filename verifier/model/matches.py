@@ -20,9 +20,9 @@ from typing import Any
 
 import z3
 
-from kspec import ruleset as rs
 from kspec.ir import IPAddress
-from kspec.verifier.netfilter import ct_status
+from kspec.rules.iptables import ruleset as rs
+from kspec.verifier.model.netfilter import ct_status
 
 CHOICE = object()  # decided by a rate or a counter, not by the packet (see module docstring)
 
@@ -67,7 +67,7 @@ class PacketView:
     conn: Conn | None  # None: no connection (raw before conntrack, INVALID, UNTRACKED)
     local_ips: frozenset[IPAddress]
     socket: bool  # sent by a local socket (a node's process; not a forwarded packet, not a kernel ICMP error)
-    ipsets: Any = None  # kspec.ingest.ipset_save.IpSets, when the node's sets are known
+    ipsets: Any = None  # kspec.rules.iptables.ipset_save.IpSets, when the node's sets are known
     width: int = 32
     data: bool = False  # the client's data after the handshake (TCP PSH|ACK)
     in_iface: str | None = None  # None: sent by the node itself
@@ -258,7 +258,7 @@ def _set(m: rs.SetMatch, v: PacketView):
     if found is None or (v.random_port is not None and "port" in found.dimensions):
         return None  # (a set of ports may read the kernel's random pick: not looked into)
     if not any(_symbolic(x) for x in (v.src, v.sport, v.dst, v.dport)):
-        from kspec.ingest.ipset_save import SetPacket
+        from kspec.rules.iptables.ipset_save import SetPacket
 
         number = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58}.get(v.proto, 0)
         kind, code = _ICMP_ERROR.get(v.proto, (0, 0))
