@@ -33,7 +33,8 @@ def parse_text(text: str, filename: str = "<string>", k8s: Sequence[str] = (), p
                for path in draft.cluster.objects if path != "-" and not Path(_beside(filename, path)).is_file()]
     if missing:
         raise KspecError(draft.diagnostics + missing)
-    base, warnings = None, []
+    base: ir.Cluster | None = None
+    warnings: list[Diagnostic] = []
     if paths or proxy_config is not None:
         from kspec.ingest.k8s import load_k8s_with_diagnostics  # only specs with objects need YAML
 

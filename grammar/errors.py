@@ -39,7 +39,7 @@ def describe_terminals(names: set[str], lark: Lark) -> list[str]:
     kinds: set[str] = set()
     by_name = {t.name: t for t in lark.terminals}
     if "NAME" in names:  # a name may be quoted: the string is one way of writing it, not something else
-        names = [name for name in names if name != "STRING"]
+        names = {name for name in names if name != "STRING"}
     for name in names:
         if name in _DESCRIPTIONS:
             target = words if _DESCRIPTIONS[name][0].startswith("'") else kinds
@@ -82,6 +82,7 @@ def syntax_diagnostic(err: UnexpectedInput, accepted: set[str], lark: Lark, text
         span = Span(filename, tok.line, tok.column, tok.end_line, tok.end_column)
         return Diagnostic(span, f"{expected}, found {quote(str(tok))}")
     assert isinstance(err, UnexpectedCharacters)
-    char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+    pos = err.pos_in_stream or 0  # set for every error the lexer raises; lark types it optional
+    char = text[pos] if pos < len(text) else ""
     span = Span(filename, err.line, err.column, err.line, err.column + 1)
     return Diagnostic(span, f"{expected}, found {quote(char)}")

@@ -7,6 +7,7 @@ selector print the selector (the endpoints are recomputed on parsing); others pr
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from kspec import ir
 
@@ -27,7 +28,7 @@ def format_cluster(cluster: ir.Cluster, source: str | None = None) -> str:
     services = [svc for svc in cluster.services if own(svc)]
     items = [proxy, *nodes, *pods, *services, *cluster.clients, *cluster.load_balancers, *cluster.checks]
     trivia = attach(source, cluster, items) if source is not None else Trivia()
-    sections: list[list[tuple[object, str]]] = [
+    sections: list[Sequence[tuple[object, str]]] = [
         [("objects", _objects(cluster.objects))],
         [("cluster_cidr", _cluster_cidr(proxy))],
         [(proxy, _proxy(proxy))],
@@ -67,7 +68,7 @@ def _grouped(entries) -> list[list[tuple[object, str]]]:
     return sections
 
 
-def _width(section: list[tuple[object, str]]) -> int:
+def _width(section: Sequence[tuple[object, str]]) -> int:
     """The column the section's comments after one-line entries line up at (as gofmt aligns them)."""
     return max((len(text) for _, text in section if "\n" not in text), default=0)
 
@@ -295,12 +296,12 @@ def _client(client: ir.Client, pods: tuple[ir.Pod, ...]) -> str:
     if client.kind is ir.ClientKind.EXTERNAL:
         return f"{head} {{ ip {client.ip}  external }}"
     if client.kind is ir.ClientKind.NODE:
-        return f"{head} on node {_name(client.node)}" + (f" ip {client.ip}" if client.ip is not None else "") \
+        return f"{head} on node {_name(client.node or '')}" + (f" ip {client.ip}" if client.ip is not None else "") \
             + (f" uid {client.uid}" if client.uid else "") + (f" gid {client.gid}" if client.gid else "")
     pod = next((p for p in pods if p.ip == client.ip and p.node == client.node), None)
     if pod is not None:
         return f"{head} from pod {_qname(pod.key)}"
-    return f"{head} {{ ip {client.ip}  pod on {_name(client.node)} }}"
+    return f"{head} {{ ip {client.ip}  pod on {_name(client.node or '')} }}"
 
 
 def _load_balancer(lb: ir.LoadBalancer) -> str:

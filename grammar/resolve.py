@@ -107,7 +107,7 @@ class _Resolver:
                 if name in first:
                     where = self.draft.span_of(first[name], "name")
                     self._error(self.draft.span_of(node, "name"), f"duplicate {kind} '{name}'",
-                                f"first defined at {where.line}:{where.column}")
+                                f"first defined at {where.line}:{where.column}" if where else "defined twice")
                 else:
                     first[name] = node
 
@@ -141,10 +141,10 @@ class _Resolver:
         return dataclasses.replace(svc, endpoints=tuple(sorted(endpoints, key=endpoint_order)))
 
     def _selected_endpoints(self, svc: ir.Service) -> tuple[ir.Endpoint, ...]:
-        wanted = set(svc.selector)
+        wanted = set(svc.selector or ())
         pods = [pod for pod in self.cluster.pods if pod.namespace == svc.namespace and wanted <= set(pod.labels)]
         if not pods:
-            shown = ", ".join(f"{k} = {v}" for k, v in svc.selector)
+            shown = ", ".join(f"{k} = {v}" for k, v in svc.selector or ())
             self._warn(self.draft.span_of(svc, "selector"), f"selector {shown} of service {svc.key} matches no pod",
                        "the service has no endpoints")
         return tuple(ir.Endpoint(pod.ip, self._endpoint_ports(svc, pod), node=pod.node, ready=pod.ready,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,37 @@ def unquote(token: str) -> str:
     return re.sub(r"\\(.)", r"\1", token[1:-1])
 
 
+# Factories of transformer methods, one per family of similar grammar rules.
+def _detect(mode: ir.LocalDetectMode) -> Callable[[Any, Any, list[Any]], Any]:
+    """A transformer method reading one ``detect_local`` form."""
+    def method(self, meta, children):
+        interface = str(children[0]) if children else None
+        return Item("detect_local", ir.LocalDetect(mode, interface), self._span(meta))
+    return method
+
+
+def _flag(key: str) -> Callable[[Any, Any, list[Any]], Any]:
+    """A transformer method reading one boolean proxy setting."""
+    def method(self, meta, children):
+        return Item(key, children[0], self._span(meta))
+    return method
+
+
+def _atom(cls: Callable[..., Any]) -> Callable[[Any, Any, list[Any]], Any]:
+    """A transformer method building a property without operands."""
+    def method(self, meta, children):
+        return cls(span=self._span(meta))
+    return method
+
+
+def _binary(cls: Callable[..., Any]) -> Callable[[Any, Any, list[Any]], Any]:
+    """A transformer method building a property of two operands."""
+    def method(self, meta, children):
+        left, right = (c for c in children if not isinstance(c, Token))
+        return cls(left, right, span=self._span(meta))
+    return method
+
+
 @v_args(meta=True)
 class ToIR(Transformer):
     def __init__(self, filename: str):
@@ -111,7 +143,8 @@ class ToIR(Transformer):
         return ir.Span(self.filename, meta.line, meta.column, meta.end_line, meta.end_column)
 
     def _tspan(self, tok: Token) -> ir.Span:
-        return ir.Span(self.filename, tok.line, tok.column, tok.end_line, tok.end_column)
+        # A token from the parser always has a position; lark types it optional for hand-made tokens.
+        return ir.Span(self.filename, tok.line or 1, tok.column or 1, tok.end_line, tok.end_column)
 
     def _error(self, span: ir.Span | None, message: str, *notes: str) -> None:
         self.diagnostics.append(Diagnostic(span, message, notes=notes))
@@ -308,11 +341,6 @@ class ToIR(Transformer):
     def mark(self, meta, children):
         return Item("mark", unquote(children[0]), self._span(meta))
 
-    def _detect(mode: ir.LocalDetectMode):
-        def method(self, meta, children):
-            interface = str(children[0]) if children else None
-            return Item("detect_local", ir.LocalDetect(mode, interface), self._span(meta))
-        return method
 
     detect_cluster_cidr = _detect(ir.LocalDetectMode.CLUSTER_CIDR)
     detect_node_cidr = _detect(ir.LocalDetectMode.NODE_CIDR)
@@ -320,10 +348,6 @@ class ToIR(Transformer):
     detect_bridge = _detect(ir.LocalDetectMode.BRIDGE_INTERFACE)
     detect_interface_prefix = _detect(ir.LocalDetectMode.INTERFACE_NAME_PREFIX)
 
-    def _flag(key: str):
-        def method(self, meta, children):
-            return Item(key, children[0], self._span(meta))
-        return method
 
     masquerade_all = _flag("masquerade_all")
     localhost_node_ports = _flag("localhost_node_ports")
@@ -700,10 +724,6 @@ class ToIR(Transformer):
 
     # ---------------------------------------------------------------------------------- properties
 
-    def _atom(cls):
-        def method(self, meta, children):
-            return cls(span=self._span(meta))
-        return method
 
     delivered = _atom(ir.Delivered)
     answered = _atom(ir.Answered)
@@ -719,11 +739,6 @@ class ToIR(Transformer):
             self._ref("pod", pod.key, pod.span)
         return ir.EndpointIn(tuple(pod.key for pod in children), span=self._span(meta))
 
-    def _binary(cls):
-        def method(self, meta, children):
-            left, right = (c for c in children if not isinstance(c, Token))
-            return cls(left, right, span=self._span(meta))
-        return method
 
     implies = _binary(ir.Implies)
     or_ = _binary(ir.Or)
@@ -732,8 +747,6 @@ class ToIR(Transformer):
     def not_(self, meta, children):
         operand = next(c for c in children if not isinstance(c, Token))
         return ir.Not(operand, span=self._span(meta))
-
-    del _detect, _flag, _atom, _binary
 
 
 _CONDITIONS = ("ready", "serving", "terminating")

@@ -44,10 +44,10 @@ def load_settings(start: Path | None = None) -> dict:
             raise KspecError([Diagnostic(None, f"{path}: unknown [tool.kspec] setting '{key}' "
                                          f"(known: {', '.join(KEYS)})")])
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or (
-                kind is list and not all(isinstance(v, str) for v in value)):
+                isinstance(value, list) and not all(isinstance(v, str) for v in value)):
             raise KspecError([Diagnostic(None, f"{path}: [tool.kspec] {key} must be "
                                          f"{'a list of strings' if kind is list else kind.__name__}")])
-        if kind is int and value < 1:
+        if isinstance(value, int) and value < 1:
             raise KspecError([Diagnostic(None, f"{path}: [tool.kspec] {key} must be at least 1")])
         settings[key] = value
     return settings

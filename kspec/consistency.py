@@ -33,7 +33,7 @@ def _pod_cidrs(cluster: ir.Cluster) -> Iterator[Problem]:
     for node in cluster.nodes:
         for index, cidr in enumerate(node.pod_cidrs):
             same_family = [c for c in cluster_cidrs if c.version == cidr.version]
-            if same_family and not any(cidr.subnet_of(c) for c in same_family):
+            if same_family and not any(_inside(cidr, c) for c in same_family):
                 yield Problem(node, "pod_cidr", index, f"pod CIDR {cidr} of node {node.name} is outside the "
                                                        f"cluster CIDR {', '.join(map(str, same_family))}")
             for other_cidr, other in owner:
@@ -41,6 +41,11 @@ def _pod_cidrs(cluster: ir.Cluster) -> Iterator[Problem]:
                     yield Problem(node, "pod_cidr", index, f"pod CIDR {cidr} of node {node.name} overlaps "
                                                            f"{other_cidr} of node {other.name}")
             owner.append((cidr, node))
+
+
+def _inside(inner: ir.IPNetwork, outer: ir.IPNetwork) -> bool:
+    """``inner.subnet_of(outer)`` for networks of one family, in a form the type checker accepts for a union."""
+    return inner.network_address in outer and inner.broadcast_address in outer
 
 
 def _pod_ips(cluster: ir.Cluster) -> Iterator[Problem]:
@@ -52,7 +57,7 @@ def _pod_ips(cluster: ir.Cluster) -> Iterator[Problem]:
             continue
         node = nodes.get(pod.node)
         cidrs = [c for c in node.pod_cidrs if c.version == pod.ip.version] if node else []
-        if cidrs and not any(pod.ip in c for c in cidrs):
+        if node is not None and cidrs and not any(pod.ip in c for c in cidrs):
             yield Problem(pod, "ip", None, f"pod IP {pod.ip} of {pod.key} is outside the pod CIDR "
                                            f"{', '.join(map(str, cidrs))} of node {node.name}")
         if pod.ip in by_ip:

@@ -92,20 +92,21 @@ def _render_one(diag: Diagnostic, sources: dict[str, str], compact: bool) -> str
     if compact:
         return head
     lines = [head]
-    text = sources.get(diag.span.file) if diag.span else None
-    if text is not None:
+    span = diag.span
+    text = sources.get(span.file) if span else None
+    if span is not None and text is not None:
         source_lines = text.splitlines()
-        if 1 <= diag.span.line <= len(source_lines):
-            number = str(diag.span.line)
+        if 1 <= span.line <= len(source_lines):
+            number = str(span.line)
             gutter = " " * len(number)
-            source_line = source_lines[diag.span.line - 1]
+            source_line = source_lines[span.line - 1]
             width = 1
-            if diag.span.end_line == diag.span.line and diag.span.end_column:
-                width = max(1, diag.span.end_column - diag.span.column)
+            if span.end_line == span.line and span.end_column:
+                width = max(1, span.end_column - span.column)
             lines += [
                 f"{gutter} |",
                 f"{number} | {source_line}",
-                f"{gutter} | {' ' * (diag.span.column - 1)}{'^' * width}",
+                f"{gutter} | {' ' * (span.column - 1)}{'^' * width}",
             ]
     lines += [f"  = note: {note}" for note in diag.notes]
     return "\n".join(lines)

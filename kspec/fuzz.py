@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from kspec import ir
 from kspec.diagnostics import Diagnostic, KspecError
@@ -154,7 +154,7 @@ def load_property(spec: str) -> Callable[[ir.Cluster], object]:
     try:
         if where.endswith(".py"):
             loader_spec = importlib.util.spec_from_file_location(Path(where).stem, where)
-            if loader_spec is None or not Path(where).is_file():
+            if loader_spec is None or loader_spec.loader is None or not Path(where).is_file():
                 raise ImportError(f"no file {where}")
             module = importlib.util.module_from_spec(loader_spec)
             loader_spec.loader.exec_module(module)
@@ -196,7 +196,7 @@ def run_target(target: Target, *, examples: int, deadline: float, progress: Call
     done = 0
     while done < examples and time.monotonic() < deadline:
         size = min(batch, examples - done)
-        state = {"cluster": None, "message": "", "count": 0, "first": 0}
+        state: dict[str, Any] = {"cluster": None, "message": "", "count": 0, "first": 0}
 
         @settings(max_examples=size, deadline=None, database=None, derandomize=False, print_blob=False,
                   suppress_health_check=list(HealthCheck),

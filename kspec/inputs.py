@@ -23,7 +23,7 @@ def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: s
     from kspec.releases import with_release
 
     if not k8s and spec is not None and Path(spec).suffix in OBJECT_SUFFIXES:
-        spec, k8s = None, [spec]
+        k8s, spec = [spec], None
     if spec is None:
         if not k8s:
             raise KspecError([Diagnostic(None, "no input: give a .k spec or --k8s OBJECTS")])

@@ -67,6 +67,13 @@ class SpecFile(pytest.File):
 
 
 class _KspecItem(pytest.Item):
+    @property
+    def spec_file(self) -> SpecFile:
+        """The spec this item checks (its parent collector: kspec items are made by SpecFile only)."""
+        if not isinstance(self.parent, SpecFile):
+            raise TypeError(f"{self.name} was not collected from a .k spec")
+        return self.parent
+
     def _fail_on(self, results) -> None:
         from kspec.report import outcomes
 
@@ -86,7 +93,7 @@ class CheckItem(_KspecItem):
         self.check = check
 
     def runtest(self) -> None:
-        self._fail_on([self.parent.results()[self.check.name]])
+        self._fail_on([self.spec_file.results()[self.check.name]])
 
     def reportinfo(self):
         line = self.check.span.line - 1 if self.check.span else 0
@@ -98,7 +105,7 @@ class BuiltinsItem(_KspecItem):
         from kspec.verifier import verify
 
         timeout = int(float(self.config.getini("kspec_timeout")) * 1000)
-        self._fail_on(verify(self.parent.cluster, (), builtins=True, timeout_ms=timeout))
+        self._fail_on(verify(self.spec_file.cluster, (), builtins=True, timeout_ms=timeout))
 
     def reportinfo(self):
         return self.path, 0, f"{self.path.name}: built-in properties"
@@ -132,7 +139,7 @@ def kspec_specs(pytestconfig: pytest.Config) -> dict[str, object]:
     from kspec.grammar import load
 
     root = Path(pytestconfig.rootpath)
-    found = {}
+    found: dict[str, object] = {}
     for folder in pytestconfig.getini("kspec_spec_dirs"):
         for path in sorted((root / folder).glob("*.k")):
             found[str(path.relative_to(root))] = load(path)[0]

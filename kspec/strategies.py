@@ -31,8 +31,9 @@ and Services get both addresses, every pod and addressed client an IPv6 twin nam
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -244,6 +245,10 @@ def endpoints_for(service: ir.Service, pods: Sequence[ir.Pod]) -> tuple[ir.Endpo
     return tuple(sorted(result, key=lambda e: (e.ip.version, int(e.ip))))
 
 
+def _with_protocol(protocol: ir.Protocol) -> Callable[[int], tuple[int, ir.Protocol]]:
+    return lambda port: (port, protocol)
+
+
 @st.composite
 def services(draw, name: str = "svc-1", pods: Sequence[ir.Pod] = (),
              shapes: st.SearchStrategy | None = None, max_ports: int = 2,
@@ -272,7 +277,7 @@ def services(draw, name: str = "svc-1", pods: Sequence[ir.Pod] = (),
         target = draw(st.none() | st.sampled_from((8080, 9376)) | st.integers(1, 65535), label="targetPort")
         np = 0
         if with_node_ports:
-            np = alloc.take(draw, node_port.map(lambda p, proto=protocol: (p, proto)), "nodePort")[0]
+            np = alloc.take(draw, node_port.map(_with_protocol(protocol)), "nodePort")[0]
         ports.append(ir.ServicePort(f"p{index + 1}" if count > 1 else "", protocol, number, target, np))
     # app=c selects no pod (a Service without endpoints), one time in five.
     selector = (("app", draw(st.sampled_from(LABEL_VALUES * 2 + ("c",)), label="selector")),)
@@ -289,7 +294,7 @@ def services(draw, name: str = "svc-1", pods: Sequence[ir.Pod] = (),
             ranges = (draw(networks(CLIENT_CIDR, 24, 28), label="source range"),)
         if shape.external_traffic_policy is ir.TrafficPolicy.LOCAL:
             hc = alloc.take(draw, node_port.map(lambda p: (p, ir.Protocol.TCP)), "healthCheckNodePort")[0]
-    external_ips = ()
+    external_ips: tuple[ir.IPAddress, ...] = ()
     if draw(st.booleans(), label="external IPs"):
         external_ips = (alloc.take(draw, addresses(EXTERNAL_IP_CIDR), "external IP"),)
     affinity = None
@@ -355,7 +360,7 @@ def checks(draw, cluster: ir.Cluster, max_checks: int = 2) -> tuple[ir.Check, ..
         node = None
         if via is ir.Via.NODE_PORT:
             node = draw(st.none() | st.sampled_from([n.name for n in cluster.nodes]), label="node")
-        clients = ()
+        clients: tuple[str, ...] = ()
         if cluster.clients and draw(st.booleans(), label="some clients"):
             clients = (draw(st.sampled_from([c.name for c in cluster.clients]), label="client"),)
         prop = draw(props(), label="prop")
@@ -444,7 +449,7 @@ class ClientPacket:
 def packets(draw, cluster: ir.Cluster, vias: Sequence[ir.Via] = tuple(ir.Via)) -> ClientPacket:
     """A client packet aimed at a cluster IP, a node port, an external IP or a load balancer VIP of one of
     ``cluster``'s Services (the cluster needs at least one client and one Service with a port)."""
-    targets = []
+    targets: list[tuple[ir.Service, ir.ServicePort, ir.Via, ir.IPAddress | None, int, str | None]] = []
     for svc in cluster.services:
         if not svc.cluster_ips or not svc.ports:
             continue
@@ -525,7 +530,7 @@ def as_dual_stack(cluster: ir.Cluster) -> ir.Cluster:
     p4, p6 = cluster.proxy, six.proxy
     proxy = replace(p4, cluster_cidrs=p4.cluster_cidrs + p6.cluster_cidrs,
                     node_port_addresses=None if p4.node_port_addresses is None
-                    else p4.node_port_addresses + p6.node_port_addresses)
+                    else p4.node_port_addresses + (p6.node_port_addresses or ()))
     services = tuple(replace(a, cluster_ips=a.cluster_ips + b.cluster_ips, endpoints=a.endpoints + b.endpoints,
                              external_ips=a.external_ips + b.external_ips,
                              load_balancer_ingress=a.load_balancer_ingress + b.load_balancer_ingress,
@@ -552,8 +557,8 @@ def _endpoint_pods(prop: ir.Prop, change) -> ir.Prop:
     """``prop`` with the pods of each ``endpoint in {...}`` replaced by ``change(pods)``."""
     if isinstance(prop, ir.EndpointIn):
         return replace(prop, pods=change(prop.pods))
-    parts = {name: _endpoint_pods(getattr(prop, name), change) for name in ("operand", "left", "right")
-             if hasattr(prop, name)}
+    parts: dict[str, Any] = {name: _endpoint_pods(getattr(prop, name), change)
+                             for name in ("operand", "left", "right") if hasattr(prop, name)}
     return replace(prop, **parts)
 
 

@@ -6,6 +6,8 @@ endpoints come from the slices), so what the compiler sees is the same cluster.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from kspec import ir
 
 
@@ -90,7 +92,8 @@ def _service(svc: ir.Service) -> list[dict]:
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": svc.session_affinity.timeout_seconds}}
     status = {"loadBalancer": {"ingress": [{"ip": str(i.ip), **({"ipMode": i.mode.value} if i.mode else {})}
                                            for i in svc.load_balancer_ingress]}}
-    objects = [{"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec, "status": status}]
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec, "status": status}]
     for version, family in ((4, "IPv4"), (6, "IPv6")):
         eps = [e for e in svc.endpoints if e.ip.version == version]
         if not eps:
@@ -100,7 +103,7 @@ def _service(svc: ir.Service) -> list[dict]:
         for e in eps:
             by_ports.setdefault(tuple((p.name, p.protocol, p.port) for p in e.ports), []).append(e)
         for index, (port_key, group) in enumerate(by_ports.items()):
-            endpoints = []
+            endpoints: list[dict[str, Any]] = []
             for e in group:
                 entry = {"addresses": [str(e.ip)],
                          "conditions": {"ready": e.ready, "serving": e.serving, "terminating": e.terminating}}

@@ -51,9 +51,17 @@ def _node(proxier: dict, family: ir.IPFamily) -> ir.Node:
     node_ip = parse_ip_lenient(proxier["nodeIP"])
     detector = proxier.get("localDetector") or {}
     # The NodeCIDR local detector's CIDR is this node's pod CIDR (not a cluster CIDR).
-    pod_cidrs = (parse_cidr_lenient(detector["cidr"]),) if detector.get("mode") == "NodeCIDR" else ()
+    pod_cidrs = (_cidr(detector["cidr"]),) if detector.get("mode") == "NodeCIDR" else ()
     return ir.Node(name=proxier["nodeName"], ips=tuple(ips), pod_cidrs=pod_cidrs,
                    proxy_ip=None if node_ip == ir.Node("", tuple(ips)).primary_ip(family) else node_ip)
+
+
+def _cidr(text: str) -> ir.IPNetwork:
+    """A CIDR of the corpus, which holds only valid ones (kube-proxy's tests parse them the same way)."""
+    cidr = parse_cidr_lenient(text)
+    if cidr is None:
+        raise ValueError(f"corpus CIDR {text!r} does not parse")
+    return cidr
 
 
 def _proxy(proxier: dict, family: ir.IPFamily) -> ir.ProxyConfig:
@@ -61,7 +69,7 @@ def _proxy(proxier: dict, family: ir.IPFamily) -> ir.ProxyConfig:
     mode = _DETECT[detector["mode"]]
     cidrs: tuple[ir.IPNetwork, ...] = ()
     if mode is ir.LocalDetectMode.CLUSTER_CIDR:
-        cidrs = (parse_cidr_lenient(detector["cidr"]),)
+        cidrs = (_cidr(detector["cidr"]),)
     counters = proxier.get("nfacctCounters") or {}
     node_port_addresses = proxier.get("nodePortAddresses")
     return ir.ProxyConfig(
@@ -71,7 +79,7 @@ def _proxy(proxier: dict, family: ir.IPFamily) -> ir.ProxyConfig:
         masquerade_bit=proxier["masqueradeBit"],
         localhost_node_ports=proxier["localhostNodePorts"],
         node_port_addresses=None if node_port_addresses is None else tuple(
-            parse_cidr_lenient(c) for c in node_port_addresses),
+            _cidr(c) for c in node_port_addresses),
         large_cluster_threshold=proxier.get("largeClusterEndpointsThreshold", 1000),
         random_fully=proxier["iptablesHasRandomFully"],
         nfacct=any(counters.values()),

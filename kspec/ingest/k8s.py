@@ -56,6 +56,7 @@ always given explicitly by the EndpointSlices (``ir.Service.selector`` None).
 """
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -163,7 +164,7 @@ class _Obj:
     def list(self, m: PosMap, key: str, path: str) -> PosList:
         return self.get(m, key, PosList, path, default=_empty_list(m))
 
-    def enum(self, m: PosMap, key: str, path: str, enum_type: type, default: Any) -> Any:
+    def enum(self, m: PosMap, key: str, path: str, enum_type: type[enum.Enum], default: Any) -> Any:
         value = self.get(m, key, str, path)
         if value is None or value == "":
             return default
@@ -533,6 +534,7 @@ def read_service(obj: _Obj, doc: PosMap) -> ir.Service:
 
 def _cluster_ips(obj: _Obj, spec: PosMap) -> tuple[ir.IPAddress, ...]:
     """``clusterIPs`` (or the older ``clusterIP``); "None" (headless) and "" (unallocated) give ()."""
+    values: list[Any]
     if spec.get("clusterIPs") is not None:
         values = obj.list(spec, "clusterIPs", "spec.clusterIPs")
         spans, path = values.spans, "spec.clusterIPs"

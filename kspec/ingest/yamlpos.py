@@ -18,11 +18,14 @@ from kspec.ir import Span
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class PosMap(dict):
+class PosMap(dict[str, Any]):
     """A YAML mapping; ``span`` is the mapping's own position, ``span_of(key)`` that of a value and
     ``span_of_key(key)`` that of the key itself."""
 
     __slots__ = ("span", "spans", "key_spans")
+    span: Span
+    spans: dict[str, Span]
+    key_spans: dict[str, Span]
 
     def span_of(self, key: str) -> Span:
         return self.spans.get(key, self.span)
@@ -31,10 +34,12 @@ class PosMap(dict):
         return self.key_spans.get(key, self.span)
 
 
-class PosList(list):
+class PosList(list[Any]):
     """A YAML sequence; ``span_at(i)`` is the position of item ``i``."""
 
     __slots__ = ("span", "spans")
+    span: Span
+    spans: list[Span]
 
     def span_at(self, index: int) -> Span:
         return self.spans[index] if 0 <= index < len(self.spans) else self.span
@@ -99,6 +104,7 @@ class _Converter:
         if key in self.in_progress:
             raise _RecursiveAlias(span_of_node(node, self.file))
         self.in_progress.add(key)
+        result: Any
         if isinstance(node, yaml.MappingNode):
             result = self._mapping(node)
         elif isinstance(node, yaml.SequenceNode):

@@ -151,7 +151,7 @@ def _probe(lab, check: ir.Check, inst, predicted):
     from kspec.lab.probe import CONNECT_TIMEOUT, send_batch
     from kspec.lab.report import ProbeResult
     from kspec.lab.topology import LabError, call_in_ns
-    from kspec.verifier.model.network import Disposition
+    from kspec.verifier.model.walk import Disposition
 
     start = time.monotonic()
     ns, src = _client_end(lab, inst.client)

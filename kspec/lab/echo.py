@@ -58,7 +58,7 @@ def _bound(server_class: type, addr: str, port: int, handler: type) -> socketser
     if ":" not in addr:
         return server_class((addr, port), handler)
 
-    class V6Only(server_class):  # type: ignore[misc, valid-type]
+    class V6Only(server_class):
         address_family = socket.AF_INET6
 
         def server_bind(self) -> None:
@@ -101,7 +101,7 @@ def _echo_udp(pod: str, port: int, addr: str) -> socketserver.BaseServer:
             sock.sendto(echo_body(pod, self.client_address[0]).encode(), self.client_address)
 
     server = _bound(socketserver.ThreadingUDPServer, addr, port, Handler)
-    server.daemon_threads = True
+    server.daemon_threads = True  # type: ignore[attr-defined]  # _bound returns the base type; this is a ThreadingMixIn
     return server
 
 

@@ -36,6 +36,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from kspec.lab.echo import parse_echo
 
@@ -130,6 +131,11 @@ def _with_icmp(attempt: Try, icmp: tuple[str, str, str] | None, protocol: str) -
     return Try(attempt.sport, REFUSED, detail="connection refused")
 
 
+def _socket_of(key: selectors.SelectorKey) -> socket.socket:
+    # Only sockets are ever registered with the selector; the key types its object as any file-like thing.
+    return cast(socket.socket, key.fileobj)
+
+
 def _tcp(family: int, src: str, dst: str, dport: int, count: int, timeout: float) -> list[Try]:
     sel = selectors.DefaultSelector()
     state: dict[socket.socket, dict] = {}
@@ -166,7 +172,7 @@ def _tcp(family: int, src: str, dst: str, dport: int, count: int, timeout: float
                         _drop(sel, state, sock)
                 continue
             for key, _mask in sel.select(deadline - now):
-                sock = key.fileobj
+                sock = _socket_of(key)
                 s = state[sock]
                 if s["phase"] == "connect":
                     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -253,7 +259,7 @@ def _udp(family: int, src: str, dst: str, dport: int, count: int, timeout: float
             if not state or now >= deadline:
                 break
             for key, _mask in sel.select(deadline - now):
-                sock = key.fileobj
+                sock = _socket_of(key)
                 sport = state[sock]
                 try:
                     data = sock.recv(65536)

@@ -5,7 +5,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from kspec.lab.probe import DELIVERED, DROPPED, HOST, NO_ROUTE, REFUSED, REJECTED, Try
-from kspec.verifier.model.network import Disposition, Fate
+from kspec.verifier.model.walk import Disposition, Fate
 from kspec.verifier.predict import Outcome
 from kspec.verifier.properties import Target
 

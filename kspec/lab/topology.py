@@ -40,7 +40,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -60,6 +60,13 @@ T = TypeVar("T")
 
 class LabError(RuntimeError):
     """The lab could not be built or driven (the message says which step and why)."""
+
+
+def _external_ip(client: ir.Client) -> ir.IPAddress:
+    # The lab takes only the external clients that have an address; the check keeps that visible to types.
+    if client.ip is None:
+        raise LabError(f"external client {client.name} has no address")
+    return client.ip
 
 
 def tool_path() -> str:
@@ -386,7 +393,7 @@ class Lab:
             net += [f"link set n{i} master br0", f"link set n{i} up"]
             net += [f"route add {host(ip)} dev br0" for ip in ips(node.ips)]
         for i, client in enumerate(externals):
-            net += [f"link set c{i} up", f"route add {host(client.ip)} dev c{i}"]
+            net += [f"link set c{i} up", f"route add {host(_external_ip(client))} dev c{i}"]
             if family is ir.IPFamily.V6:  # neighbour discovery answers only for the link's own addresses
                 net.append(f"addr add {host(router)} dev c{i}")
         if self.lb:
@@ -450,7 +457,7 @@ class Lab:
             sysctls[ns] |= values
         for client in externals:
             ns = self.clients[client.name]
-            per_ns[ns] += ["link set eth0 up", f"addr add {host(client.ip)} dev eth0",
+            per_ns[ns] += ["link set eth0 up", f"addr add {host(_external_ip(client))} dev eth0",
                            f"route add default via {router} dev eth0 onlink"]
 
         for ns, cmds in per_ns.items():
@@ -608,7 +615,7 @@ class Lab:
         in_ns(self.net, [self.iptables("iptables-restore")], stdin=self._router_rules(lines))
         self.lb_filter = True
 
-    def _router_rules(self, before: list[str] = ()) -> str:
+    def _router_rules(self, before: Sequence[str] = ()) -> str:
         """The router's filter table: ``before`` (a probe's source filter), then the outside world's REJECT
         (restored whole each time: without it, traffic leaving the cluster would loop until its TTL ran out)."""
         outside = _OUTSIDE_RULE.format(unreachable=_NO_ROUTE_ICMP[self.family])

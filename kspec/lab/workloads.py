@@ -13,6 +13,7 @@ import select
 import subprocess
 import sys
 import time
+from typing import IO
 
 from kspec import ir
 from kspec.compiler.healthcheck import healthy_nodes, healthz, local_endpoint_counts
@@ -56,6 +57,13 @@ def node_answers(cluster: ir.Cluster, node: str, family: ir.IPFamily = ir.IPFami
     return servers
 
 
+def _pipes(proc: subprocess.Popen[str]) -> tuple[IO[str], IO[str]]:
+    """The server's stdout and stderr (opened as pipes by ``start_servers``)."""
+    if proc.stdout is None or proc.stderr is None:
+        raise LabError("a lab server was started without pipes")
+    return proc.stdout, proc.stderr
+
+
 def start_servers(lab: Lab, keep: bool = False) -> None:
     """Every server, started in parallel, then waited for until each has bound its sockets."""
     start = time.monotonic()
@@ -83,15 +91,16 @@ def start_servers(lab: Lab, keep: bool = False) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     for what, proc in started:
         remaining = max(0.0, deadline - time.monotonic())
-        ready, _, _ = select.select([proc.stdout], [], [], remaining)
-        line = proc.stdout.readline() if ready else ""
+        stdout, stderr = _pipes(proc)
+        ready, _, _ = select.select([stdout], [], [], remaining)
+        line = stdout.readline() if ready else ""
         if line.strip() != "ready":
             proc.kill()
-            error = proc.stderr.read() if proc.poll() is not None else ""
+            error = stderr.read() if proc.poll() is not None else ""
             raise LabError(f"the {what} did not start within {READY_TIMEOUT:g}s: "
                            f"{error.strip() or line.strip() or 'no output'}")
-        proc.stdout.close()
-        proc.stderr.close()
+        stdout.close()
+        stderr.close()
     lab.timings["servers"] = time.monotonic() - start
 
 

@@ -4,6 +4,7 @@ read the plain data of ``verifier.diff.result_json``."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 
 from kspec.report.github import _data, _prop
 from kspec.report.sarif import SCHEMA, _origin_location, _span_location, _step_message
@@ -72,17 +73,17 @@ def render_diff_sarif(data: dict, spans: dict) -> str:
 
     from kspec import __version__ as version
 
-    results = []
+    results: list[dict[str, Any]] = []
     for d in data["differences"]:
-        result = {"ruleId": "diff", "level": "error",
+        result: dict[str, Any] = {"ruleId": "diff", "level": "error",
                   "message": {"text": f"{d['destination']}: {difference_text(data, d)}".replace("\n", "; ")}}
         span = spans.get(d.get("service") or "")
         if span is not None:
             result["locations"] = [_span_location(span)]
-        threads = []
+        threads: list[dict[str, Any]] = []
         for side, fates in zip(data["sides"], (d["before"], d["after"])):
             for fate in fates:
-                flow = []
+                flow: list[dict[str, Any]] = []
                 for number, hop in enumerate(fate["hops"], 1):
                     for step in hop["steps"]:
                         location = dict(_origin_location(step.get("origin")) or {})

@@ -13,8 +13,8 @@ def render_junit(outs) -> str:
     root = ET.Element("testsuites", name="kspec verify", tests=str(len(outs)),
                       failures=str(sum(o.failed for o in outs)), errors="0",
                       skipped=str(sum(not o.failed and o.verdict == "unknown" for o in outs)), time="0")
-    for spec, group in groupby(outs, key=lambda o: o.spec):
-        group = list(group)
+    for spec, grouped in groupby(outs, key=lambda o: o.spec):
+        group = list(grouped)
         suite = ET.SubElement(root, "testsuite", name=spec, tests=str(len(group)),
                               failures=str(sum(o.failed for o in group)), errors="0",
                               skipped=str(sum(not o.failed and o.verdict == "unknown" for o in group)), time="0")

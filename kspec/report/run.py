@@ -3,9 +3,11 @@ every requested report (``--format NAME[=FILE]``, several at once)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from kspec import ir
 from kspec.report import Outcome, outcomes, parse_format, render, use_color
 
 
@@ -19,7 +21,7 @@ def _verify_one(path: str, cluster, timeout_ms: int, rules, builtins: bool, allo
     return outcomes(path, results, allow_unknown, scene(cluster))
 
 
-def verify_outcomes(loaded: list[tuple[str, object]], *, timeout_ms: int, rules=None, builtins: bool = True,
+def verify_outcomes(loaded: Sequence[tuple[str, ir.Cluster]], *, timeout_ms: int, rules=None, builtins: bool = True,
                     allow_unknown: bool = False, jobs: int = 1, family=None, ipsets=None,
                     strict: bool = False, progress=None) -> list[Outcome]:
     """Outcomes for every (spec, check), in spec order; specs are verified ``jobs`` at a time. ``family``:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 from urllib.parse import quote
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -64,7 +65,9 @@ def _result(out) -> dict:
     if out.span is not None:
         result["locations"] = [_span_location(out.span)]
     if ce:
-        related, flow, seen_ids = [], [], {}
+        related: list[dict[str, Any]] = []
+        flow: list[dict[str, Any]] = []
+        seen_ids: dict[str, int] = {}
         for number, hop in enumerate(ce["hops"], 1):
             for step in hop["steps"]:
                 location = _origin_location(step.get("origin"))
