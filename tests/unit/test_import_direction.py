@@ -181,3 +181,33 @@ def test_a_planted_cycle_is_reported():
     planted["kspec.verifier.cycle_b"] = "from kspec.verifier.cycle_a import x\n"
     found = violations(imports(planted))
     assert "import cycle: kspec.verifier.cycle_a -> kspec.verifier.cycle_b" in found, found
+
+
+def solver_users(modules: dict[str, str]) -> set[str]:
+    """Modules that import z3 at run time (under ``if TYPE_CHECKING:`` does not count)."""
+    users = set()
+    for name, text in modules.items():
+        tree = ast.parse(text)
+        hidden = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _type_checking(node.test)
+                  for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in hidden:
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            if any(n == "z3" or n.startswith("z3.") for n in names):
+                users.add(name)
+    return users
+
+
+def test_z3_stays_inside_the_verifier():
+    # The solver's boundary: everything outside kspec.verifier gets plain values (verdicts, packets, traces).
+    users = solver_users(sources())
+    assert users, "no module imports z3: the check reads the wrong sources"
+    assert sorted(u for u in users if not u.startswith("kspec.verifier.")) == []
+
+
+def test_a_planted_z3_import_outside_the_verifier_is_reported():
+    planted = dict(sources())
+    planted["kspec.lab.planted"] = "def later():\n    import z3\n"
+    assert "kspec.lab.planted" in solver_users(planted)
