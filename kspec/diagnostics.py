@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kspec.ir import Span
 
@@ -51,7 +52,6 @@ def remembered_sources() -> dict[str, str]:
 
 def sources_of(diagnostics) -> dict[str, str]:
     """The text of every file the diagnostics point into (for their snippets), remembered ones included."""
-    from pathlib import Path
 
     sources = dict(_REMEMBERED)
     for diag in diagnostics:

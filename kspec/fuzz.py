@@ -20,8 +20,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from kspec import ir
-from kspec.diagnostics import Diagnostic, KspecError
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kspec import ir, testing
+from kspec import strategies as ks
+from kspec.diagnostics import Diagnostic, KspecError, report
+from kspec.grammar import format_cluster
+from kspec.inputs import EXIT_FAILED, EXIT_OK, load_cluster, write_atomic
+from kspec.report import outcomes
+from kspec.verifier import verify
+from kspec.verifier.builtins import builtin_checks, with_builtin_clients
 
 
 @dataclass
@@ -52,8 +63,6 @@ class PropertyTarget(Target):
         return self._strategy
 
     def check(self, cluster: ir.Cluster) -> None:
-        from kspec import testing
-
         testing._seen.clear()
         try:
             ok = self.func(cluster)
@@ -75,9 +84,6 @@ class BuiltinsTarget(Target):
         return self._strategy
 
     def check(self, cluster: ir.Cluster) -> None:
-        from kspec.report import outcomes
-        from kspec.verifier import verify
-
         bad = [o for o in outcomes(cluster.name + ".k", verify(cluster, (), builtins=True)) if o.failed]
         if bad:
             raise AssertionError("\n".join(o.text for o in bad))
@@ -91,9 +97,6 @@ class SpecTarget(Target):
         self._baseline: dict | None = None
 
     def _verdicts(self, cluster: ir.Cluster, keys: set[str]) -> dict[str, str]:
-        from kspec.verifier import verify
-        from kspec.verifier.builtins import builtin_checks, with_builtin_clients
-
         own = {r.check.name: r.verdict.value for r in verify(cluster)}
         original = replace(cluster, services=tuple(s for s in cluster.services if s.key in keys))
         builtins = builtin_checks(original)
@@ -106,10 +109,6 @@ class SpecTarget(Target):
         return self._baseline
 
     def strategy(self):
-        from hypothesis import strategies as st
-
-        from kspec import strategies as ks
-
         base = self.cluster
 
         @st.composite
@@ -180,8 +179,6 @@ def spec_paths(paths: list[str]) -> list[Path]:
 
 
 def reproducer(failure: Failure) -> str:
-    from kspec.grammar import format_cluster
-
     header = [f"# kspec fuzz: {failure.target} failed on this cluster (shrunk by Hypothesis).",
               "# Save it, fix the cause, and re-run: kspec verify THIS_FILE (or your property on it)."]
     header += ["# " + line for line in failure.message.splitlines()[:80]]
@@ -191,7 +188,6 @@ def reproducer(failure: Failure) -> str:
 def run_target(target: Target, *, examples: int, deadline: float, progress: Callable[[], None],
                batch: int = 20) -> tuple[int, Failure | None]:
     """Run ``target`` until ``examples`` examples or the deadline; (examples run, first failure or None)."""
-    from hypothesis import HealthCheck, Phase, given, settings
 
     done = 0
     while done < examples and time.monotonic() < deadline:
@@ -223,10 +219,6 @@ def run_target(target: Target, *, examples: int, deadline: float, progress: Call
 
 
 def run_fuzz(args, out: TextIO, err: TextIO) -> int:
-    from kspec import strategies as ks
-    from kspec.diagnostics import report
-    from kspec.inputs import EXIT_FAILED, EXIT_OK, load_cluster, write_atomic
-
     strategy = ks.clusters(max_nodes=args.max_nodes, max_services=args.max_services)
     targets: list[Target] = []
     if args.property:
@@ -242,8 +234,6 @@ def run_fuzz(args, out: TextIO, err: TextIO) -> int:
     examples = args.examples if args.examples is not None else 10**9
     start, seconds = time.monotonic(), (args.seconds if args.seconds is not None else 10**9)
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(file=err, no_color=bool(args.no_color) or None, force_terminal=None)
     total = None if args.examples is None else examples * len(targets)

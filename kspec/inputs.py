@@ -10,6 +10,9 @@ from pathlib import Path
 
 from kspec import ir
 from kspec.diagnostics import Diagnostic, KspecError
+from kspec.grammar import load
+from kspec.ingest.k8s import load_k8s_with_diagnostics
+from kspec.releases import with_release
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 OBJECT_SUFFIXES = (".yaml", ".yml", ".json")  # files of Kubernetes objects, not specs
@@ -20,18 +23,15 @@ def load_cluster(spec: str | None, k8s: list[str] | None = None, proxy_config: s
     """A cluster from a ``.k`` spec, or from Kubernetes objects (YAML/JSON; ``-`` is ``stdin``) with an
     optional proxy config, or both: the objects joined by the spec's own nodes, pods, Services, clients and
     checks. As kube-proxy ``release`` programs it (``--kube-proxy-version``; None: the newest supported)."""
-    from kspec.releases import with_release
 
     if not k8s and spec is not None and Path(spec).suffix in OBJECT_SUFFIXES:
         k8s, spec = [spec], None
     if spec is None:
         if not k8s:
             raise KspecError([Diagnostic(None, "no input: give a .k spec or --k8s OBJECTS")])
-        from kspec.ingest.k8s import load_k8s_with_diagnostics
 
         cluster, warnings = load_k8s_with_diagnostics(list(k8s), proxy_config, stdin=stdin)
         return with_release(cluster, release), list(warnings)
-    from kspec.grammar import load
 
     cluster, warnings = load(spec, k8s or (), proxy_config, stdin)
     return with_release(cluster, release), warnings

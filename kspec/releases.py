@@ -8,6 +8,7 @@ import dataclasses
 
 from kspec import ir
 from kspec.diagnostics import Diagnostic, KspecError
+from kspec.topology import with_controller_hints
 
 OLDEST, NEWEST = (1, 28), (1, 36)
 SUPPORTED = tuple((1, minor) for minor in range(OLDEST[1], NEWEST[1] + 1))
@@ -73,7 +74,6 @@ def with_release(cluster: ir.Cluster, value: str | None) -> ir.Cluster:
         raise KspecError([Diagnostic(proxy.span, f'nodePortAddresses "primary" needs kube-proxy '
                                                  f'{text(NODE_PORT_PRIMARY)} or later (this is '
                                                  f'{text(proxy.kube_proxy_version)})')])
-    from kspec.topology import with_controller_hints
 
     cluster = dataclasses.replace(cluster, proxy=proxy) if proxy is not cluster.proxy else cluster
     return with_controller_hints(cluster)  # the controller of that release writes the hints

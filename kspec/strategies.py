@@ -38,6 +38,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from kspec import ir
+from kspec.grammar import format_cluster
 
 __all__ = [
     "NODE_CIDR", "CLUSTER_CIDR", "SERVICE_CIDR", "LB_CIDR", "EXTERNAL_IP_CIDR", "CLIENT_CIDR",
@@ -578,6 +579,5 @@ def _moved(value):
 
 def specs(**cluster_options) -> st.SearchStrategy[str]:
     """``.k`` spec text of a drawn cluster (``clusters(**cluster_options)``); parses back to that cluster."""
-    from kspec.grammar import format_cluster
 
     return clusters(**cluster_options).map(format_cluster)

@@ -22,7 +22,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from hypothesis import given, note, settings
+
 from kspec import ir
+from kspec.grammar import format_cluster
+from kspec.report import outcomes
+from kspec.strategies import clusters
+from kspec.verifier import verify as run
+from kspec.verifier.builtins import ANY_EXTERNAL, builtin_checks, with_builtin_clients
 
 # Built-in property names -> the prefix of the built-in checks they stand for (kspec.verifier.builtins).
 PROPERTIES = {
@@ -66,7 +73,6 @@ class Verification:
     @property
     def trace(self) -> str:
         """Verdict lines and counterexample traces of the checks that were not proved."""
-        from kspec.report import outcomes
 
         return "\n".join(o.text for o in outcomes(self.cluster.name + ".k", self.results) if o.verdict != "proved")
 
@@ -84,14 +90,10 @@ class Verification:
 
 
 def spec_text(cluster: ir.Cluster) -> str:
-    from kspec.grammar import format_cluster
-
     return format_cluster(cluster)
 
 
 def _external_checks(cluster: ir.Cluster) -> tuple[ir.Check, ...]:
-    from kspec.verifier.builtins import ANY_EXTERNAL
-
     return tuple(ir.Check(f"external traffic keeps the client IP: {svc.key}", (ANY_EXTERNAL,),
                           ir.Destination(svc.key, ir.Via.NODE_PORT), ir.Implies(ir.Delivered(), ir.SourceIsClient()))
                  for svc in cluster.services if any(p.node_port for p in svc.ports))
@@ -109,10 +111,6 @@ def verify(cluster: ir.Cluster, what: str | ir.Check | None = None, *, timeout_m
 
 
 def _verify(cluster: ir.Cluster, what, timeout_ms: int) -> Verification:
-
-    from kspec.verifier import verify as run
-    from kspec.verifier.builtins import builtin_checks, with_builtin_clients
-
     if what is None:
         return Verification("everything", cluster, run(cluster, None, builtins=True, timeout_ms=timeout_ms))
     if isinstance(what, ir.Check):
@@ -175,9 +173,7 @@ def given_cluster(**cluster_options):
     """``@given`` for a test taking ``cluster``: drawn by ``kspec.strategies.clusters(**cluster_options)``
     (e.g. ``services=st.sampled_from([...])``, ``max_nodes=3``). When the test fails, the report shows the
     shrunk cluster as a ``.k`` spec you can save."""
-    from hypothesis import given, note, settings
 
-    from kspec.strategies import clusters
 
     def decorate(test):
         @functools.wraps(test)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from kspec import ir
 
 
@@ -136,6 +138,5 @@ def to_objects(cluster: ir.Cluster) -> list[dict]:
 
 def to_yaml(cluster: ir.Cluster) -> str:
     """The objects as one ``---``-separated YAML stream."""
-    import yaml
 
     return "".join("---\n" + yaml.safe_dump(obj, sort_keys=False) for obj in to_objects(cluster))

@@ -304,9 +304,8 @@ class _Reader:
         obj = _Obj(_object_label(kind, doc), self.diagnostics)
         if not self._check_api_version(obj, doc, API_VERSIONS[kind]):
             return
-        reader: Callable[[_Obj, PosMap], None] = getattr(self, f"_read_{kind}")
         try:
-            reader(obj, doc)
+            _READERS[kind](self, obj, doc)
         except _Invalid:
             pass
 
@@ -438,6 +437,18 @@ class _Reader:
             span=span,
         )
 
+
+
+# kind -> the _Reader method that reads one object of it (the kinds of API_VERSIONS, each with its method).
+_READERS: dict[str, Callable[[_Reader, _Obj, PosMap], None]] = {
+    "Service": _Reader._read_Service,
+    "EndpointSlice": _Reader._read_EndpointSlice,
+    "Node": _Reader._read_Node,
+    "Pod": _Reader._read_Pod,
+    "KubeProxyConfiguration": _Reader._read_KubeProxyConfiguration,
+    "NodeFacts": _Reader._read_NodeFacts,
+    "ConfigMap": _Reader._read_ConfigMap,
+}
 
 def _relocated(value: Any, text_span: ir.Span, source: str) -> Any:
     """Move the spans of a document parsed from a YAML string value to where that string is in the file.

@@ -28,10 +28,23 @@ Choices the kernel forced, and limits:
 """
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from collections.abc import Callable
 
 from kspec import ir
+from kspec.lab import workloads
+from kspec.lab.probe import CONNECT_TIMEOUT, send_batch
+from kspec.lab.report import LabReport, ProbeResult
+from kspec.lab.topology import Lab, LabError, call_in_ns, in_ns, tool_path
+from kspec.lab.topology import cleanup as clean
+from kspec.lab.topology import requirements as check
+from kspec.verifier import node_models
+from kspec.verifier.model.network import ClusterNetwork, with_endpoint_pods
+from kspec.verifier.model.walk import Disposition
+from kspec.verifier.predict import probes
+from kspec.verifier.properties import Verifier
 
 __all__ = ["run_lab", "LabUnavailable", "requirements", "cleanup", "PREFIX"]
 
@@ -50,24 +63,16 @@ class LabUnavailable(RuntimeError):
 
 
 def requirements(family: ir.IPFamily = ir.IPFamily.V4) -> str | None:
-    from kspec.lab.topology import requirements as check
-
     return check(family)
 
 
 def cleanup(include_live: bool = False):
-    from kspec.lab.topology import cleanup as clean
-
     return clean(include_live)
 
 
 def predictions(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4, rules: dict[str, str] | None = None,
                 ipsets: dict[str, str] | None = None):
     """The model's prediction for every probe the lab can send (``verifier.predict.probes``)."""
-    from kspec.verifier import node_models
-    from kspec.verifier.model.network import ClusterNetwork
-    from kspec.verifier.predict import probes
-    from kspec.verifier.properties import Verifier
 
     models = node_models(cluster, family, rules, ipsets)
     return probes(cluster, Verifier(cluster, ClusterNetwork(cluster, models, family)))
@@ -82,10 +87,6 @@ def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
     ``rules``: node name -> a whole ``iptables-save`` dump of the family, loaded exactly as given and
     verified in place of the compiled rules; ``ipsets``: node name -> its ``ipset save`` (for ``-m set``).
     ``tick(what, done, total)`` hears of each step (a progress bar), ``progress`` what the lab is doing."""
-    from kspec.lab import workloads
-    from kspec.lab.report import LabReport
-    from kspec.lab.topology import Lab, LabError
-    from kspec.verifier.model.network import with_endpoint_pods
 
     cluster = with_endpoint_pods(cluster)  # endpoints without Pod objects are pods the lab builds and serves
     family = family or cluster.families()[0]
@@ -133,7 +134,6 @@ def run_lab(cluster: ir.Cluster, keep: bool = False, spec: str = "",
 
 def _check_node_endpoints(lab, report) -> None:
     """kube-proxy's own endpoints on every node, and the load balancer's health checks against the model."""
-    from kspec.lab import workloads
 
     for node in lab.cluster.nodes:
         status, body = workloads.proxy_mode(lab, node.name)
@@ -148,11 +148,6 @@ def _check_node_endpoints(lab, report) -> None:
 
 
 def _probe(lab, check: ir.Check, inst, predicted):
-    from kspec.lab.probe import CONNECT_TIMEOUT, send_batch
-    from kspec.lab.report import ProbeResult
-    from kspec.lab.topology import LabError, call_in_ns
-    from kspec.verifier.model.walk import Disposition
-
     start = time.monotonic()
     ns, src = _client_end(lab, inst.client)
     target = inst.target
@@ -211,10 +206,6 @@ def _steer(lab, client: ir.Client, target) -> None:
 
 
 def _flush_conntrack(lab) -> None:
-    import shutil
-
-    from kspec.lab.topology import in_ns, tool_path
-
     if shutil.which("conntrack", path=tool_path()) is None:
         if "conntrack" not in " ".join(lab.notes):
             lab.notes.append("conntrack tool missing: connection tracking state is not flushed between probes")
@@ -225,10 +216,7 @@ def _flush_conntrack(lab) -> None:
 
 def _kernel_trace(lab, ns: str, src, target, proto: str, owner: tuple[int, int] = (0, 0)) -> str:
     """Rerun a few tries with zeroed counters: the rules that counted packets, and conntrack, per node."""
-    import re
 
-    from kspec.lab.probe import send_batch
-    from kspec.lab.topology import call_in_ns, in_ns
 
     _flush_conntrack(lab)
     for node_ns in lab.nodes.values():

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 from kspec.lab.probe import DELIVERED, DROPPED, HOST, NO_ROUTE, REFUSED, REJECTED, Try
 from kspec.verifier.model.walk import Disposition, Fate
-from kspec.verifier.predict import Outcome
+from kspec.verifier.predict import Outcome, fate_outcome
 from kspec.verifier.properties import Target
+from kspec.verifier.render import step_lines
 
 _DISPOSITION = {DROPPED: Disposition.DROPPED, REJECTED: Disposition.REJECTED, HOST: Disposition.HOST,
                 NO_ROUTE: Disposition.NO_ROUTE}
@@ -82,8 +83,6 @@ class ProbeResult:
 
     def traces(self) -> str:
         """Both sides of a disagreement: the model's paths and what the kernel did."""
-        from kspec.verifier.predict import fate_outcome
-        from kspec.verifier.render import step_lines
 
         lines = [f"probe {self.description}  [{self.check}]", "  predicted (model):"]
         for fate in self.fates:

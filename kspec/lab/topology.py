@@ -45,8 +45,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from kspec import ir
+from kspec.compiler import compile_cluster
 from kspec.compiler.context import NodeContext
-from kspec.verifier.model.network import UNNUMBERED_V6_HOP
+from kspec.compiler.iptables.basechains import base_rules
+from kspec.verifier.model.network import UNNUMBERED_V6_HOP, pod_gateway, pod_veth
 
 PREFIX = "kspec-lab-"
 NETNS_DIR = "/var/run/netns"
@@ -499,7 +501,6 @@ class Lab:
 
     def pod_iface(self, index: int) -> str:
         """The node-side name of pod ``index``'s veth: what ``ClusterNetwork.pod_iface`` assumes."""
-        from kspec.verifier.model.network import pod_veth
 
         name = pod_veth(self.cluster, index)
         if len(name) > 15:
@@ -508,7 +509,6 @@ class Lab:
 
     def gateway(self, node: ir.Node) -> ir.IPAddress | None:
         """The host side's address towards the pods: the network model's, so that MASQUERADE agrees."""
-        from kspec.verifier.model.network import pod_gateway
 
         return pod_gateway(node, self.family)
 
@@ -521,8 +521,6 @@ class Lab:
         As kube-proxy does, the nfacct counters the rules name are created first (they are per namespace).
         A rule the kernel refuses is reported with the kernel feature it needs, never rewritten.
         """
-        from kspec.compiler import compile_cluster
-        from kspec.compiler.iptables.basechains import base_rules
 
         start = time.monotonic()
         dumps = self.rules or {}

@@ -15,9 +15,11 @@ import sys
 import time
 from typing import IO
 
+import kspec
 from kspec import ir
 from kspec.compiler.healthcheck import healthy_nodes, healthz, local_endpoint_counts
 from kspec.lab.topology import Lab, LabError, call_in_ns, tool_path
+from kspec.verifier.model.network import listening_ports
 
 READY_TIMEOUT = 15.0  # seconds for a server to bind its sockets
 HEALTH_TIMEOUT = 1.0  # seconds per health-check request
@@ -28,7 +30,6 @@ METRICS_PORT = 10249  # kube-proxy's --metrics-bind-address (127.0.0.1), serves 
 def pod_ports(cluster: ir.Cluster, family: ir.IPFamily = ir.IPFamily.V4) -> dict[str, dict[str, set[int]]]:
     """For each pod of ``family``: the TCP and UDP ports its echo server listens on (endpoint ports and
     container ports): the network model's ``listening_ports``, so that the two agree."""
-    from kspec.verifier.model.network import listening_ports
 
     return listening_ports(cluster, family)
 
@@ -105,8 +106,6 @@ def start_servers(lab: Lab, keep: bool = False) -> None:
 
 
 def _package_root() -> str:
-    import kspec
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(kspec.__file__)))
     return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
 

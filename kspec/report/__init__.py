@@ -10,7 +10,15 @@ hops, steps, rewrites ``field: old -> new``, ``client_address=``.
 """
 from __future__ import annotations
 
+import os
+
+from kspec.report.github import render_github
+from kspec.report.human import render_human
+from kspec.report.jsonreport import render_json
+from kspec.report.junit import render_junit
 from kspec.report.outcome import Outcome, outcome, outcomes, summary_line
+from kspec.report.picture import render_html
+from kspec.report.sarif import render_sarif
 
 __all__ = ["FORMATS", "Outcome", "outcome", "outcomes", "parse_format", "render", "summary_line", "use_color"]
 
@@ -31,35 +39,22 @@ def parse_format(value: str) -> tuple[str, str | None]:
 def render(name: str, outs: list[Outcome], *, color: bool = False) -> str:
     """The whole report in format ``name``."""
     if name == "human":
-        from kspec.report.human import render_human
-
         return render_human(outs, color=color)
     if name == "json":
-        from kspec.report.jsonreport import render_json
-
         return render_json(outs)
     if name == "junit":
-        from kspec.report.junit import render_junit
-
         return render_junit(outs)
     if name == "sarif":
-        from kspec.report.sarif import render_sarif
-
         return render_sarif(outs)
     if name == "github":
-        from kspec.report.github import render_github
-
         return render_github(outs)
     if name == "html":
-        from kspec.report.picture import render_html
-
         return render_html(outs)
     raise ValueError(f"unknown report format {name!r}")
 
 
 def use_color(stream, no_color: bool = False) -> bool:
     """Colour only on a terminal, and never with ``--no-color`` or a non-empty ``NO_COLOR``."""
-    import os
 
     if no_color or os.environ.get("NO_COLOR"):
         return False

@@ -3,9 +3,11 @@ differ or were not compared exactly) and GitHub workflow commands (an annotation
 read the plain data of ``verifier.diff.result_json``."""
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from kspec import __version__ as version
 from kspec.report.github import _data, _prop
 from kspec.report.sarif import SCHEMA, _origin_location, _span_location, _step_message
 
@@ -69,9 +71,7 @@ def render_diff_github(data: dict) -> str:
 def render_diff_sarif(data: dict, spans: dict) -> str:
     """SARIF 2.1.0: a result per difference at its Service in the spec (``spans``: "ns/name" -> span tuple),
     each side's way a thread of one code flow."""
-    import json
 
-    from kspec import __version__ as version
 
     results: list[dict[str, Any]] = []
     for d in data["differences"]:

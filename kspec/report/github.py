@@ -2,6 +2,8 @@
 unknown verdict), then the summary line as a ``::notice``."""
 from __future__ import annotations
 
+from kspec.report.outcome import summary_line
+
 
 def _data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -33,8 +35,6 @@ def annotation(out) -> str | None:
 
 
 def render_github(outs) -> str:
-    from kspec.report.outcome import summary_line
-
     lines = [a for a in (annotation(o) for o in outs) if a]
     lines.append(f"::notice title=kspec verify::{_data(summary_line(outs))}")
     return "\n".join(lines) + "\n"

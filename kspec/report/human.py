@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from kspec.report.outcome import summary_line
+
 _VERDICT = re.compile(r": (proved|violated|unknown): ")
 _CODES = {"ok": "\033[32m", "bad": "\033[1;31m", "warn": "\033[33m", "dim": "\033[2m", "end": "\033[0m"}
 
@@ -20,8 +22,6 @@ def _paint(out, color: bool) -> str:
 
 
 def render_human(outs, *, color: bool = False) -> str:
-    from kspec.report.outcome import summary_line
-
     lines = [_paint(out, color) for out in outs]
     summary = summary_line(outs)
     if color:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from kspec.report.outcome import summary_line
+from kspec.verifier.render import FORMAT_VERSION
+
 
 def document(outs) -> dict:
-    from kspec.report.outcome import summary_line
-    from kspec.verifier.render import FORMAT_VERSION
-
     results = []
     for out in outs:
         record = dict(out.record)
@@ -28,7 +28,6 @@ def render_json(outs) -> str:
 
 def schema(version: str | None = None) -> dict:
     """The JSON schema of the report of ``version`` (default: the current FORMAT_VERSION)."""
-    from kspec.verifier.render import FORMAT_VERSION
 
     name = f"results-{version or FORMAT_VERSION}.schema.json"
     return json.loads(resources.files("kspec.report").joinpath("schema", name).read_text(encoding="utf-8"))

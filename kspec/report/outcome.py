@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from kspec.verifier.render import counterexample_text, result_json, result_line
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -35,7 +37,6 @@ class Outcome:
 
 def outcome(spec: str, result, allow_unknown: bool = False, scene: dict | None = None) -> Outcome:
     """``scene``: the cluster as ``report.picture`` draws it (the counterexample's client is added here)."""
-    from kspec.verifier.render import counterexample_text, result_json, result_line
 
     text = result_line(spec, result)
     trace = ""

@@ -10,6 +10,10 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from kspec.report.outcome import summary_line
+from kspec.verifier.model.network import with_endpoint_pods
+from kspec.verifier.render import hops_json
+
 CHAR = 7.2  # width of a character of the 12px monospace font, for sizing boxes to their text
 BOX = 300  # a node's width
 GAP = 220  # between columns, where the arrows and their labels go
@@ -25,7 +29,6 @@ ENDINGS = {"delivered": "#1a7f37", "answered": "#1a7f37", "dropped": "#cf222e", 
 
 def scene(cluster, client=None) -> dict:
     """What the picture shows of ``cluster`` (and, for a counterexample or a trace, the ``client``)."""
-    from kspec.verifier.model.network import with_endpoint_pods
 
     pods = with_endpoint_pods(cluster).pods
     return {
@@ -41,7 +44,6 @@ def scene(cluster, client=None) -> dict:
 
 def way(fate, src: str, seen: str | None = None) -> dict:
     """A fate of either engine as the picture reads it: ``verifier.render.hops_json``'s hops and steps."""
-    from kspec.verifier.render import hops_json
 
     record = {"src": src, "disposition": fate.disposition.value, "pod": fate.pod.key if fate.pod else None,
               "node": fate.node, "reason": fate.reason or None, "client_address": seen,
@@ -286,7 +288,6 @@ def _e(text: str) -> str:
 
 def render_html(outs: list[Any]) -> str:
     """Every verdict, and for each counterexample its drawing and its trace, in one self-contained page."""
-    from kspec.report.outcome import summary_line
 
     rows, sections = [], []
     for number, out in enumerate(outs):

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
 from kspec import ir
+from kspec.inputs import write_atomic
 from kspec.report import Outcome, outcomes, parse_format, render, use_color
+from kspec.report.picture import scene
+from kspec.verifier import verify
 
 
 def _verify_one(path: str, cluster, timeout_ms: int, rules, builtins: bool, allow_unknown: bool,
                 family=None, ipsets=None, strict: bool = False, progress=None) -> list[Outcome]:
-    from kspec.report.picture import scene
-    from kspec.verifier import verify
 
     results = verify(cluster, timeout_ms=timeout_ms, rules=rules, builtins=builtins, family=family, ipsets=ipsets,
                      strict=strict, progress=progress)
@@ -31,7 +36,6 @@ def verify_outcomes(loaded: Sequence[tuple[str, ir.Cluster]], *, timeout_ms: int
     args = (timeout_ms, rules, builtins, allow_unknown, family, ipsets, strict)
     if jobs <= 1 or len(loaded) <= 1:
         return [o for path, cluster in loaded for o in _verify_one(path, cluster, *args, progress)]
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=min(jobs, len(loaded))) as pool:
         futures = [pool.submit(_verify_one, path, cluster, *args) for path, cluster in loaded]
@@ -45,8 +49,6 @@ def progress_bar(err: TextIO):
     if not err.isatty():
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=Console(file=err), transient=True) as bar:
@@ -69,8 +71,6 @@ def targets(formats: list[str]) -> list[tuple[str, str | None]]:
 
 
 def emit(parsed: list[tuple[str, str | None]], outs: list[Outcome], out: TextIO, *, no_color: bool = False) -> None:
-    from kspec.inputs import write_atomic
-
     for name, path in parsed:
         if path is None:
             out.write(render(name, outs, color=name == "human" and use_color(out, no_color)))

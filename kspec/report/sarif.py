@@ -8,6 +8,8 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+from kspec import __version__ as version
+
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _ORIGIN = re.compile(r"^(?P<file>.*):(?P<line>\d+)$")
 
@@ -94,8 +96,6 @@ def _result(out) -> dict:
 
 
 def document(outs) -> dict:
-    from kspec import __version__ as version
-
     failing = [o for o in outs if o.failed]
     rule_ids = sorted({_rule_id(o.check) for o in outs})
     rules = [{"id": rid, "name": "UserCheck" if rid == "check" else rid.split("/", 1)[1],

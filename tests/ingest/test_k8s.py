@@ -693,3 +693,9 @@ def test_a_bad_utf8_byte_is_an_error_at_its_position(tmp_path: Path):
         load_k8s([str(path)])
     [diag] = err.value.diagnostics
     assert (diag.span.line, diag.span.column, diag.message) == (3, 21, "invalid UTF-8 byte 0xe9")
+
+
+def test_every_supported_kind_has_its_reader():
+    from kspec.ingest import k8s
+
+    assert set(k8s._READERS) == set(k8s.API_VERSIONS)
