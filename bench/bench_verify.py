@@ -33,7 +33,7 @@ def measure(services: int, endpoints: int, nodes: int, family_name: str = "ipv4"
 
     from kspec import ir
     from kspec.compiler import compile_cluster
-    from kspec.strategies import as_ipv6
+    from kspec.families import as_ipv6
     from kspec.verifier import node_models
     from kspec.verifier.builtins import builtin_checks, with_builtin_clients
     from kspec.verifier.model.network import ClusterNetwork
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000x2,10000x10")
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--family", choices=("ipv4", "ipv6"), default="ipv4",
-                        help="ipv6: the same clusters moved under fd00::/96 (kspec.strategies.as_ipv6)")
+                        help="ipv6: the same clusters moved under fd00::/96 (kspec.families.as_ipv6)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -6,7 +6,7 @@ Rows:
   kube-proxy SxE    node-0's restore text for bench_compile's generated cluster (S Services x E endpoints,
                     10 nodes), as kspec compiles it, i.e. byte for byte what kube-proxy writes. Above 1000
                     endpoints kube-proxy leaves out the per-endpoint comments (its large-cluster mode).
-  kube-proxy v6     the same clusters moved under fd00::/96 (kspec.strategies.as_ipv6): ip6tables text.
+  kube-proxy v6     the same clusters moved under fd00::/96 (kspec.families.as_ipv6): ip6tables text.
   synthetic         a hand-made kube-proxy-shaped text that keeps per-endpoint comments at 50k endpoints
                     (kube-proxy itself would not), the worst case for the parser's memo of match texts.
   iptables-save     the 1000x2 rules loaded into a throwaway network namespace and dumped back by the
@@ -67,7 +67,7 @@ def kube_proxy_text(services: int, endpoints: int, ipv6: bool = False) -> str:
 
     from kspec import ir
     from kspec.compiler import compile_node
-    from kspec.strategies import as_ipv6
+    from kspec.families import as_ipv6
 
     cluster = make_cluster(services, endpoints, 10)
     if ipv6:  # the same cluster under fd00::/96: ip6tables text

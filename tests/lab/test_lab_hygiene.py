@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from kspec.families import as_ipv6
 from kspec.grammar import load
 from kspec.lab import run_lab
 from kspec.lab.topology import PREFIX, Lab, LabError, cleanup, lab_namespaces, run
-from kspec.strategies import as_ipv6
 from tests.netns import leftover_namespaces, root_ruleset
 
 pytestmark = pytest.mark.netns

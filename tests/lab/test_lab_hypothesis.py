@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from kspec import ir
+from kspec.families import as_dual_stack, as_ipv6
 from kspec.grammar import format_cluster, parse_text
 from kspec.lab import run_lab
-from kspec.strategies import as_dual_stack, as_ipv6
 from tests.lab.lab_strategies import lab_specs
 
 pytestmark = pytest.mark.netns

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from kspec import ir
+from kspec.families import as_ipv6
 from kspec.grammar import load
 from kspec.lab import run_lab
-from kspec.strategies import as_ipv6
 from kspec.verifier.model.network import Disposition
 from tests.lab.conftest import assert_agrees
 
@@ -21,7 +21,7 @@ _reports = {}
 
 def lab(name: str, ipv6: bool = False):
     """The lab report of specs/NAME.k (run once per session); ``ipv6``: of the spec moved into IPv6
-    (``kspec.strategies.as_ipv6``: fd00::/96 plus the IPv4 address), built with ip6tables."""
+    (``kspec.families.as_ipv6``: fd00::/96 plus the IPv4 address), built with ip6tables."""
     if (name, ipv6) not in _reports:
         cluster, _ = load(str(Path(__file__).resolve().parents[2] / "specs" / f"{name}.k"))
         _reports[name, ipv6] = run_lab(as_ipv6(cluster) if ipv6 else cluster, spec=f"specs/{name}.k")

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from kspec import ir
 from kspec import strategies as ks
+from kspec.families import as_dual_stack, as_ipv6
 from kspec.grammar import format_cluster, parse_text
 
 
@@ -20,7 +21,7 @@ def test_clusters_round_trip_through_the_dsl(cluster: ir.Cluster) -> None:
     assert again == cluster, text
 
 
-@given(ks.clusters(with_checks=True, proxy=ks.proxy_configs()).map(ks.as_ipv6))
+@given(ks.clusters(with_checks=True, proxy=ks.proxy_configs()).map(as_ipv6))
 def test_ipv6_clusters_round_trip_and_hold_no_ipv4_address(cluster: ir.Cluster) -> None:
     text = format_cluster(cluster)
     again, _ = parse_text(text, "generated6.k")
@@ -30,7 +31,7 @@ def test_ipv6_clusters_round_trip_and_hold_no_ipv4_address(cluster: ir.Cluster) 
     assert addresses and all(a.version == 6 for a in addresses)
 
 
-@given(ks.clusters(with_checks=True, proxy=ks.proxy_configs()).map(ks.as_dual_stack))
+@given(ks.clusters(with_checks=True, proxy=ks.proxy_configs()).map(as_dual_stack))
 def test_dual_stack_clusters_round_trip_and_pair_every_pod_with_an_ipv6_twin(cluster: ir.Cluster) -> None:
     text = format_cluster(cluster)
     again, _ = parse_text(text, "generated46.k")

@@ -16,7 +16,7 @@ ROOTS = {"kspec": "kspec", "compiler": "kspec.compiler", "verifier": "kspec.veri
 
 # The pipeline, lowest first: a module may import its own layer and those below, never one above.
 LAYERS = [
-    ("ir", ["kspec.ir", "kspec.diagnostics", "kspec.heap"]),
+    ("ir", ["kspec.ir", "kspec.families", "kspec.diagnostics", "kspec.heap"]),
     ("rules of kube-proxy and Kubernetes", ["kspec.consistency", "kspec.topology", "kspec.releases",
                                             "kspec.config"]),
     ("front ends", ["kspec.grammar", "kspec.ingest", "kspec.export"]),

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from kspec import ir
 from kspec import strategies as ks
+from kspec.families import as_dual_stack, as_ipv6
 from kspec.grammar import load
 from kspec.verifier import node_models
 from kspec.verifier.engines import encode
@@ -101,7 +102,7 @@ def test_generated_topologies(data):
 @given(data=st.data())
 def test_generated_ipv6_topologies(data):
     """The same topologies moved into IPv6: ip6tables text, 128-bit Z3 terms, the tracer's IPv6 paths."""
-    cluster = data.draw(ks.clusters(max_nodes=3, max_services=2).map(ks.as_ipv6))
+    cluster = data.draw(ks.clusters(max_nodes=3, max_services=2).map(as_ipv6))
     assume(any(svc.cluster_ips and svc.ports for svc in cluster.services))
     both = Both(cluster, ir.IPFamily.V6)
     for _ in range(3):
@@ -113,7 +114,7 @@ def test_generated_ipv6_topologies(data):
 def test_generated_dual_stack_topologies(data):
     """Drawn topologies beside their IPv6 twins in one cluster: each packet's family is modelled apart, next
     to pods, Services and node addresses of the other family."""
-    cluster = data.draw(ks.clusters(max_nodes=3, max_services=2).map(ks.as_dual_stack))
+    cluster = data.draw(ks.clusters(max_nodes=3, max_services=2).map(as_dual_stack))
     assume(any(svc.cluster_ips and svc.ports for svc in cluster.services))
     both = {family: Both(cluster, family) for family in ir.IPFamily}
     for _ in range(4):

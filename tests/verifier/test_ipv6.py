@@ -1,7 +1,7 @@
 """The source-IP tutorial's scenarios on an IPv6 cluster: the compiler's ip6tables text, the 128-bit Z3
 model, the concrete replay of every counterexample, and a real ``ip6tables-save`` dump read back.
 
-The cluster is the IPv4 seed cluster moved into IPv6 (``kspec.strategies.as_ipv6``): three nodes, the app's
+The cluster is the IPv4 seed cluster moved into IPv6 (``kspec.families.as_ipv6``): three nodes, the app's
 one endpoint on node1, a pod client on node2, an external client, a process on node3.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from kspec import ir
 from kspec import strategies as ks
 from kspec.compiler import compile_cluster
 from kspec.compiler.iptables.basechains import base_rules
+from kspec.families import as_dual_stack, as_ipv6
 from kspec.verifier import verify
 from kspec.verifier.model.network import Disposition
 from kspec.verifier.properties import Verdict
@@ -31,7 +32,7 @@ ip, net = ipaddress.ip_address, ipaddress.ip_network
 
 def cluster(policy: ir.TrafficPolicy, typ: ir.ServiceType = ir.ServiceType.NODE_PORT) -> ir.Cluster:
     """The IPv4 seed cluster with every address moved under fd00::/96."""
-    return ks.as_ipv6(seed_clusters.cluster(policy, typ))
+    return as_ipv6(seed_clusters.cluster(policy, typ))
 
 
 def _one(c: ir.Cluster, dest: ir.Destination, prop: ir.Prop, client: str = "internet"):
@@ -171,7 +172,7 @@ def test_moving_a_cluster_into_ipv6_changes_no_verdict(c: ir.Cluster):
     """kube-proxy's Service rules mean the same in both families (for what the built-ins ask), so the
     built-in verdicts of a drawn cluster and of the same cluster under fd00::/96 are equal."""
     four = [(r.check.name, r.verdict) for r in verify(c, (), builtins=True)]
-    six = [(r.check.name, r.verdict) for r in verify(ks.as_ipv6(c), (), builtins=True)]
+    six = [(r.check.name, r.verdict) for r in verify(as_ipv6(c), (), builtins=True)]
     assert four == six
 
 
@@ -188,8 +189,8 @@ def test_a_dual_stack_cluster_is_its_two_families_side_by_side(c: ir.Cluster):
     """``as_dual_stack`` puts a drawn cluster and its IPv6 twin in one cluster. kube-proxy programs the two
     families apart, so each of the cluster's checks is answered as the two single-stack clusters' answers
     combined, and the built-ins are each family's own, named with the family."""
-    twin = ks.as_ipv6(c, suffix="-v6")
-    four, six, both = (verify(x, builtins=True) for x in (c, twin, ks.as_dual_stack(c)))
+    twin = as_ipv6(c, suffix="-v6")
+    four, six, both = (verify(x, builtins=True) for x in (c, twin, as_dual_stack(c)))
     own = len(c.checks)
     assert [r.verdict for r in both[:own]] == [_side_by_side(a, b) for a, b in zip(four[:own], six[:own])]
     assert [(r.check.name, r.verdict) for r in both[own:]] == \
@@ -203,7 +204,7 @@ def test_a_dual_stack_check_accepts_the_twin_endpoint_in_its_own_family():
     app = next(pod for pod in cluster(ir.TrafficPolicy.CLUSTER).pods if pod.name.startswith("source-ip-app"))
     c = replace(seed_clusters.cluster(ir.TrafficPolicy.CLUSTER, ir.ServiceType.NODE_PORT), checks=(
         ir.Check("to the app", ("busybox",), D("nodeport", ir.Via.CLUSTER_IP), ir.EndpointIn((app.name,))),))
-    dual = ks.as_dual_stack(c)
+    dual = as_dual_stack(c)
     assert dual.checks[0].prop == ir.EndpointIn((app.name, f"{app.name}-v6"))
     assert dual.checks[0].clients == ("busybox", "busybox-v6")
     for family in (ir.IPFamily.V4, V6):
