@@ -472,7 +472,7 @@ def _destination(text: str) -> tuple[ir.IPAddress, int, str]:
 def run_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from kspec.lab import LabUnavailable, cleanup, requirements
     from kspec.lab import run_lab as run
-    from kspec.lab.topology import LabError
+    from kspec.lab.netns import LabError
 
     if args.cleanup:
         reason = requirements()

@@ -24,7 +24,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kspec.lab.topology import tool_path
+from kspec.lab.netns import tool_path
 
 PREFIX = "kspec-test-"
 _serial = itertools.count()

@@ -35,11 +35,12 @@ from collections.abc import Callable
 
 from kspec import ir
 from kspec.lab import workloads
+from kspec.lab.netns import LabError, call_in_ns, in_ns, tool_path
+from kspec.lab.netns import cleanup as clean
+from kspec.lab.netns import requirements as check
 from kspec.lab.probe import CONNECT_TIMEOUT, send_batch
 from kspec.lab.report import LabReport, ProbeResult
-from kspec.lab.topology import Lab, LabError, call_in_ns, in_ns, tool_path
-from kspec.lab.topology import cleanup as clean
-from kspec.lab.topology import requirements as check
+from kspec.lab.topology import Lab
 from kspec.verifier import node_models
 from kspec.verifier.model.network import ClusterNetwork, with_endpoint_pods
 from kspec.verifier.model.walk import Disposition

@@ -30,38 +30,37 @@ is rate-limited by ``net/ipv6/icmp/ratelimit``, and the rules load with ``ip6tab
 """
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from kspec import ir
 from kspec.compiler import compile_cluster
 from kspec.compiler.context import NodeContext
 from kspec.compiler.iptables.basechains import base_rules
+from kspec.lab.netns import (
+    PREFIX,
+    LabError,
+    call_in_ns,
+    delete_namespaces,
+    in_ns,
+    iptables,
+    lab_namespaces,
+    run,
+    tool_path,
+    write_sysctls,
+)
 from kspec.verifier.model.network import UNNUMBERED_V6_HOP, pod_gateway, pod_veth
 
-PREFIX = "kspec-lab-"
-NETNS_DIR = "/var/run/netns"
-CLONE_NEWNET = 0x40000000
-COMMAND_TIMEOUT = 20.0  # seconds, for every ip/iptables/nfacct/conntrack command
-_NAME_PID = re.compile(rf"^{re.escape(PREFIX)}(\d+)-")
 _NFACCT_NAME = re.compile(r"--nfacct-name +(\S+)")  # iptables-save prints two spaces
+
 _serial = iter(range(1, 1 << 30))
-T = TypeVar("T")
-
-
-class LabError(RuntimeError):
-    """The lab could not be built or driven (the message says which step and why)."""
 
 
 def _external_ip(client: ir.Client) -> ir.IPAddress:
@@ -69,159 +68,6 @@ def _external_ip(client: ir.Client) -> ir.IPAddress:
     if client.ip is None:
         raise LabError(f"external client {client.name} has no address")
     return client.ip
-
-
-def tool_path() -> str:
-    # iproute2 and iptables live in /usr/sbin, which a non-login environment may leave off PATH.
-    return os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-
-
-def iptables(family: ir.IPFamily, tool: str = "iptables") -> str:
-    """``iptables``, ``iptables-restore``... of the family (``ip6tables...`` for IPv6)."""
-    return tool.replace("iptables", "ip6tables", 1) if family is ir.IPFamily.V6 else tool
-
-
-def requirements(family: ir.IPFamily = ir.IPFamily.V4) -> str | None:
-    """Why the lab cannot run here (one line), or None."""
-    if os.geteuid() != 0:
-        return "kspec lab needs root (it creates network namespaces and loads iptables rules into them)"
-    tools = ["ip"] + [iptables(family, tool) for tool in ("iptables-restore", "iptables-save", "iptables")]
-    missing = [tool for tool in tools if shutil.which(tool, path=tool_path()) is None]
-    if missing:
-        return f"kspec lab needs `ip netns` and iptables: missing {', '.join(missing)} (Debian: apt-get install " \
-               "iproute2 iptables)"
-    probe = run(["ip", "netns", "list"], check=False)
-    if probe.returncode != 0:
-        return f"kspec lab needs `ip netns`: {probe.stderr.strip() or 'ip netns list failed'}"
-    return None
-
-
-def run(args: list[str], stdin: str | None = None, check: bool = True,
-        timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run a command with a timeout; ``check``: a failure raises LabError naming the command."""
-    try:
-        result = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, "PATH": tool_path()})
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"`{' '.join(args)}` did not finish within {timeout:g}s") from exc
-    if check and result.returncode != 0:
-        raise LabError(f"`{' '.join(args)}` failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result
-
-
-def in_ns(ns: str, args: list[str], stdin: str | None = None, check: bool = True,
-          timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """``args`` run inside namespace ``ns`` (``ip netns exec``); never in the root namespace."""
-    if not ns.startswith(PREFIX):
-        raise LabError(f"refusing to run {args[0]} outside the lab's namespaces ({ns})")
-    return run(["ip", "netns", "exec", ns, *args], stdin, check, timeout)
-
-
-# ------------------------------------------------------------------ running Python code in a namespace
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def call_in_ns(ns: str, fn: Callable[[], T], timeout: float = 60.0) -> T:
-    """``fn()`` run in a new thread that has entered ``ns`` (setns(2) changes only the calling thread's
-    namespace, so the caller stays where it is). Sockets ``fn`` creates belong to ``ns``."""
-    if not ns.startswith(PREFIX):
-        raise LabError(f"refusing to enter a namespace outside the lab ({ns})")
-    box: dict[str, object] = {}
-
-    def body() -> None:
-        try:
-            fd = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=body, name=f"netns {ns}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise LabError(f"work inside {ns} did not finish within {timeout:g}s")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
-
-
-def write_sysctls(ns: str, values: dict[str, str]) -> None:
-    """Write ``/proc/sys`` keys (``net/ipv4/ip_forward``...) as seen from inside ``ns``."""
-    def body() -> None:
-        for key, value in values.items():
-            try:
-                with open(f"/proc/sys/{key}", "w", encoding="ascii") as handle:
-                    handle.write(value)
-            except OSError as exc:
-                raise LabError(f"cannot set {key.replace('/', '.')}={value} in {ns}: {exc.strerror}") from exc
-    call_in_ns(ns, body, timeout=10)
-
-
-# ------------------------------------------------------------------------------------ namespaces
-
-
-def lab_namespaces() -> list[str]:
-    result = run(["ip", "netns", "list"], check=False)
-    names = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
-    return [name for name in names if name.startswith(PREFIX)]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def kill_namespace_processes(ns: str) -> None:
-    """End the processes the lab started inside ``ns`` (servers), by pid."""
-    listed = run(["ip", "netns", "pids", ns], check=False).stdout.split()
-    for text in listed:
-        try:
-            os.kill(int(text), signal.SIGKILL)
-        except (ValueError, ProcessLookupError):
-            pass
-
-
-def delete_namespaces(names: list[str]) -> list[str]:
-    """Delete namespaces (their processes first); the names that could not be deleted."""
-    failed = []
-    for ns in names:
-        if not ns.startswith(PREFIX):
-            continue
-        kill_namespace_processes(ns)
-        result = run(["ip", "netns", "delete", ns], check=False)
-        if result.returncode != 0 and os.path.exists(os.path.join(NETNS_DIR, ns)):
-            failed.append(ns)
-    return failed
-
-
-def cleanup(include_live: bool = False) -> tuple[list[str], list[str], list[str]]:
-    """Remove labs left behind: (deleted, kept because their creator still runs, failed).
-
-    A lab's namespace names carry the creating process's id; a lab whose creator is gone (a crash, or a
-    ``--keep`` run) is stale. ``include_live`` removes running labs too.
-    """
-    stale, live = [], []
-    for ns in lab_namespaces():
-        match = _NAME_PID.match(ns)
-        owner = int(match.group(1)) if match else None
-        if include_live or owner is None or not _pid_alive(owner):
-            stale.append(ns)
-        else:
-            live.append(ns)
-    failed = delete_namespaces(stale)
-    return [ns for ns in stale if ns not in failed], live, failed
 
 
 # ---------------------------------------------------------------------------------------- topology
@@ -339,31 +185,48 @@ class Lab:
     def build(self) -> None:
         """Namespaces, links, addresses, routes and sysctls (rules and servers come later)."""
         start = time.monotonic()
-        cluster, family, ips, host = self.cluster, self.family, self.ips, self.host
-        for node in cluster.nodes:
-            if node.primary_ip(family) is None:
-                raise LabError(f"node {node.name} has no {family.value} address; an {family.value} lab needs one "
-                               "on every node")
-        self.router_ip, self.lb_ip = _pick_free(cluster, 2, family)
+        for node in self.cluster.nodes:
+            if node.primary_ip(self.family) is None:
+                raise LabError(f"node {node.name} has no {self.family.value} address; an {self.family.value} lab "
+                               "needs one on every node")
+        externals = self._name_namespaces()
+        every = [self.net, *self.nodes.values(), *self.pods.values(), *self.clients.values()]
+        if self.lb:
+            every.append(self.lb)
+        self._create(every, externals)
+        per_ns: dict[str, list[str]] = {ns: ["link set lo up"] for ns in every}
+        sysctls: dict[str, dict[str, str]] = {ns: {} for ns in every}
+        self._wire_router(per_ns, sysctls, externals)
+        for node in self.cluster.nodes:
+            self._wire_node(node, per_ns, sysctls)
+        for client in externals:
+            per_ns[self.clients[client.name]] += [
+                "link set eth0 up", f"addr add {self.host(_external_ip(client))} dev eth0",
+                f"route add default via {self.router_ip} dev eth0 onlink"]
+        self._configure(every, per_ns, sysctls)
+        self.timings["topology"] = time.monotonic() - start
+
+    def _name_namespaces(self) -> list[ir.Client]:
+        """Pick the router's and LB's addresses and name every namespace; returns the external clients the lab
+        wires (those with an address of its family)."""
+        cluster = self.cluster
+        self.router_ip, self.lb_ip = _pick_free(cluster, 2, self.family)
         self.net = self.name("net")
         self.nodes = {n.name: self.name(f"n{i}-{_slug(n.name)}") for i, n in enumerate(cluster.nodes)}
         self.pods = {p.key: self.name(f"p{i}-{_slug(p.name)}") for i, p in enumerate(cluster.pods)}
         externals = [c for c in cluster.clients if c.kind is ir.ClientKind.EXTERNAL and c.ip is not None
-                     and ips([c.ip])]
+                     and self.ips([c.ip])]
         self.clients = {c.name: self.name(f"c{i}-{_slug(c.name)}") for i, c in enumerate(externals)}
         wants_lb = bool(cluster.load_balancers) or any(s.load_balancer_ingress for s in cluster.services)
         self.lb = self.name("lb") if wants_lb else None
+        return externals
 
-        every = [self.net, *self.nodes.values(), *self.pods.values(), *self.clients.values()]
-        if self.lb:
-            every.append(self.lb)
-        # Create every namespace and every veth in one `ip -batch` (ends created inside their namespaces).
-        batch = []
-        for ns in every:
-            batch.append(f"netns add {ns}")
-        for i, node in enumerate(cluster.nodes):
+    def _create(self, every: list[str], externals: list[ir.Client]) -> None:
+        """Every namespace and every veth in one ``ip -batch`` (ends created inside their namespaces)."""
+        batch = [f"netns add {ns}" for ns in every]
+        for i, node in enumerate(self.cluster.nodes):
             batch.append(f"link add eth0 netns {self.nodes[node.name]} type veth peer name n{i} netns {self.net}")
-        for i, pod in enumerate(cluster.pods):
+        for i, pod in enumerate(self.cluster.pods):
             if pod.node not in self.nodes:
                 raise LabError(f"pod {pod.key} is on unknown node {pod.node}")
             batch.append(f"link add {self.pod_iface(i)} netns {self.nodes[pod.node]} type veth peer name eth0 "
@@ -377,91 +240,95 @@ class Lab:
         result = run(["ip", "-batch", "-"], stdin="\n".join(batch) + "\n", check=False)
         if result.returncode != 0:
             raise LabError(f"creating namespaces and links failed: {result.stderr.strip()}")
-        if family is ir.IPFamily.V6:  # before any link is up: no address may sit tentative through DAD
+        if self.family is ir.IPFamily.V6:  # before any link is up: no address may sit tentative through DAD
             for ns in every:
                 write_sysctls(ns, {f"net/ipv6/conf/{iface}/accept_dad": "0" for iface in self._ifaces(ns, "ipv6")})
 
-        per_ns: dict[str, list[str]] = {ns: ["link set lo up"] for ns in every}
-        sysctls: dict[str, dict[str, str]] = {ns: {} for ns in every}
-        router = self.router_ip
-        # The network between nodes: a bridge, and the router for external clients.
+    def _wire_router(self, per_ns: dict[str, list[str]], sysctls: dict[str, dict[str, str]],
+                     externals: list[ir.Client]) -> None:
+        """The network between nodes (a bridge), the router for external clients, and the load balancer."""
+        host, router, lb_ip = self.host, self.router_ip, self.lb_ip
+        if router is None or lb_ip is None:
+            raise LabError("the router's and the load balancer's addresses are picked before the wiring")
         net = per_ns[self.net]
         net += ["link add br0 type bridge", "link set br0 up", f"addr add {host(router)} dev br0",
                 # "The rest of the world": whatever leaves the cluster is refused there with an ICMP net
                 # unreachable (see _OUTSIDE_RULES), so a "no route" fate is observable per try.
                 "link add outside type veth peer name outside-end", "link set outside-end up", "link set outside up",
                 "route add default dev outside"]
-        for i, node in enumerate(cluster.nodes):
+        for i, node in enumerate(self.cluster.nodes):
             net += [f"link set n{i} master br0", f"link set n{i} up"]
-            net += [f"route add {host(ip)} dev br0" for ip in ips(node.ips)]
+            net += [f"route add {host(ip)} dev br0" for ip in self.ips(node.ips)]
         for i, client in enumerate(externals):
             net += [f"link set c{i} up", f"route add {host(_external_ip(client))} dev c{i}"]
-            if family is ir.IPFamily.V6:  # neighbour discovery answers only for the link's own addresses
+            if self.family is ir.IPFamily.V6:  # neighbour discovery answers only for the link's own addresses
                 net.append(f"addr add {host(router)} dev c{i}")
         if self.lb:
-            net += ["link set lb master br0", "link set lb up", f"route add {host(self.lb_ip)} dev br0"]
+            net += ["link set lb master br0", "link set lb up", f"route add {host(lb_ip)} dev br0"]
             lb = per_ns[self.lb]
-            lb += ["link set eth0 up", f"addr add {host(self.lb_ip)} dev eth0",
+            lb += ["link set eth0 up", f"addr add {host(lb_ip)} dev eth0",
                    f"route add default via {router} dev eth0 onlink"]
-            lb += [f"route add {host(ip)} dev eth0" for node in cluster.nodes for ip in ips(node.ips)]
+            lb += [f"route add {host(ip)} dev eth0" for node in self.cluster.nodes for ip in self.ips(node.ips)]
             sysctls[self.lb] |= self._forwarding("eth0")
         sysctls[self.net] |= self._forwarding("br0")
 
+    def _wire_node(self, node: ir.Node, per_ns: dict[str, list[str]], sysctls: dict[str, dict[str, str]]) -> None:
+        """One node: its eth0 and routes to the other nodes and their pod CIDRs, its pods' veths (or bridge)
+        and the pods' own ends, and its sysctls."""
+        cluster, family, host, ips = self.cluster, self.family, self.host, self.ips
         detect = cluster.proxy.detect_local
         bridge = detect.interface if detect.mode is ir.LocalDetectMode.BRIDGE_INTERFACE and detect.interface else None
-        for node in cluster.nodes:
-            ns = self.nodes[node.name]
-            cmds = per_ns[ns]
-            cmds.append("link set eth0 up")
-            cmds += [f"addr add {host(ip)} dev eth0" for ip in ips(node.ips)]
-            for other in cluster.nodes:
-                if other.name == node.name:
-                    continue
-                cmds += [f"route add {host(ip)} dev eth0" for ip in ips(other.ips)]
-                via = other.primary_ip(family)
-                cmds += [f"route add {cidr} via {via} dev eth0 onlink" for cidr in ips(other.pod_cidrs)]
-            cmds.append(f"route add default via {router} dev eth0 onlink")
-            gateway = self.gateway(node)
-            cmds += [f"route add unreachable {cidr}" for cidr in ips(node.pod_cidrs)]
+        ns = self.nodes[node.name]
+        cmds = per_ns[ns]
+        cmds.append("link set eth0 up")
+        cmds += [f"addr add {host(ip)} dev eth0" for ip in ips(node.ips)]
+        for other in cluster.nodes:
+            if other.name == node.name:
+                continue
+            cmds += [f"route add {host(ip)} dev eth0" for ip in ips(other.ips)]
+            via = other.primary_ip(family)
+            cmds += [f"route add {cidr} via {via} dev eth0 onlink" for cidr in ips(other.pod_cidrs)]
+        cmds.append(f"route add default via {self.router_ip} dev eth0 onlink")
+        gateway = self.gateway(node)
+        cmds += [f"route add unreachable {cidr}" for cidr in ips(node.pod_cidrs)]
+        if bridge:
+            cmds += [f"link add {bridge} type bridge", f"link set {bridge} up"]
+            if gateway:
+                cmds.append(f"addr add {host(gateway)} dev {bridge}")
+        for i, pod in enumerate(cluster.pods):
+            if pod.node != node.name or not ips([pod.ip]):  # a pod of the other family stays unwired
+                continue
+            iface = self.pod_iface(i)
             if bridge:
-                cmds += [f"link add {bridge} type bridge", f"link set {bridge} up"]
+                cmds += [f"link set {iface} master {bridge}", f"link set {iface} up"]
+                cmds.append(f"route add {host(pod.ip)} dev {bridge}")
+            else:
+                cmds.append(f"link set {iface} up")
                 if gateway:
-                    cmds.append(f"addr add {host(gateway)} dev {bridge}")
-            for i, pod in enumerate(cluster.pods):
-                if pod.node != node.name or not ips([pod.ip]):  # a pod of the other family stays unwired
-                    continue
-                iface = self.pod_iface(i)
-                if bridge:
-                    cmds += [f"link set {iface} master {bridge}", f"link set {iface} up"]
-                    cmds.append(f"route add {host(pod.ip)} dev {bridge}")
-                else:
-                    cmds.append(f"link set {iface} up")
-                    if gateway:
-                        cmds.append(f"addr add {host(gateway)} dev {iface}")
-                    elif family is ir.IPFamily.V6:  # unnumbered: only a link-local next hop, as Calico's
-                        cmds.append(f"addr add {UNNUMBERED_V6_HOP}/64 dev {iface}")
-                    else:  # unnumbered: the host side answers ARP for everything (Calico's proxy_arp)
-                        sysctls[ns][f"net/ipv4/conf/{iface}/proxy_arp"] = "1"
-                    cmds.append(f"route add {host(pod.ip)} dev {iface}")
-                pod_cmds = per_ns[self.pods[pod.key]]
-                pod_cmds += ["link set eth0 up", f"addr add {host(pod.ip)} dev eth0"]
-                if gateway:
-                    pod_cmds.append(f"route add default via {gateway} dev eth0 onlink")
-                elif family is ir.IPFamily.V6 and not bridge:
-                    pod_cmds.append(f"route add default via {UNNUMBERED_V6_HOP} dev eth0")
-                else:
-                    pod_cmds.append("route add default dev eth0")
-            values = self._forwarding()
-            if NodeContext(node, family, cluster.proxy, False).localhost_node_ports:
-                values["net/ipv4/conf/all/route_localnet"] = "1"  # as kube-proxy sets it
-            if cluster.proxy.tcp_liberal:
-                values["net/netfilter/nf_conntrack_tcp_be_liberal"] = "1"
-            sysctls[ns] |= values
-        for client in externals:
-            ns = self.clients[client.name]
-            per_ns[ns] += ["link set eth0 up", f"addr add {host(_external_ip(client))} dev eth0",
-                           f"route add default via {router} dev eth0 onlink"]
+                    cmds.append(f"addr add {host(gateway)} dev {iface}")
+                elif family is ir.IPFamily.V6:  # unnumbered: only a link-local next hop, as Calico's
+                    cmds.append(f"addr add {UNNUMBERED_V6_HOP}/64 dev {iface}")
+                else:  # unnumbered: the host side answers ARP for everything (Calico's proxy_arp)
+                    sysctls[ns][f"net/ipv4/conf/{iface}/proxy_arp"] = "1"
+                cmds.append(f"route add {host(pod.ip)} dev {iface}")
+            pod_cmds = per_ns[self.pods[pod.key]]
+            pod_cmds += ["link set eth0 up", f"addr add {host(pod.ip)} dev eth0"]
+            if gateway:
+                pod_cmds.append(f"route add default via {gateway} dev eth0 onlink")
+            elif family is ir.IPFamily.V6 and not bridge:
+                pod_cmds.append(f"route add default via {UNNUMBERED_V6_HOP} dev eth0")
+            else:
+                pod_cmds.append("route add default dev eth0")
+        values = self._forwarding()
+        if NodeContext(node, family, cluster.proxy, False).localhost_node_ports:
+            values["net/ipv4/conf/all/route_localnet"] = "1"  # as kube-proxy sets it
+        if cluster.proxy.tcp_liberal:
+            values["net/netfilter/nf_conntrack_tcp_be_liberal"] = "1"
+        sysctls[ns] |= values
 
+    def _configure(self, every: list[str], per_ns: dict[str, list[str]],
+                   sysctls: dict[str, dict[str, str]]) -> None:
+        """Run each namespace's ``ip`` commands, load the router's rules and write every namespace's sysctls."""
         for ns, cmds in per_ns.items():
             result = run([*self.ip_cmd(ns), "-batch", "-"], stdin="\n".join(cmds) + "\n", check=False)
             if result.returncode != 0:
@@ -477,13 +344,12 @@ class Lab:
                       # a global budget) would turn later tries into silent drops. Masks without the error types
                       # exempt them from both.
                       "net/ipv4/icmp_ratemask": "0"}
-            if family is ir.IPFamily.V6:  # ICMPv6 types 1 (unreachable) and 3 (time exceeded) exempt
+            if self.family is ir.IPFamily.V6:  # ICMPv6 types 1 (unreachable) and 3 (time exceeded) exempt
                 values["net/ipv6/icmp/ratelimit"] = "0"
                 if os.path.exists("/proc/sys/net/ipv6/icmp/ratemask"):  # newer kernels only
                     values["net/ipv6/icmp/ratemask"] = "0,2,4-127"
             values |= {f"net/ipv4/conf/{iface}/rp_filter": "0" for iface in self._ifaces(ns)}
             write_sysctls(ns, values | sysctls[ns])
-        self.timings["topology"] = time.monotonic() - start
 
     def _ifaces(self, ns: str, version: str = "ipv4") -> list[str]:
         return call_in_ns(ns, lambda: os.listdir(f"/proc/sys/net/{version}/conf"), timeout=10)

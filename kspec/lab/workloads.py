@@ -18,7 +18,8 @@ from typing import IO
 import kspec
 from kspec import ir
 from kspec.compiler.healthcheck import healthy_nodes, healthz, local_endpoint_counts
-from kspec.lab.topology import Lab, LabError, call_in_ns, tool_path
+from kspec.lab.netns import LabError, call_in_ns, tool_path
+from kspec.lab.topology import Lab
 from kspec.verifier.model.network import listening_ports
 
 READY_TIMEOUT = 15.0  # seconds for a server to bind its sockets

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from kspec.lab.topology import tool_path
+from kspec.lab.netns import tool_path
 from tests.conftest import REPO
 from tests.netns import _run, ensure_nfacct, iptables_restore, namespaces, own_prefix, throwaway_netns
 

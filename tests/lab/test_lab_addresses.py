@@ -7,7 +7,8 @@ import re
 import pytest
 
 from kspec import ir
-from kspec.lab.topology import Lab, run
+from kspec.lab.netns import run
+from kspec.lab.topology import Lab
 from kspec.verifier.model.network import local_routes
 from tests.verifier.test_kernel_faithful import scenario
 

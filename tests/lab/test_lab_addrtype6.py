@@ -12,7 +12,8 @@ import pytest
 
 from kspec import ir
 from kspec.grammar import parse_text
-from kspec.lab.topology import Lab, call_in_ns, in_ns
+from kspec.lab.netns import call_in_ns, in_ns
+from kspec.lab.topology import Lab
 from kspec.rules.iptables import ruleset as rs
 from kspec.rules.iptables.iptables_save import parse_iptables_save
 from kspec.verifier.model import matches

@@ -15,7 +15,8 @@ import pytest
 from kspec.families import as_ipv6
 from kspec.grammar import load
 from kspec.lab import run_lab
-from kspec.lab.topology import PREFIX, Lab, LabError, cleanup, lab_namespaces, run
+from kspec.lab.netns import PREFIX, LabError, cleanup, lab_namespaces, run
+from kspec.lab.topology import Lab
 from tests.netns import leftover_namespaces, root_ruleset
 
 pytestmark = pytest.mark.netns

@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 from kspec import ir
 from kspec.diagnostics import KspecError
 from kspec.lab import _client_end, _flush_conntrack, _steer, requirements
+from kspec.lab.netns import LabError, call_in_ns
 from kspec.lab.probe import send_batch
 from kspec.lab.report import ProbeResult
-from kspec.lab.topology import Lab, LabError, call_in_ns
+from kspec.lab.topology import Lab
 from kspec.rules.iptables.iptables_save import parse_iptables_save
 from kspec.verifier import node_models
 from kspec.verifier.engines.replay import ConcreteCluster
