@@ -257,3 +257,34 @@ def test_diff_as_sarif_meets_the_schema():
     location = results[0]["locations"][0]["physicalLocation"]
     assert location["artifactLocation"]["uri"].endswith("examples/diff/externalips-local.k")
     assert {len(r["codeFlows"][0]["threadFlows"]) for r in results} == {2}  # both sides' ways
+
+
+def _against_dump(spec: str, dump: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(["diff", str(REPO / "examples/diff" / spec), "--rules", str(REPO / "examples/diff" / dump),
+                 "--node", "node1"], out, io.StringIO())
+    return code, out.getvalue()
+
+
+def test_kubernetes_109826_drops_only_what_comes_from_the_second_lb_ip():
+    # Before the fix each LB IP's accept rules ended in KUBE-MARK-DROP: a packet from the second IP met the
+    # first IP's drop. Only the client sending from 192.0.2.20 sees a difference, to either LB IP.
+    code, text = _against_dump("lb-two-ips-source-range.k", "lb-two-ips-source-range.before-109826.rules")
+    heads = [line for line in text.splitlines() if line.startswith("difference ")]
+    assert code == 1 and heads and all(": via-second-ip -> LB " in head for head in heads), text
+    assert {head.split(" -> ")[1] for head in heads} == {"LB 192.0.2.10:80", "LB 192.0.2.20:80"}
+    assert "lb-two-ips-source-range.k: DELIVERED to default/web on node2" in text
+    assert "before-109826.rules: DROPPED: drop in filter OUTPUT on node1" in text
+    assert "-j KUBE-MARK-DROP" in text and "kubernetes firewall for dropping marked packets" in text  # its trace
+
+
+def test_kubernetes_110289_takes_the_lb_ip_from_pods_outside_the_ranges():
+    # 1.24 marked the packet for a drop that only INPUT and OUTPUT carried out: a pod's packet was forwarded
+    # to the load balancer itself. From 1.25 KUBE-PROXY-FIREWALL drops it in FORWARD.
+    code, text = _against_dump("lb-source-range-pods.k", "lb-source-range-pods.before-110289.rules")
+    heads = [line for line in text.splitlines() if line.startswith("difference ")]
+    assert code == 1 and any(": shop -> LB 192.0.2.10:80" in head for head in heads), text
+    assert not any("a process on node1" in head for head in heads)  # OUTPUT dropped the marked packet then too
+    assert "lb-source-range-pods.k: DROPPED: drop in filter FORWARD on node1" in text
+    assert "before-110289.rules: NO ROUTE: 192.0.2.10 leaves the cluster" in text
+    assert "KUBE-PROXY-FIREWALL" in text and "-j KUBE-MARK-DROP" in text  # both traces
